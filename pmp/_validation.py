@@ -1,0 +1,64 @@
+"""Argument checks shared by the public API: each error names the parameter, what was
+expected and what was given."""
+import difflib
+import math
+import numbers
+
+import numpy as np
+
+
+def lookup(registry, name, what):
+    """Return ``registry[name]``; a wrong name lists the valid ones (and the nearest)."""
+    if isinstance(name, str) and name in registry:
+        return registry[name]
+    valid = ", ".join(sorted(registry))
+    near = difflib.get_close_matches(str(name), list(registry), n=1)
+    hint = f" (did you mean {near[0]!r}?)" if near else ""
+    raise ValueError(f"unknown {what} {name!r}{hint}; expected one of: {valid}")
+
+
+def real(value, name, *, low=None, high=None, low_open=False, allow_inf=False):
+    """A finite float within bounds."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
+    value = float(value)
+    if math.isnan(value) or (math.isinf(value) and not allow_inf):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if low is not None and (value < low or (low_open and value == low)):
+        op = ">" if low_open else ">="
+        raise ValueError(f"{name} must be {op} {low}, got {value}")
+    if high is not None and value > high:
+        raise ValueError(f"{name} must be <= {high}, got {value}")
+    return value
+
+
+def integer(value, name, *, low=None):
+    """An int (not bool) >= low."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    value = int(value)
+    if low is not None and value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value}")
+    return value
+
+
+def finite_array(value, name, *, ndim=None, dtype=np.float64):
+    """A finite, C-contiguous array of ``dtype`` with the given number of dimensions."""
+    try:
+        arr = np.asarray(value)
+    except Exception as err:  # ragged lists and the like
+        raise TypeError(f"{name} must be array-like: {err}") from None
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    arr = np.ascontiguousarray(arr, dtype=dtype)
+    if ndim is not None and arr.ndim not in np.atleast_1d(ndim):
+        raise ValueError(f"{name} must be {ndim}-dimensional, got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        bad = np.argwhere(~np.isfinite(arr))[0]
+        raise ValueError(f"{name} must be finite, got {arr[tuple(bad)]} at index {tuple(bad)}")
+    return arr
+
+
+def check_shape(arr, shape, name):
+    if arr.shape != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {arr.shape}")

@@ -1,0 +1,77 @@
+"""Activation functions sigma: names, parameters, and NumPy evaluation for users.
+
+The kernels evaluate them by integer code (``pmp._kernels.activations``); this module is the
+public registry. ``sigma'`` at a kink takes the convention of THEORY.md: relu'(0) = 0,
+leaky_relu'(0) = slope.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._kernels import activations as _k
+from ._validation import lookup, real
+
+_CODES = {
+    "tanh": _k.TANH,
+    "relu": _k.RELU,
+    "leaky_relu": _k.LEAKY_RELU,
+    "sigmoid": _k.SIGMOID,
+    "softplus": _k.SOFTPLUS,
+    "gelu": _k.GELU,
+    "identity": _k.IDENTITY,
+}
+NAMES = tuple(sorted(_CODES))
+# positively 1-homogeneous: sigma(c z) = c sigma(z) for c > 0 (THEORY.md section 6)
+HOMOGENEOUS = frozenset({"relu", "leaky_relu", "identity"})
+PIECEWISE_LINEAR = HOMOGENEOUS
+
+
+@dataclass(frozen=True)
+class Activation:
+    """An activation function.
+
+    Parameters
+    ----------
+    name : str
+        One of :data:`NAMES`.
+    slope : float
+        Negative-side slope of "leaky_relu" (ignored by the others).
+    """
+
+    name: str = "tanh"
+    slope: float = 0.1
+
+    def __post_init__(self):
+        lookup(_CODES, self.name, "activation")
+        real(self.slope, "slope", low=0.0)
+
+    @property
+    def code(self):
+        return _CODES[self.name]
+
+    @property
+    def param(self):
+        return float(self.slope)
+
+    @property
+    def homogeneous(self):
+        return self.name in HOMOGENEOUS
+
+    def __call__(self, z):
+        """sigma(z) for an array of any shape."""
+        return self.value_and_slope(z)[0]
+
+    def value_and_slope(self, z):
+        """(sigma(z), sigma'(z)) for an array of any shape (NumPy, not jitted)."""
+        z = np.asarray(z, dtype=np.float64)
+        flat = np.ascontiguousarray(z.reshape(1, -1))
+        s, ds = np.empty_like(flat), np.empty_like(flat)
+        _k.activate_with_slope(self.code, self.param, flat, s, ds)
+        return s.reshape(z.shape), ds.reshape(z.shape)
+
+
+def get(activation, slope=0.1):
+    """An :class:`Activation` from a name or an instance."""
+    if isinstance(activation, Activation):
+        return activation
+    return Activation(activation, slope)

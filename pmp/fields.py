@@ -1,0 +1,290 @@
+"""Vector fields f(x, u) of the residual network ``x_{k+1} = x_k + h f(x_k, u_k)``.
+
+=============  ================================  =====================================
+name           f(x, u)                           controls (first axis: step k)
+=============  ================================  =====================================
+"outer"        W sigma(x) + b                    W (K, d, d), b (K, d)
+"inner"        sigma(W x + b)                    W (K, d, d), b (K, d)
+"diagonal"     diag(w) sigma(x)                  w (K, d)
+"features"     A phi(Omega x + beta)             A (K, d, width); Omega, beta fixed
+"perceptron"   V sigma(W x + c)                  V (K, d, width), W (K, width, d), c (K, width)
+=============  ================================  =====================================
+
+"outer", "diagonal" and "features" are linear in the control (THEORY.md section 8):
+``f(x, U) = U psi(x)``. "features" draws ``Omega`` and ``beta`` once from a seed (Barboni,
+Peyre, Vialard): random Fourier features ``phi = sqrt(2/width) cos`` with
+``Omega ~ N(0, 1/bandwidth^2)``, ``beta ~ U[0, 2 pi)``, or random ReLU features
+``phi = sqrt(2/width) max(., 0)`` with ``Omega ~ N(0, 1/d)``, ``beta ~ N(0, 1)``.
+
+A field is one small class: its control shapes and two kernel calls. Add one by subclassing
+:class:`Field` and registering it in :data:`FIELDS`.
+"""
+import math
+
+import numpy as np
+
+from ._kernels import activations as _act
+from ._kernels import sweeps as _sw
+from ._validation import integer, lookup, real
+
+
+class Field:
+    """Base class of the vector fields.
+
+    Subclasses define ``name``, ``control_names``, ``linear_in_control``,
+    :meth:`step_shapes` and the two kernel calls :meth:`forward` and :meth:`backward`.
+    """
+
+    name = ""
+    control_names = ()
+    linear_in_control = False
+
+    def __init__(self, dim, activation):
+        self.dim = dim
+        self.activation = activation
+
+    def step_shapes(self):
+        """dict name -> shape of one step's control (without the step axis)."""
+        raise NotImplementedError
+
+    @property
+    def homogeneous(self):
+        """True when ``f(x, c u) = c f(x, u)`` for ``c > 0`` (THEORY.md section 6)."""
+        return False
+
+    def fan_in(self, name):
+        """Number of inputs one entry of control ``name`` multiplies (for initialisation)."""
+        shape = self.step_shapes()[name]
+        return shape[-1] if len(shape) == 2 else 1
+
+    def forward(self, xs, controls, h):
+        """Fill ``xs[1:]`` from ``xs[0]``; xs (K + 1, N, d)."""
+        raise NotImplementedError
+
+    def backward(self, xs, ps, controls, h, readout, grads, gP):
+        """Fill ``ps`` and ``grads`` (dict, Hamiltonian part); return Phi(X_K)."""
+        raise NotImplementedError
+
+    def __repr__(self):
+        return f"{type(self).__name__}(dim={self.dim}, activation={self.activation.name!r})"
+
+
+def _scratch(xs, *cols):
+    """Work arrays of shape (N, c) in the dtype of the states."""
+    return [np.empty((xs.shape[1], c), dtype=xs.dtype) for c in cols]
+
+
+def _readout_scratch(xs, readout):
+    m = readout[2].shape[0]
+    return _scratch(xs, m, m)
+
+
+class Outer(Field):
+    """``f(x, u) = W sigma(x) + b`` (nODE2 of Esteve et al.)."""
+
+    name = "outer"
+    control_names = ("W", "b")
+    linear_in_control = True
+
+    def step_shapes(self):
+        d = self.dim
+        return {"W": (d, d), "b": (d,)}
+
+    @property
+    def homogeneous(self):
+        return True
+
+    def forward(self, xs, controls, h):
+        a = self.activation
+        (s,) = _scratch(xs, self.dim)
+        zero = np.zeros(self.dim, dtype=xs.dtype)
+        _sw.outer_forward(xs, controls["W"], controls["b"], h, a.code, a.param, s, zero)
+
+    def backward(self, xs, ps, controls, h, readout, grads, gP):
+        a = self.activation
+        d = self.dim
+        return _sw.outer_backward(
+            xs, ps, controls["W"], controls["b"], h, a.code, a.param, readout,
+            grads["W"], grads["b"], gP, *_scratch(xs, d, d, d), *_readout_scratch(xs, readout),
+        )
+
+
+class Inner(Outer):
+    """``f(x, u) = sigma(W x + b)`` (nODE of Esteve et al.)."""
+
+    name = "inner"
+    linear_in_control = False
+
+    @property
+    def homogeneous(self):
+        return self.activation.homogeneous
+
+    def forward(self, xs, controls, h):
+        a = self.activation
+        (s,) = _scratch(xs, self.dim)
+        zero = np.zeros(self.dim, dtype=xs.dtype)
+        _sw.inner_forward(xs, controls["W"], controls["b"], h, a.code, a.param, s, zero)
+
+    def backward(self, xs, ps, controls, h, readout, grads, gP):
+        a = self.activation
+        d = self.dim
+        return _sw.inner_backward(
+            xs, ps, controls["W"], controls["b"], h, a.code, a.param, readout,
+            grads["W"], grads["b"], gP, *_scratch(xs, d, d, d), *_readout_scratch(xs, readout),
+        )
+
+
+class Diagonal(Field):
+    """``f(x, u) = diag(w) sigma(x)`` (the controllability example of Esteve et al.)."""
+
+    name = "diagonal"
+    control_names = ("w",)
+    linear_in_control = True
+
+    def step_shapes(self):
+        return {"w": (self.dim,)}
+
+    @property
+    def homogeneous(self):
+        return True
+
+    def forward(self, xs, controls, h):
+        a = self.activation
+        (s,) = _scratch(xs, self.dim)
+        zero = np.zeros(self.dim, dtype=xs.dtype)
+        _sw.diagonal_forward(xs, controls["w"], h, a.code, a.param, s, zero)
+
+    def backward(self, xs, ps, controls, h, readout, grads, gP):
+        a = self.activation
+        return _sw.diagonal_backward(
+            xs, ps, controls["w"], h, a.code, a.param, readout, grads["w"], gP,
+            *_scratch(xs, self.dim, self.dim), *_readout_scratch(xs, readout),
+        )
+
+
+FEATURE_MAPS = ("fourier", "relu")
+
+
+class Features(Field):
+    """``f(x, u) = A phi(Omega x + beta)`` over fixed random features (Barboni et al.).
+
+    Parameters
+    ----------
+    dim : int
+    activation : Activation
+        Unused by the dynamics (the feature map is ``features``); kept for a uniform API.
+    width : int
+        Number of features ``q``.
+    features : {"fourier", "relu"}
+    bandwidth : float
+        Length scale of the Fourier features: ``Omega ~ N(0, 1/bandwidth^2)``.
+    seed : int
+        Seed of ``Omega`` and ``beta``.
+    """
+
+    name = "features"
+    control_names = ("A",)
+    linear_in_control = True
+
+    def __init__(self, dim, activation, width, features="fourier", bandwidth=1.0, seed=0):
+        super().__init__(dim, activation)
+        self.width = integer(width, "width", low=1)
+        self.features = lookup({f: f for f in FEATURE_MAPS}, features, "feature map")
+        self.bandwidth = real(bandwidth, "bandwidth", low=0.0, low_open=True)
+        self.seed = seed
+        rng = np.random.default_rng(seed)
+        if features == "fourier":
+            self.omega = rng.normal(0.0, 1.0 / bandwidth, size=(width, dim))
+            self.beta = rng.uniform(0.0, 2.0 * math.pi, size=width)
+            self.feature_code = _act.COS
+        else:
+            self.omega = rng.normal(0.0, 1.0 / math.sqrt(dim), size=(width, dim))
+            self.beta = rng.normal(0.0, 1.0, size=width)
+            self.feature_code = _act.SCALED_RELU
+        self.amplitude = math.sqrt(2.0 / width)
+
+    def step_shapes(self):
+        return {"A": (self.dim, self.width)}
+
+    @property
+    def homogeneous(self):
+        return True
+
+    def _fixed(self, xs):
+        return self.omega.astype(xs.dtype), self.beta.astype(xs.dtype)
+
+    def forward(self, xs, controls, h):
+        (phi,) = _scratch(xs, self.width)
+        zero = np.zeros(self.dim, dtype=xs.dtype)
+        _sw.features_forward(
+            xs, controls["A"], *self._fixed(xs), h, self.feature_code, self.amplitude, phi, zero
+        )
+
+    def backward(self, xs, ps, controls, h, readout, grads, gP):
+        q = self.width
+        return _sw.features_backward(
+            xs, ps, controls["A"], *self._fixed(xs), h, self.feature_code, self.amplitude,
+            readout, grads["A"], gP, *_scratch(xs, q, q, q, self.dim),
+            *_readout_scratch(xs, readout),
+        )
+
+    def __repr__(self):
+        return (f"Features(dim={self.dim}, width={self.width}, features={self.features!r}, "
+                f"seed={self.seed})")
+
+
+class Perceptron(Field):
+    """``f(x, u) = V sigma(W x + c)``: a two-layer residual block (Marion et al.)."""
+
+    name = "perceptron"
+    control_names = ("V", "W", "c")
+
+    def __init__(self, dim, activation, width):
+        super().__init__(dim, activation)
+        self.width = integer(width, "width", low=1)
+
+    def step_shapes(self):
+        d, m = self.dim, self.width
+        return {"V": (d, m), "W": (m, d), "c": (m,)}
+
+    def forward(self, xs, controls, h):
+        a = self.activation
+        (s,) = _scratch(xs, self.width)
+        zero = np.zeros(self.dim, dtype=xs.dtype)
+        _sw.perceptron_forward(
+            xs, controls["V"], controls["W"], controls["c"], h, a.code, a.param, s, zero
+        )
+
+    def backward(self, xs, ps, controls, h, readout, grads, gP):
+        a = self.activation
+        m = self.width
+        return _sw.perceptron_backward(
+            xs, ps, controls["V"], controls["W"], controls["c"], h, a.code, a.param, readout,
+            grads["V"], grads["W"], grads["c"], gP, *_scratch(xs, m, m, m, self.dim),
+            *_readout_scratch(xs, readout),
+        )
+
+    def __repr__(self):
+        return (f"Perceptron(dim={self.dim}, width={self.width}, "
+                f"activation={self.activation.name!r})")
+
+
+FIELDS = {cls.name: cls for cls in (Outer, Inner, Diagonal, Features, Perceptron)}
+NAMES = tuple(sorted(FIELDS))
+
+
+def make_field(field, dim, activation, *, width=None, features="fourier", bandwidth=1.0,
+               seed=0):
+    """A :class:`Field` from a name, a class or an instance."""
+    if isinstance(field, Field):
+        return field
+    cls = field if isinstance(field, type) and issubclass(field, Field) else None
+    if cls is None:
+        cls = lookup(FIELDS, field, "field")
+    if cls in (Features, Perceptron):
+        if width is None:
+            raise ValueError(f"width must be given for field {cls.name!r} (an int >= 1), got None")
+        if cls is Features:
+            return cls(dim, activation, width, features=features, bandwidth=bandwidth, seed=seed)
+        return cls(dim, activation, width)
+    return cls(dim, activation)

@@ -1,0 +1,182 @@
+"""Forward and backward sweeps, the exact gradient and the cost of the discrete problem.
+
+Conventions (THEORY.md section 3): the costate is minus the derivative of the cost,
+``p_k = -dJ/dX_k``, with ``p_K = -terminal grad Phi(X_K)``; the gradient of J with respect
+to the control at step k is ``-grad_u H_k(X_k, p_{k+1}, u_k)`` plus the regulariser's. The
+Riesz (L^2(0, T)) gradient is that divided by h (:func:`riesz_gradient`).
+"""
+import numpy as np
+
+from ._kernels import readout as _ro
+from ._kernels import sweeps as _sw
+
+
+def _prepare(problem, controls, validate):
+    return problem.validate_controls(controls) if validate else controls
+
+
+def _P(problem, controls):
+    return controls["P"] if problem.trainable_readout else problem.P
+
+
+def forward(problem, controls, *, validate=True):
+    """States over the whole grid.
+
+    Parameters
+    ----------
+    problem : Problem
+    controls : dict
+        name -> array of shape ``problem.control_shapes[name]``.
+
+    Returns
+    -------
+    xs : ndarray, shape (n_steps + 1, n_samples, dim)
+        ``xs[k]`` = states at ``t_k``; ``xs[0] = problem.x``.
+    """
+    controls = _prepare(problem, controls, validate)
+    xs = np.empty((problem.n_steps + 1, problem.n_samples, problem.dim), dtype=problem.dtype)
+    xs[0] = problem.x
+    problem.field.forward(xs, controls, problem.h)
+    return xs
+
+
+def _backward(problem, controls, xs):
+    """Costates, full gradient dict and (Phi(X_K), sum_{k<K} Phi(X_k))."""
+    grads = {n: np.empty(problem.control_shapes[n], dtype=problem.dtype)
+             for n in problem.control_names}
+    P = _P(problem, controls)
+    gP = np.zeros((P.shape[0] if problem.trainable_readout else 0, problem.dim),
+                  dtype=problem.dtype)
+    ps = np.empty_like(xs)
+    phi, run = problem.field.backward(xs, ps, controls, problem.h, problem.readout_with(P),
+                                      grads, gP)
+    problem.reg.add_grad(controls, problem.control_names, problem.h, grads)
+    if problem.trainable_readout:
+        grads["P"] = gP
+    for name, mask in problem.frozen.items():
+        grads[name][mask] = 0.0
+    return ps, grads, (phi, run)
+
+
+def backward(problem, controls, states=None, *, validate=True):
+    """Costates over the whole grid.
+
+    Parameters
+    ----------
+    problem : Problem
+    controls : dict
+    states : ndarray, shape (n_steps + 1, n_samples, dim), optional
+        Output of :func:`forward` for these controls (computed when omitted).
+
+    Returns
+    -------
+    ps : ndarray, shape (n_steps + 1, n_samples, dim)
+        ``p_K = -terminal grad Phi(X_K)``, ``p_k = grad_X H_k(X_k, p_{k+1}, u_k)``. The
+        batch costate: it carries the 1/N of Phi.
+    """
+    controls = _prepare(problem, controls, validate)
+    if states is None:
+        states = forward(problem, controls, validate=False)
+    elif states.shape != (problem.n_steps + 1, problem.n_samples, problem.dim):
+        raise ValueError(f"states must have shape "
+                         f"{(problem.n_steps + 1, problem.n_samples, problem.dim)}, "
+                         f"got {states.shape}")
+    states = np.ascontiguousarray(states, dtype=problem.dtype)
+    return _backward(problem, controls, states)[0]
+
+
+def _total(problem, controls, phi, run):
+    reg = problem.reg.value(controls, problem.control_names, problem.h)
+    terminal = problem.terminal * phi
+    running = problem.h * problem.running * run
+    return {"total": terminal + running + reg, "terminal": terminal, "running": running,
+            "regularization": reg, "loss": phi}
+
+
+def evaluate(problem, controls, *, validate=True):
+    """Cost parts, gradient, states and costates in one forward and one backward sweep.
+
+    Returns
+    -------
+    parts : dict
+        See :func:`cost`.
+    grads : dict
+        name -> dJ/du (same shapes as the controls).
+    xs, ps : ndarray, shape (n_steps + 1, n_samples, dim)
+    """
+    controls = _prepare(problem, controls, validate)
+    xs = forward(problem, controls, validate=False)
+    ps, grads, (phi, run) = _backward(problem, controls, xs)
+    return _total(problem, controls, phi, run), grads, xs, ps
+
+
+def value_and_grad(problem, controls, *, validate=True):
+    """The discrete cost J and its exact gradient.
+
+    Returns
+    -------
+    J : float
+    grads : dict
+        name -> ``dJ/du`` with the shapes of the controls (for l1 regularisers, the gradient
+        of the smooth part only; frozen entries are zero).
+    """
+    parts, grads, _, _ = evaluate(problem, controls, validate=validate)
+    return parts["total"], grads
+
+
+def losses_along(problem, states):
+    """Training error ``Phi(X_k)`` at every step; ``states`` (K + 1, N, d) -> (K + 1,)."""
+    return losses_with(problem, states, problem.P)
+
+
+def losses_with(problem, states, P):
+    out = np.empty(states.shape[0])
+    z = np.empty((states.shape[1], P.shape[0]), dtype=states.dtype)
+    _ro.losses_along(problem.loss_code, problem.p, states, P, problem.y_kernel, out, z)
+    return out
+
+
+def cost(problem, controls, *, validate=True):
+    """The parts of the discrete cost (one forward sweep).
+
+    Returns
+    -------
+    dict
+        "terminal" ``terminal * Phi(X_K)``, "running" ``h running sum_{k<K} Phi(X_k)``,
+        "regularization" ``h sum_k R(u_k)`` (+ the H^1 term), "total" their sum, and
+        "loss" the training error ``Phi(X_K)``.
+    """
+    controls = _prepare(problem, controls, validate)
+    xs = forward(problem, controls, validate=False)
+    P = _P(problem, controls)
+    if problem.running != 0.0:
+        phis = losses_with(problem, xs, P)
+        phi, run = phis[-1], float(np.sum(phis[:-1]))
+    else:
+        phi, run = losses_with(problem, xs[-1:], P)[0], 0.0
+    return _total(problem, controls, float(phi), run)
+
+
+def hamiltonian(problem, controls, states, costates):
+    """Per-step Hamiltonian ``H_k(X_k, p_{k+1}, u_k)``, shape (n_steps,)."""
+    controls = problem.validate_controls(controls)
+    phis = (losses_with(problem, states, _P(problem, controls)) if problem.running != 0.0
+            else np.zeros(states.shape[0]))
+    reg_values = problem.reg.step_values(controls, problem.control_names)
+    return _sw.hamiltonians(states, costates, phis, np.asarray(reg_values, float), problem.h,
+                            problem.running)
+
+
+def riesz_gradient(problem, grads):
+    """The L^2(0, T) (Riesz) gradient: ``dJ/du_k / h`` (a trainable P is left as is)."""
+    return {n: g / problem.riesz_weight(n) for n, g in grads.items()}
+
+
+def grad_norm(problem, riesz):
+    """``max_k |g_k|`` over the steps (all arrays of a step together), and ``|g_P|``."""
+    step = np.sqrt(sum(np.sum(riesz[n].reshape(problem.n_steps, -1) ** 2, axis=1)
+                       for n in problem.control_names))
+    norm = float(np.max(step))
+    if "P" in riesz:
+        norm = max(norm, float(np.linalg.norm(riesz["P"])))
+    return norm
