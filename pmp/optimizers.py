@@ -1,0 +1,343 @@
+"""Gradient-family optimisers on the exact discrete gradient (THEORY.md section 9).
+
+Every method works in the L^2(0, T) metric: it is given the Riesz gradient
+``g_k = (dJ/du_k) / h``, whose size does not depend on h, so step sizes carry over between
+grids. A method is a class with its options as keyword arguments and a generator
+:meth:`Method.run` that yields one :class:`Point` per iteration (iteration 0 is the
+starting point); the trainer (:mod:`pmp.trainer`) decides when to stop.
+
+=============  =====================================================================
+"gd"           ``u <- u - lr g``
+"heavy_ball"   ``u <- u - lr g + momentum (u - u_prev)`` (Polyak)
+"nesterov"     gradient at the look-ahead point; the iterates reported are the
+               look-ahead points ``u + momentum v`` (Bengio et al.'s equivalent form)
+"adam"         Adam with bias correction
+"lbfgs"        limited-memory BFGS with scipy's strong-Wolfe line search
+               (``scipy.optimize.line_search``) on the Riesz-scaled controls
+               ``sqrt(h) u``; full batch only
+"proximal"     FISTA with adaptive restart and the proximal map of the regulariser
+               (l1 with a bound: soft-threshold then clip, THEORY.md 4b); backtracking
+               on the Lipschitz constant unless ``lr`` is given
+=============  =====================================================================
+"""
+import inspect
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import line_search
+
+from ._validation import integer, lookup, real
+
+
+@dataclass
+class Point:
+    """One iterate: controls, cost parts, Riesz gradient and the step that led there."""
+
+    controls: dict
+    parts: dict
+    riesz: dict | None  # None where only the cost was evaluated
+    grad_norm: float
+    step_size: float = float("nan")
+
+
+def _axpy(a, x, y):
+    """``a x + y`` for dicts of arrays."""
+    return {n: a * x[n] + y[n] for n in y}
+
+
+def _lincomb(*terms):
+    """sum of ``coef * dict`` terms."""
+    out = {}
+    for coef, d in terms:
+        for n, v in d.items():
+            out[n] = out[n] + coef * v if n in out else coef * v
+    return out
+
+
+class Method:
+    """Base class. Subclasses set ``name``, accept their options in ``__init__`` and implement
+    :meth:`run`.
+
+    Parameters of :meth:`run`
+    -------------------------
+    oracle : pmp.trainer.Oracle
+        ``oracle.evaluate(u, step_size) -> Point`` (cost parts and Riesz gradient on the
+        current batch), ``oracle.value(u) -> parts``, ``oracle.norm(riesz)``,
+        ``oracle.stall(message)`` and ``oracle.problem``.
+    u : dict
+        Starting controls.
+    """
+
+    name = ""
+    needs_smooth = True
+    full_batch_only = False
+
+    def run(self, oracle, u):
+        raise NotImplementedError
+
+    def __repr__(self):
+        opts = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        return f"{type(self).__name__}({opts})"
+
+
+class GradientDescent(Method):
+    name = "gd"
+
+    def __init__(self, lr=0.1):
+        self.lr = real(lr, "lr", low=0.0, low_open=True)
+
+    def run(self, oracle, u):
+        point = oracle.evaluate(u)
+        while True:
+            yield point
+            point = oracle.evaluate(_axpy(-self.lr, point.riesz, point.controls), self.lr)
+
+
+class HeavyBall(Method):
+    name = "heavy_ball"
+
+    def __init__(self, lr=0.1, momentum=0.9):
+        self.lr = real(lr, "lr", low=0.0, low_open=True)
+        self.momentum = real(momentum, "momentum", low=0.0, high=1.0)
+
+    def run(self, oracle, u):
+        point, previous = oracle.evaluate(u), u
+        while True:
+            yield point
+            u = point.controls
+            new = _lincomb((1.0, u), (-self.lr, point.riesz), (self.momentum, u),
+                           (-self.momentum, previous))
+            previous, point = u, oracle.evaluate(new, self.lr)
+
+
+class Nesterov(Method):
+    name = "nesterov"
+
+    def __init__(self, lr=0.1, momentum=0.9):
+        self.lr = real(lr, "lr", low=0.0, low_open=True)
+        self.momentum = real(momentum, "momentum", low=0.0, high=1.0)
+
+    def run(self, oracle, u):
+        point = oracle.evaluate(u)  # the look-ahead point y = u + momentum v, with v = 0
+        velocity = {n: np.zeros_like(a) for n, a in u.items()}
+        while True:
+            yield point
+            g = point.riesz
+            velocity = _lincomb((self.momentum, velocity), (-self.lr, g))
+            y = _lincomb((1.0, point.controls), (self.momentum, velocity), (-self.lr, g))
+            point = oracle.evaluate(y, self.lr)
+
+
+class Adam(Method):
+    name = "adam"
+
+    def __init__(self, lr=1e-2, beta1=0.9, beta2=0.999, eps=1e-8):
+        self.lr = real(lr, "lr", low=0.0, low_open=True)
+        self.beta1 = real(beta1, "beta1", low=0.0, high=1.0)
+        self.beta2 = real(beta2, "beta2", low=0.0, high=1.0)
+        self.eps = real(eps, "eps", low=0.0, low_open=True)
+
+    def run(self, oracle, u):
+        point = oracle.evaluate(u)
+        m = {n: np.zeros_like(a) for n, a in u.items()}
+        v = {n: np.zeros_like(a) for n, a in u.items()}
+        t = 0
+        while True:
+            yield point
+            t += 1
+            g = point.riesz
+            m = _lincomb((self.beta1, m), (1.0 - self.beta1, g))
+            v = {n: self.beta2 * v[n] + (1.0 - self.beta2) * g[n] ** 2 for n in v}
+            c1, c2 = 1.0 - self.beta1**t, 1.0 - self.beta2**t
+            new = {n: a - self.lr * (m[n] / c1) / (np.sqrt(v[n] / c2) + self.eps)
+                   for n, a in point.controls.items()}
+            point = oracle.evaluate(new, self.lr)
+
+
+class LBFGS(Method):
+    """L-BFGS (two-loop recursion) with scipy's strong-Wolfe line search.
+
+    Works on ``v = sqrt(w) u`` (``w = h`` per step, 1 for a trainable readout), where the
+    Euclidean metric is the L^2(0, T) metric: iterates do not depend on the grid's scale.
+    """
+
+    name = "lbfgs"
+    full_batch_only = True
+
+    def __init__(self, memory=10, c1=1e-4, c2=0.9, max_line_search=40):
+        self.memory = integer(memory, "memory", low=1)
+        self.c1 = real(c1, "c1", low=0.0, low_open=True, high=1.0)
+        self.c2 = real(c2, "c2", low=self.c1, high=1.0)
+        self.max_line_search = integer(max_line_search, "max_line_search", low=1)
+
+    def run(self, oracle, u):
+        problem = oracle.problem
+        names = list(u)
+        shapes = {n: u[n].shape for n in names}
+        sqrt_w = np.concatenate([np.full(u[n].size, np.sqrt(problem.riesz_weight(n)))
+                                 for n in names])
+        sizes = np.cumsum([0] + [u[n].size for n in names])
+
+        def unpack(v):
+            flat = v / sqrt_w
+            return {n: flat[sizes[i]:sizes[i + 1]].reshape(shapes[n]).astype(problem.dtype)
+                    for i, n in enumerate(names)}
+
+        def pack_grad(point):  # dJ/dv = sqrt(w) * riesz gradient
+            return sqrt_w * np.concatenate([point.riesz[n].ravel() for n in names])
+
+        cache = {}
+
+        def evaluate(v):
+            key = v.tobytes()
+            if key not in cache:
+                cache.clear()
+                cache[key] = oracle.evaluate(unpack(v))
+            return cache[key]
+
+        v = sqrt_w * np.concatenate([u[n].ravel() for n in names]).astype(np.float64)
+        point = evaluate(v)
+        g = pack_grad(point)
+        s_hist, y_hist = [], []
+        old_f = None
+        while True:
+            yield point
+            direction = -self._two_loop(g, s_hist, y_hist)
+            if not g @ direction < 0:  # not a descent direction: restart from steepest descent
+                s_hist, y_hist, direction = [], [], -g
+            f = point.parts["total"]
+            alpha, *_ = line_search(lambda z: evaluate(z).parts["total"],
+                                    lambda z: pack_grad(evaluate(z)), v, direction, g, f,
+                                    old_f, c1=self.c1, c2=self.c2,
+                                    maxiter=self.max_line_search)
+            if alpha is None and s_hist:  # retry once along steepest descent
+                s_hist, y_hist, direction = [], [], -g
+                alpha, *_ = line_search(lambda z: evaluate(z).parts["total"],
+                                        lambda z: pack_grad(evaluate(z)), v, direction, g,
+                                        f, None, c1=self.c1, c2=self.c2,
+                                        maxiter=self.max_line_search)
+            if alpha is None:
+                oracle.stall("the line search found no step satisfying the Wolfe conditions "
+                             "(the cost is flat to rounding along the search direction)")
+                return
+            v_new = v + alpha * direction
+            new_point = evaluate(v_new)
+            g_new = pack_grad(new_point)
+            s, y = v_new - v, g_new - g
+            if s @ y > 1e-12 * np.sqrt((s @ s) * (y @ y)):  # keep the curvature pair
+                s_hist.append(s)
+                y_hist.append(y)
+                if len(s_hist) > self.memory:
+                    s_hist.pop(0)
+                    y_hist.pop(0)
+            old_f, v, g = f, v_new, g_new
+            new_point.step_size = float(alpha * np.linalg.norm(direction))
+            point = new_point
+
+    @staticmethod
+    def _two_loop(g, s_hist, y_hist):
+        q = g.copy()
+        alphas = []
+        for s, y in zip(reversed(s_hist), reversed(y_hist)):
+            a = (s @ q) / (y @ s)
+            alphas.append(a)
+            q -= a * y
+        if s_hist:
+            q *= (s_hist[-1] @ y_hist[-1]) / (y_hist[-1] @ y_hist[-1])
+        for (s, y), a in zip(zip(s_hist, y_hist), reversed(alphas)):
+            q += (a - (y @ q) / (y @ s)) * s
+        return q
+
+
+class Proximal(Method):
+    """FISTA (Beck & Teboulle) with the regulariser's proximal map and adaptive restart.
+
+    The smooth part is ``J - h sum_k R(u_k)`` for l1 regularisers and all of J otherwise.
+    With ``lr=None`` the step ``1/L`` is found by backtracking (``L`` doubles until the
+    quadratic upper bound holds, and is tried 1.5x smaller at the next iteration); a given
+    ``lr`` is used as a fixed step (needed for mini-batches).
+    """
+
+    name = "proximal"
+    needs_smooth = False
+
+    def __init__(self, lr=None, lipschitz=1.0, restart=True):
+        self.lr = None if lr is None else real(lr, "lr", low=0.0, low_open=True)
+        self.lipschitz = real(lipschitz, "lipschitz", low=0.0, low_open=True)
+        self.restart = bool(restart)
+
+    def run(self, oracle, u):
+        problem = oracle.problem
+        reg, names = problem.reg, problem.control_names
+
+        def smooth(parts):
+            return parts["total"] - (0.0 if reg.smooth else parts["regularization"])
+
+        def prox_step(y, g, step):
+            out = reg.prox(_axpy(-step, g, y), names, step)
+            for name, mask in problem.frozen.items():
+                out[name] = np.where(mask, y[name], out[name])
+            return out
+
+        def inner(a, b):  # the L^2(0, T) inner product
+            return sum(problem.riesz_weight(n) * float(np.vdot(a[n], b[n])) for n in a)
+
+        def mapping_norm(y, new, step):  # size of the gradient mapping (y - new) / step
+            return oracle.norm({n: (y[n] - new[n]) / step for n in y})
+
+        L = 1.0 / self.lr if self.lr is not None else self.lipschitz
+        x_point = oracle.evaluate(u)
+        x_point.grad_norm = mapping_norm(u, prox_step(u, x_point.riesz, 1.0 / L), 1.0 / L)
+        y_point, t = x_point, 1.0
+        while True:
+            yield x_point
+            y, g, f_y = y_point.controls, y_point.riesz, smooth(y_point.parts)
+            while True:
+                step = 1.0 / L
+                new = prox_step(y, g, step)
+                parts = oracle.value(new)
+                if self.lr is not None or not np.isfinite(parts["total"]):
+                    break
+                diff = {n: new[n] - y[n] for n in y}
+                bound = f_y + inner(g, diff) + 0.5 * L * inner(diff, diff)
+                if smooth(parts) <= bound + 1e-12 * abs(bound):
+                    break
+                L *= 2.0
+            gnorm = mapping_norm(y, new, step)
+            if self.restart and parts["total"] > x_point.parts["total"]:
+                # adaptive restart: reject the step, drop the momentum, retry from x
+                t = 1.0
+                y_point = x_point if x_point.riesz is not None else oracle.evaluate(
+                    x_point.controls)
+                x_point = Point(y_point.controls, y_point.parts, y_point.riesz, gnorm, step)
+            else:
+                t_next = 0.5 * (1.0 + np.sqrt(1.0 + 4.0 * t * t))
+                beta = (t - 1.0) / t_next
+                y_point = oracle.evaluate(_lincomb((1.0 + beta, new), (-beta, x_point.controls)))
+                x_point = Point(new, parts, y_point.riesz if beta == 0.0 else None, gnorm, step)
+                t = t_next
+            if self.lr is None:
+                L /= 1.5
+
+
+METHODS = {cls.name: cls for cls in (GradientDescent, HeavyBall, Nesterov, Adam, LBFGS,
+                                      Proximal)}
+NAMES = tuple(sorted(METHODS))
+
+
+def make_method(method, options):
+    """A :class:`Method` from a name (with its keyword options) or an instance."""
+    if isinstance(method, Method):
+        if options:
+            raise TypeError(f"options {sorted(options)} given with a Method instance; set them "
+                            f"on the instance")
+        return method
+    cls = method if isinstance(method, type) and issubclass(method, Method) else None
+    if cls is None:
+        cls = lookup(METHODS, method, "method")
+    valid = list(inspect.signature(cls.__init__).parameters)[1:]
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise TypeError(f"unknown option(s) {', '.join(map(repr, unknown))} for method "
+                        f"{cls.name!r}; valid options: {', '.join(valid)}")
+    return cls(**options)
