@@ -21,10 +21,12 @@ starting point); the trainer (:mod:`pmp.trainer`) decides when to stop.
 =============  =====================================================================
 """
 import inspect
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import line_search
+from scipy.optimize._linesearch import LineSearchWarning
 
 from ._validation import integer, lookup, real
 
@@ -157,8 +159,9 @@ class Adam(Method):
 class LBFGS(Method):
     """L-BFGS (two-loop recursion) with scipy's strong-Wolfe line search.
 
-    Works on ``v = sqrt(w) u`` (``w = h`` per step, 1 for a trainable readout), where the
-    Euclidean metric is the L^2(0, T) metric: iterates do not depend on the grid's scale.
+    The quasi-Newton model lives on ``v = sqrt(w) u`` (``w = h`` per step, 1 for a trainable
+    readout), where the Euclidean metric is the L^2(0, T) metric, so iterates do not depend
+    on the grid; the iterates themselves are kept in ``u`` (frozen entries stay bitwise).
     """
 
     name = "lbfgs"
@@ -174,65 +177,95 @@ class LBFGS(Method):
         problem = oracle.problem
         names = list(u)
         shapes = {n: u[n].shape for n in names}
+        sizes = np.cumsum([0] + [u[n].size for n in names])
         sqrt_w = np.concatenate([np.full(u[n].size, np.sqrt(problem.riesz_weight(n)))
                                  for n in names])
-        sizes = np.cumsum([0] + [u[n].size for n in names])
 
-        def unpack(v):
-            flat = v / sqrt_w
+        def unpack(flat):
             return {n: flat[sizes[i]:sizes[i + 1]].reshape(shapes[n]).astype(problem.dtype)
                     for i, n in enumerate(names)}
 
-        def pack_grad(point):  # dJ/dv = sqrt(w) * riesz gradient
-            return sqrt_w * np.concatenate([point.riesz[n].ravel() for n in names])
+        def gradient(point):  # dJ/du = w * (Riesz gradient)
+            return sqrt_w**2 * np.concatenate([point.riesz[n].ravel() for n in names])
 
         cache = {}
 
-        def evaluate(v):
-            key = v.tobytes()
+        def evaluate(flat):
+            key = flat.tobytes()
             if key not in cache:
                 cache.clear()
-                cache[key] = oracle.evaluate(unpack(v))
+                cache[key] = oracle.evaluate(unpack(flat))
             return cache[key]
 
-        v = sqrt_w * np.concatenate([u[n].ravel() for n in names]).astype(np.float64)
-        point = evaluate(v)
-        g = pack_grad(point)
+        x = np.concatenate([u[n].ravel() for n in names]).astype(np.float64)
+        point = evaluate(x)
+        g = gradient(point)
         s_hist, y_hist = [], []
         old_f = None
         while True:
             yield point
-            direction = -self._two_loop(g, s_hist, y_hist)
+            direction = -self._two_loop(g / sqrt_w, s_hist, y_hist) / sqrt_w
             if not g @ direction < 0:  # not a descent direction: restart from steepest descent
-                s_hist, y_hist, direction = [], [], -g
+                s_hist, y_hist, direction = [], [], -g / sqrt_w**2
             f = point.parts["total"]
-            alpha, *_ = line_search(lambda z: evaluate(z).parts["total"],
-                                    lambda z: pack_grad(evaluate(z)), v, direction, g, f,
-                                    old_f, c1=self.c1, c2=self.c2,
-                                    maxiter=self.max_line_search)
+            alpha = self._wolfe(evaluate, gradient, x, direction, g, f, old_f)
             if alpha is None and s_hist:  # retry once along steepest descent
-                s_hist, y_hist, direction = [], [], -g
-                alpha, *_ = line_search(lambda z: evaluate(z).parts["total"],
-                                        lambda z: pack_grad(evaluate(z)), v, direction, g,
-                                        f, None, c1=self.c1, c2=self.c2,
-                                        maxiter=self.max_line_search)
+                s_hist, y_hist, direction = [], [], -g / sqrt_w**2
+                alpha = self._wolfe(evaluate, gradient, x, direction, g, f, None)
             if alpha is None:
                 oracle.stall("the line search found no step satisfying the Wolfe conditions "
-                             "(the cost is flat to rounding along the search direction)")
+                             "or the slope condition (the cost is flat to rounding along "
+                             "the search direction)")
                 return
-            v_new = v + alpha * direction
-            new_point = evaluate(v_new)
-            g_new = pack_grad(new_point)
-            s, y = v_new - v, g_new - g
+            x_new = x + alpha * direction
+            new_point = evaluate(x_new)
+            g_new = gradient(new_point)
+            s, y = sqrt_w * (x_new - x), (g_new - g) / sqrt_w
             if s @ y > 1e-12 * np.sqrt((s @ s) * (y @ y)):  # keep the curvature pair
                 s_hist.append(s)
                 y_hist.append(y)
                 if len(s_hist) > self.memory:
                     s_hist.pop(0)
                     y_hist.pop(0)
-            old_f, v, g = f, v_new, g_new
-            new_point.step_size = float(alpha * np.linalg.norm(direction))
+            old_f, x, g = f, x_new, g_new
+            new_point.step_size = float(alpha * np.linalg.norm(sqrt_w * direction))
             point = new_point
+
+    def _wolfe(self, evaluate, gradient, v, direction, g, f, old_f):
+        """Step length along ``direction``: strong Wolfe (scipy), else a slope search."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", LineSearchWarning)
+            alpha, *_ = line_search(lambda z: evaluate(z).parts["total"],
+                                    lambda z: gradient(evaluate(z)), v, direction, g, f,
+                                    old_f, c1=self.c1, c2=self.c2,
+                                    maxiter=self.max_line_search)
+        if alpha is not None:
+            return alpha
+        return self._slope_search(evaluate, gradient, v, direction, g, f)
+
+    def _slope_search(self, evaluate, gradient, v, direction, g, f):
+        """Near the optimum cost differences drown in rounding while slopes stay accurate:
+        find a step where the slope ``phi'(a) = <grad J(v + a d), d>`` has risen to
+        ``c2 |phi'(0)|`` in size (bracketing, then bisection), the cost not increasing
+        beyond rounding."""
+        slope0 = g @ direction
+
+        def slope(a):
+            return gradient(evaluate(v + a * direction)) @ direction
+
+        lo, hi, a = 0.0, np.inf, 1.0
+        for _ in range(self.max_line_search):
+            s = slope(a)
+            if abs(s) <= self.c2 * abs(slope0):
+                if evaluate(v + a * direction).parts["total"] <= f + 1e-12 * abs(f):
+                    return a
+                return None
+            if s < 0:
+                lo = a
+            else:
+                hi = a
+            a = 2.0 * a if np.isinf(hi) else 0.5 * (lo + hi)
+        return None
 
     @staticmethod
     def _two_loop(g, s_hist, y_hist):
