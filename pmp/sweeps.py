@@ -77,12 +77,17 @@ def backward(problem, controls, states=None, *, validate=True):
     controls = _prepare(problem, controls, validate)
     if states is None:
         states = forward(problem, controls, validate=False)
-    elif states.shape != (problem.n_steps + 1, problem.n_samples, problem.dim):
-        raise ValueError(f"states must have shape "
-                         f"{(problem.n_steps + 1, problem.n_samples, problem.dim)}, "
-                         f"got {states.shape}")
-    states = np.ascontiguousarray(states, dtype=problem.dtype)
-    return _backward(problem, controls, states)[0]
+    return _backward(problem, controls, _trajectory(problem, states, "states"))[0]
+
+
+def _trajectory(problem, arr, name, n_steps=None):
+    """``arr`` as a C-contiguous (n_steps + 1, n_samples, dim) array of the problem's dtype."""
+    arr = np.asarray(arr)
+    shape = ((problem.n_steps if n_steps is None else n_steps) + 1, problem.n_samples,
+             problem.dim)
+    if arr.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {arr.shape}")
+    return np.ascontiguousarray(arr, dtype=problem.dtype)
 
 
 def _total(problem, controls, phi, run):
@@ -124,9 +129,13 @@ def value_and_grad(problem, controls, *, validate=True):
     return parts["total"], grads
 
 
-def losses_along(problem, states):
-    """Training error ``Phi(X_k)`` at every step; ``states`` (K + 1, N, d) -> (K + 1,)."""
-    return losses_with(problem, states, problem.P)
+def losses_along(problem, states, controls=None):
+    """Training error ``Phi(X_k)`` at every step; ``states`` (K + 1, N, d) -> (K + 1,).
+
+    ``controls`` is needed only for a trainable readout (its "P")."""
+    states = _trajectory(problem, states, "states", n_steps=np.shape(states)[0] - 1)
+    P = problem.P if controls is None else _P(problem, problem.validate_controls(controls))
+    return losses_with(problem, states, P)
 
 
 def losses_with(problem, states, P):
@@ -160,6 +169,8 @@ def cost(problem, controls, *, validate=True):
 def hamiltonian(problem, controls, states, costates):
     """Per-step Hamiltonian ``H_k(X_k, p_{k+1}, u_k)``, shape (n_steps,)."""
     controls = problem.validate_controls(controls)
+    states = _trajectory(problem, states, "states")
+    costates = _trajectory(problem, costates, "costates")
     phis = (losses_with(problem, states, _P(problem, controls)) if problem.running != 0.0
             else np.zeros(states.shape[0]))
     reg_values = problem.reg.step_values(controls, problem.control_names)

@@ -11,15 +11,54 @@ options below apply everywhere:
 * ``error_model="numpy"``: division by zero gives inf/nan like NumPy instead of raising, so
   kernels never raise; the Python wrappers check results.
 
+numba keys a cached kernel on its own source file only, so a kernel whose callee in another
+file changed would load stale machine code. At import, :func:`drop_stale_cache` compares a
+hash of all kernel sources (and the numba version) with the one stored beside the cache and
+removes the package's cache files when they differ.
+
 Set ``PMP_DISABLE_JIT=1`` (or numba's ``NUMBA_DISABLE_JIT=1``) to run the kernels as plain
 Python, e.g. for coverage or a debugger.
 """
+import glob
+import hashlib
 import os
 
 import numba
 
 CACHE = os.environ.get("PMP_NO_CACHE", "0") != "1"
 OPTIONS = dict(cache=CACHE, fastmath=False, nogil=True, error_model="numpy")
+
+
+
+def drop_stale_cache():
+    """Remove this package's numba cache files if any kernel source changed since they
+    were written (default cache location only; harmless races between processes)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    digest = hashlib.sha256(numba.__version__.encode())
+    for path in sorted(glob.glob(os.path.join(here, "*.py"))):
+        with open(path, "rb") as f:
+            digest.update(f.read())
+    digest = digest.hexdigest()
+    cache_dir = os.path.join(here, "__pycache__")
+    stamp = os.path.join(cache_dir, "pmp-kernels.stamp")
+    try:
+        with open(stamp) as f:
+            if f.read() == digest:
+                return
+    except OSError:
+        pass
+    try:
+        for path in glob.glob(os.path.join(cache_dir, "*.nb[ic]")):
+            os.remove(path)
+        os.makedirs(cache_dir, exist_ok=True)
+        with open(stamp, "w") as f:
+            f.write(digest)
+    except OSError:  # read-only install or a concurrent cleaner: numba copes
+        pass
+
+
+if CACHE and "NUMBA_CACHE_DIR" not in os.environ:
+    drop_stale_cache()
 
 if os.environ.get("PMP_DISABLE_JIT", "0") == "1":  # pragma: no cover - debugging aid
 

@@ -1,0 +1,302 @@
+"""pmp's jitted kernels against the NumPy twins of tests/naive.py (THEORY.md sections 1-3, 8)."""
+import numba
+import numpy as np
+import pytest
+
+import naive
+import pmp
+from pmp._kernels import activations as _act
+from pmp_cases import (ACTIVATIONS, FIELD_ACTIVATIONS, case_id, make_controls, make_problem,
+                       relative_error, smooth_case)
+
+RTOL64 = 1e-12
+RTOL32 = 1e-5
+
+# (loss, p, reg, lam1, running, terminal, projection): every loss, regulariser, running weight
+# and readout appears at least once; each is crossed with every field and activation.
+CONFIGS = [
+    ("squared", 2.0, "l2", 0.0, 0.0, 1.0, None),
+    ("lp", 1.5, "h1", 0.3, 0.7, 1.0, "trainable"),
+    ("lp", 3.0, "l1", 0.0, 0.7, 1.0, None),
+    ("logistic", 2.0, "l1elem", 0.0, 0.0, 1.0, "trainable"),
+    ("cross_entropy", 2.0, "l2", 0.0, 0.7, 1.0, "trainable"),
+    ("squared", 2.0, "h1", 0.2, 0.7, 0.0, "first"),
+]
+
+
+def build(field_act, config, dtype="float64"):
+    field, activation, features = field_act
+    loss, p, reg, lam1, running, terminal, projection = config
+    return smooth_case(field, activation, loss, p, reg=reg, lam1=lam1, running=running,
+                       terminal=terminal, projection=projection, features=features, dtype=dtype)
+
+
+field_acts = pytest.mark.parametrize("field_act", FIELD_ACTIVATIONS, ids=case_id)
+configs = pytest.mark.parametrize("config", CONFIGS, ids=case_id)
+
+
+# ------------------------------------------------------------------------ activations
+Z = np.concatenate([np.linspace(-6.0, 6.0, 49), [0.0, -0.0, 1e-300, -1e-300, 1e-9, -1e-9,
+                                                 -40.0, 40.0, -700.0, 700.0, -1e4, 1e4]])
+
+
+@pytest.mark.parametrize("name", ACTIVATIONS)
+@pytest.mark.parametrize("slope", [0.1, 0.25])
+def test_activation_value_and_slope(name, slope):
+    s, ds = pmp.activations.Activation(name, slope).value_and_slope(Z)
+    ns, nds = naive.activation(name, Z, slope)
+    assert np.all(np.isfinite(s)) and np.all(np.isfinite(ds))
+    np.testing.assert_allclose(s, ns, rtol=RTOL64, atol=1e-300)
+    # sigma' <= 1.13: an absolute error of a few ulp(1) is allowed where sigma' is tiny
+    # (pmp computes tanh' = 1 - tanh^2 and sigmoid' = s (1 - s), exact only to ~1e-16 absolute)
+    np.testing.assert_allclose(ds, nds, rtol=RTOL64, atol=4e-16)
+
+
+def test_activation_kink_conventions():
+    assert pmp.activations.Activation("relu").value_and_slope(0.0)[1] == 0.0
+    assert pmp.activations.Activation("leaky_relu", 0.3).value_and_slope(0.0)[1] == 0.3
+
+
+@pytest.mark.parametrize("name", ACTIVATIONS)
+def test_activation_call_and_shape(name):
+    z = np.linspace(-2, 2, 12).reshape(3, 4)
+    act = pmp.activations.Activation(name)
+    s, ds = act.value_and_slope(z)
+    assert s.shape == ds.shape == (3, 4)
+    np.testing.assert_array_equal(act(z), s)
+
+
+@pytest.mark.parametrize("kind, code", [("fourier", _act.COS), ("relu", _act.SCALED_RELU)])
+def test_feature_maps(kind, code):
+    amplitude = np.sqrt(2.0 / 7)
+    z = np.ascontiguousarray(Z[np.abs(Z) < 1e3].reshape(1, -1))
+    s, ds = np.empty_like(z), np.empty_like(z)
+    _act.activate_with_slope(code, amplitude, z, s, ds)
+    ns, nds = naive.feature_map(kind, amplitude, z)
+    np.testing.assert_allclose(s, ns, rtol=RTOL64, atol=1e-300)
+    np.testing.assert_allclose(ds, nds, rtol=RTOL64, atol=1e-300)
+
+
+# ------------------------------------------------------------------- sweeps (float64)
+@field_acts
+@configs
+def test_forward(field_act, config):
+    problem, controls = build(field_act, config)
+    xs = pmp.forward(problem, controls)
+    assert xs.shape == (problem.n_steps + 1, problem.n_samples, problem.dim)
+    assert xs.dtype == np.float64
+    np.testing.assert_array_equal(xs[0], problem.x)
+    assert relative_error(xs, naive.forward(problem, controls)) < RTOL64
+
+
+@field_acts
+@configs
+def test_backward(field_act, config):
+    problem, controls = build(field_act, config)
+    ps = pmp.backward(problem, controls)
+    assert ps.shape == (problem.n_steps + 1, problem.n_samples, problem.dim)
+    assert relative_error(ps, naive.costates(problem, controls)) < RTOL64
+    # passing the states gives the same costates
+    xs = pmp.forward(problem, controls)
+    np.testing.assert_array_equal(pmp.backward(problem, controls, xs), ps)
+
+
+@field_acts
+@configs
+def test_gradient(field_act, config):
+    problem, controls = build(field_act, config)
+    J, grads = pmp.value_and_grad(problem, controls)
+    expected = naive.gradients(problem, controls)
+    assert set(grads) == set(expected) == set(problem.control_shapes)
+    for name in expected:
+        assert grads[name].shape == problem.control_shapes[name]
+        assert relative_error(grads[name], expected[name]) < RTOL64, name
+    assert J == pytest.approx(naive.cost(problem, controls)["total"], rel=RTOL64)
+
+
+@field_acts
+@configs
+def test_hamiltonian_part_of_gradient(field_act, config):
+    """With lam = 0 (and no H1 term) the gradient is -h d<p_{k+1}, F>/du_k only."""
+    field, activation, features = field_act
+    loss, p, reg, lam1, running, terminal, projection = config
+    problem, controls = smooth_case(field, activation, loss, p, reg="l2", lam=0.0,
+                                    running=running, terminal=terminal, projection=projection,
+                                    features=features)
+    _, grads = pmp.value_and_grad(problem, controls)
+    expected = naive.hamiltonian_gradients(problem, controls)
+    for name in problem.control_names:
+        assert relative_error(grads[name], expected[name]) < RTOL64, name
+
+
+@field_acts
+@configs
+def test_cost_parts(field_act, config):
+    problem, controls = build(field_act, config)
+    parts = pmp.cost(problem, controls)
+    expected = naive.cost(problem, controls)
+    assert set(parts) == set(expected)
+    for key, value in expected.items():
+        assert parts[key] == pytest.approx(value, rel=RTOL64, abs=1e-300), key
+    assert parts["total"] == pytest.approx(
+        parts["terminal"] + parts["running"] + parts["regularization"], rel=1e-15)
+
+
+@field_acts
+@configs
+def test_hamiltonian(field_act, config):
+    problem, controls = build(field_act, config)
+    xs = pmp.forward(problem, controls)
+    ps = pmp.backward(problem, controls, xs)
+    H = pmp.hamiltonian(problem, controls, xs, ps)
+    expected = naive.hamiltonians(problem, controls, xs, ps)
+    assert H.shape == (problem.n_steps,)
+    # scale of the terms that are summed (H_k itself may cancel)
+    scale = np.sum(np.abs(ps[1:] * xs[1:]), axis=(1, 2)) + np.abs(expected)
+    assert np.all(np.abs(H - expected) <= RTOL64 * scale)
+
+
+@field_acts
+@configs
+def test_evaluate_matches_separate_calls(field_act, config):
+    problem, controls = build(field_act, config)
+    parts, grads, xs, ps = pmp.evaluate(problem, controls)
+    np.testing.assert_array_equal(xs, pmp.forward(problem, controls))
+    np.testing.assert_array_equal(ps, pmp.backward(problem, controls))
+    J, grads2 = pmp.value_and_grad(problem, controls)
+    assert parts["total"] == J
+    for name in grads:
+        np.testing.assert_array_equal(grads[name], grads2[name])
+    for key, value in pmp.cost(problem, controls).items():
+        assert parts[key] == pytest.approx(value, rel=1e-13, abs=1e-300), key
+
+
+@pytest.mark.parametrize("loss, p", [("squared", 2.0), ("lp", 1.5), ("logistic", 2.0),
+                                     ("cross_entropy", 2.0)])
+def test_losses_along(loss, p):
+    problem, controls = smooth_case("outer", "tanh", loss, p)
+    xs = pmp.forward(problem, controls)
+    expected = [naive.mean_loss(problem, X, problem.P)[0] for X in xs]
+    assert relative_error(pmp.losses_along(problem, xs), expected) < RTOL64
+
+
+# --------------------------------------------------------------------------- float32
+@field_acts
+@pytest.mark.parametrize("config", [CONFIGS[0], CONFIGS[1], CONFIGS[4]], ids=case_id)
+def test_float32_agrees_with_float64_twins(field_act, config):
+    problem, controls = build(field_act, config, dtype="float32")
+    assert problem.x.dtype == np.float32
+    xs = pmp.forward(problem, controls)
+    ps = pmp.backward(problem, controls)
+    J, grads = pmp.value_and_grad(problem, controls)
+    assert xs.dtype == ps.dtype == np.float32
+    assert all(g.dtype == np.float32 for g in grads.values())
+    assert relative_error(xs, naive.forward(problem, controls)) < RTOL32
+    assert relative_error(ps, naive.costates(problem, controls)) < RTOL32
+    expected = naive.gradients(problem, controls)
+    for name in expected:
+        assert relative_error(grads[name], expected[name]) < RTOL32, name
+    assert J == pytest.approx(naive.cost(problem, controls)["total"], rel=RTOL32)
+    H = pmp.hamiltonian(problem, controls, xs, ps)
+    nH = naive.hamiltonians(problem, controls, xs, ps)
+    scale = np.sum(np.abs(ps[1:].astype(float) * xs[1:]), axis=(1, 2)) + np.abs(nH)
+    assert np.all(np.abs(H - nH) <= RTOL32 * scale)
+
+
+# ----------------------------------------------------------------------- determinism
+@pytest.mark.parametrize("field", ["outer", "inner", "diagonal", "features", "perceptron"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_bitwise_deterministic(field, dtype):
+    problem = make_problem(field, "tanh", "cross_entropy", reg="h1", lam1=0.1, running=0.7,
+                           projection="trainable", dtype=dtype, n=7, d=4, n_steps=6)
+    controls = make_controls(problem)
+    runs = []
+    for _ in range(2):
+        parts, grads, xs, ps = pmp.evaluate(problem, controls)
+        J, grads2 = pmp.value_and_grad(problem, controls)
+        runs.append(dict(xs=pmp.forward(problem, controls), ps=pmp.backward(problem, controls),
+                         xs_e=xs, ps_e=ps, J=np.float64(J),
+                         H=pmp.hamiltonian(problem, controls, xs, ps),
+                         cost=np.array(list(pmp.cost(problem, controls).values())),
+                         **{f"g_{n}": g for n, g in grads2.items()},
+                         **{f"ge_{n}": g for n, g in grads.items()}))
+    assert runs[0].keys() == runs[1].keys()
+    for key in runs[0]:
+        a, b = np.asarray(runs[0][key]), np.asarray(runs[1][key])
+        assert a.dtype == b.dtype and a.shape == b.shape
+        assert a.tobytes() == b.tobytes(), key
+
+
+def test_inputs_not_modified():
+    problem = make_problem("perceptron", "gelu", "squared", reg="h1", lam1=0.1, running=0.5,
+                           projection="trainable")
+    controls = make_controls(problem)
+    copies = {n: c.copy() for n, c in controls.items()}
+    x = problem.x.copy()
+    parts, grads, xs, ps = pmp.evaluate(problem, controls)
+    pmp.hamiltonian(problem, controls, xs, ps)
+    pmp.cost(problem, controls)
+    for n in controls:
+        np.testing.assert_array_equal(controls[n], copies[n])
+    np.testing.assert_array_equal(problem.x, x)
+
+
+# ------------------------------------------------------- shapes and dtypes of trajectories
+@pytest.mark.parametrize("bad", ["costates_one_step_short", "states_fewer_samples",
+                                 "both_one_step_short"])
+def test_hamiltonian_rejects_mismatched_shapes(bad):
+    problem = make_problem("outer", "tanh", n_steps=4)
+    controls = make_controls(problem)
+    xs = pmp.forward(problem, controls)
+    ps = pmp.backward(problem, controls, xs)
+    states, costates = {
+        "costates_one_step_short": (xs, ps[:-1]),  # a view: the over-read stays inside ps
+        "states_fewer_samples": (np.ascontiguousarray(xs[:, :3]), ps),
+        "both_one_step_short": (xs[:-1], ps[:-1]),
+    }[bad]
+    with pytest.raises(ValueError, match="shape"):
+        pmp.hamiltonian(problem, controls, states, costates)
+
+
+@pytest.mark.parametrize("func", ["losses_along", "hamiltonian"])
+def test_float32_problem_accepts_float64_states(func):
+    problem = make_problem("outer", "tanh", running=0.5, dtype="float32")
+    controls = make_controls(problem)
+    xs = pmp.forward(problem, controls)
+    ps = pmp.backward(problem, controls, xs)
+    xs64 = xs.astype(np.float64)
+    if func == "losses_along":
+        out = pmp.losses_along(problem, xs64)
+        np.testing.assert_allclose(out, pmp.losses_along(problem, xs), rtol=1e-6)
+    else:
+        out = pmp.hamiltonian(problem, controls, xs64, ps)
+        np.testing.assert_allclose(out, pmp.hamiltonian(problem, controls, xs, ps), rtol=1e-5)
+
+
+# ------------------------------------------------------------- options read by the twins
+@pytest.mark.parametrize("field", ["outer", "inner", "diagonal", "perceptron"])
+def test_leaky_relu_slope_reaches_the_kernels(field):
+    problem, controls = smooth_case(field, "leaky_relu", "squared", 2.0, slope=0.3, running=0.4,
+                                    projection="trainable")
+    assert problem.activation.slope == 0.3
+    assert relative_error(pmp.forward(problem, controls), naive.forward(problem, controls)) < RTOL64
+    _, grads = pmp.value_and_grad(problem, controls)
+    expected = naive.gradients(problem, controls)
+    for name in expected:
+        assert relative_error(grads[name], expected[name]) < RTOL64, name
+
+
+@pytest.mark.parametrize("field", ["outer", "features", "perceptron"])
+def test_lifted_inputs(field):
+    rng = np.random.default_rng(5)
+    x, y = rng.normal(size=(4, 2)), rng.normal(size=(4, 2))
+    problem = pmp.Problem(x, y, field=field, lift=4, n_steps=3, T=1.5, width=3, running=0.3)
+    assert problem.x.shape == (4, 4)
+    np.testing.assert_array_equal(problem.x[:, :2], x)
+    np.testing.assert_array_equal(problem.x[:, 2:], 0.0)
+    controls = make_controls(problem)
+    assert relative_error(pmp.forward(problem, controls), naive.forward(problem, controls)) < RTOL64
+    _, grads = pmp.value_and_grad(problem, controls)
+    expected = naive.gradients(problem, controls)
+    for name in expected:
+        assert relative_error(grads[name], expected[name]) < RTOL64, name
