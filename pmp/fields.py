@@ -94,16 +94,20 @@ class Outer(Field):
     def homogeneous(self):
         return True
 
+    # Inner reuses everything but the two kernels (same arguments)
+    _forward_kernel = staticmethod(_sw.outer_forward)
+    _backward_kernel = staticmethod(_sw.outer_backward)
+
     def forward(self, xs, controls, h):
         a = self.activation
         (s,) = _scratch(xs, self.dim)
         zero = np.zeros(self.dim, dtype=xs.dtype)
-        _sw.outer_forward(xs, controls["W"], controls["b"], h, a.code, a.param, s, zero)
+        self._forward_kernel(xs, controls["W"], controls["b"], h, a.code, a.param, s, zero)
 
     def backward(self, xs, ps, controls, h, readout, grads, gP):
         a = self.activation
         d = self.dim
-        return _sw.outer_backward(
+        return self._backward_kernel(
             xs, ps, controls["W"], controls["b"], h, a.code, a.param, readout,
             grads["W"], grads["b"], gP, *_scratch(xs, d, d, d), *_readout_scratch(xs, readout),
         )
@@ -119,19 +123,8 @@ class Inner(Outer):
     def homogeneous(self):
         return self.activation.homogeneous
 
-    def forward(self, xs, controls, h):
-        a = self.activation
-        (s,) = _scratch(xs, self.dim)
-        zero = np.zeros(self.dim, dtype=xs.dtype)
-        _sw.inner_forward(xs, controls["W"], controls["b"], h, a.code, a.param, s, zero)
-
-    def backward(self, xs, ps, controls, h, readout, grads, gP):
-        a = self.activation
-        d = self.dim
-        return _sw.inner_backward(
-            xs, ps, controls["W"], controls["b"], h, a.code, a.param, readout,
-            grads["W"], grads["b"], gP, *_scratch(xs, d, d, d), *_readout_scratch(xs, readout),
-        )
+    _forward_kernel = staticmethod(_sw.inner_forward)
+    _backward_kernel = staticmethod(_sw.inner_backward)
 
 
 class Diagonal(Field):

@@ -112,12 +112,8 @@ class HeavyBall(Method):
             previous, point = u, oracle.evaluate(new, self.lr)
 
 
-class Nesterov(Method):
+class Nesterov(HeavyBall):
     name = "nesterov"
-
-    def __init__(self, lr=0.1, momentum=0.9):
-        self.lr = real(lr, "lr", low=0.0, low_open=True)
-        self.momentum = real(momentum, "momentum", low=0.0, high=1.0)
 
     def run(self, oracle, u):
         point = oracle.evaluate(u)  # the look-ahead point y = u + momentum v, with v = 0

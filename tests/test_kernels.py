@@ -1,5 +1,4 @@
 """pmp's jitted kernels against the NumPy twins of tests/naive.py (THEORY.md sections 1-3, 8)."""
-import numba
 import numpy as np
 import pytest
 

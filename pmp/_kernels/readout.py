@@ -121,21 +121,15 @@ def pull_back(code, param, x, P, y, coef, p, gP, z, gz):
     """
     np.dot(x, P.T, z)
     phi = loss_and_grad(code, param, z, y, gz)
-    n, d = x.shape
-    m = P.shape[0]
-    for i in range(n):
-        for j in range(d):
-            acc = 0.0
-            for r in range(m):
-                acc += gz[i, r] * P[r, j]
-            p[i, j] -= coef * acc
+    grad_x = np.dot(gz, P)  # (N, d); one allocation per call, once per sweep
+    for i in range(p.shape[0]):
+        for j in range(p.shape[1]):
+            p[i, j] -= coef * grad_x[i, j]
     if gP.shape[0] > 0:
-        for r in range(m):
-            for j in range(d):
-                acc = 0.0
-                for i in range(n):
-                    acc += gz[i, r] * x[i, j]
-                gP[r, j] += coef * acc
+        grad_P = np.dot(gz.T, x)
+        for r in range(gP.shape[0]):
+            for j in range(gP.shape[1]):
+                gP[r, j] += coef * grad_P[r, j]
     return phi
 
 
