@@ -62,12 +62,16 @@ class Activation:
         return self.value_and_slope(z)[0]
 
     def value_and_slope(self, z):
-        """(sigma(z), sigma'(z)) for an array of any shape (NumPy, not jitted)."""
+        """(sigma(z), sigma'(z)) for an array of any shape."""
+        return self.derivatives(z)[:2]
+
+    def derivatives(self, z):
+        """(sigma(z), sigma'(z), sigma''(z)) for an array of any shape."""
         z = np.asarray(z, dtype=np.float64)
         flat = np.ascontiguousarray(z.reshape(1, -1))
-        s, ds = np.empty_like(flat), np.empty_like(flat)
-        _k.activate_with_slope(self.code, self.param, flat, s, ds)
-        return s.reshape(z.shape), ds.reshape(z.shape)
+        out = [np.empty_like(flat) for _ in range(3)]
+        _k.activate_with_curvature(self.code, self.param, flat, *out)
+        return tuple(o.reshape(z.shape) for o in out)
 
 
 def get(activation, slope=0.1):

@@ -20,15 +20,14 @@ starting point); the trainer (:mod:`pmp.trainer`) decides when to stop.
                on the Lipschitz constant unless ``lr`` is given
 =============  =====================================================================
 """
-import inspect
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.optimize import line_search
 from scipy.optimize._linesearch import LineSearchWarning
 
-from ._validation import integer, lookup, real
+from ._validation import integer, real
 
 
 @dataclass
@@ -40,6 +39,7 @@ class Point:
     riesz: dict | None  # None where only the cost was evaluated
     grad_norm: float
     step_size: float = float("nan")
+    extra: dict = field(default_factory=dict)  # method-specific history columns
 
 
 def _axpy(a, x, y):
@@ -349,24 +349,4 @@ class Proximal(Method):
                 L /= 1.5
 
 
-METHODS = {cls.name: cls for cls in (GradientDescent, HeavyBall, Nesterov, Adam, LBFGS,
-                                      Proximal)}
-NAMES = tuple(sorted(METHODS))
-
-
-def make_method(method, options):
-    """A :class:`Method` from a name (with its keyword options) or an instance."""
-    if isinstance(method, Method):
-        if options:
-            raise TypeError(f"options {sorted(options)} given with a Method instance; set them "
-                            f"on the instance")
-        return method
-    cls = method if isinstance(method, type) and issubclass(method, Method) else None
-    if cls is None:
-        cls = lookup(METHODS, method, "method")
-    valid = list(inspect.signature(cls.__init__).parameters)[1:]
-    unknown = sorted(set(options) - set(valid))
-    if unknown:
-        raise TypeError(f"unknown option(s) {', '.join(map(repr, unknown))} for method "
-                        f"{cls.name!r}; valid options: {', '.join(valid)}")
-    return cls(**options)
+GRADIENT_METHODS = (GradientDescent, HeavyBall, Nesterov, Adam, LBFGS, Proximal)

@@ -98,8 +98,11 @@ def _total(problem, controls, phi, run):
             "regularization": reg, "loss": phi}
 
 
-def evaluate(problem, controls, *, validate=True):
+def evaluate(problem, controls, *, states=None, validate=True):
     """Cost parts, gradient, states and costates in one forward and one backward sweep.
+
+    ``states``, when given, are the output of :func:`forward` for these controls (the
+    forward sweep is then skipped).
 
     Returns
     -------
@@ -110,7 +113,8 @@ def evaluate(problem, controls, *, validate=True):
     xs, ps : ndarray, shape (n_steps + 1, n_samples, dim)
     """
     controls = _prepare(problem, controls, validate)
-    xs = forward(problem, controls, validate=False)
+    xs = (forward(problem, controls, validate=False) if states is None
+          else _trajectory(problem, states, "states"))
     ps, grads, (phi, run) = _backward(problem, controls, xs)
     return _total(problem, controls, phi, run), grads, xs, ps
 
@@ -155,6 +159,18 @@ def cost(problem, controls, *, validate=True):
         "regularization" ``h sum_k R(u_k)`` (+ the H^1 term), "total" their sum, and
         "loss" the training error ``Phi(X_K)``.
     """
+    return cost_and_states(problem, controls, validate=validate)[0]
+
+
+def cost_and_states(problem, controls, *, validate=True):
+    """:func:`cost` and the states of the forward sweep.
+
+    Returns
+    -------
+    parts : dict
+        As :func:`cost`.
+    xs : ndarray, shape (n_steps + 1, n_samples, dim)
+    """
     controls = _prepare(problem, controls, validate)
     xs = forward(problem, controls, validate=False)
     P = _P(problem, controls)
@@ -163,7 +179,7 @@ def cost(problem, controls, *, validate=True):
         phi, run = phis[-1], float(np.sum(phis[:-1]))
     else:
         phi, run = losses_with(problem, xs[-1:], P)[0], 0.0
-    return _total(problem, controls, float(phi), run)
+    return _total(problem, controls, float(phi), run), xs
 
 
 def hamiltonian(problem, controls, states, costates):

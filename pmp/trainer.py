@@ -19,14 +19,40 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import OptimizeResult
 
-from ._validation import integer, real
-from .optimizers import Point, make_method
+import inspect
+
+from . import msa, optimizers
+from ._validation import integer, lookup, real
+from .optimizers import Method, Point
 from .problem import init_controls
-from .sweeps import cost, evaluate, grad_norm, riesz_gradient
+from .sweeps import cost, cost_and_states, evaluate, grad_norm, riesz_gradient
+
+METHODS = {cls.name: cls for cls in optimizers.GRADIENT_METHODS + msa.MSA_METHODS}
+METHOD_NAMES = tuple(sorted(METHODS))
+
+
+def make_method(method, options):
+    """A :class:`~pmp.optimizers.Method` from a name (with its keyword options) or an instance."""
+    if isinstance(method, Method):
+        if options:
+            raise TypeError(f"options {sorted(options)} given with a Method instance; set them "
+                            f"on the instance")
+        return method
+    cls = method if isinstance(method, type) and issubclass(method, Method) else None
+    if cls is None:
+        cls = lookup(METHODS, method, "method")
+    valid = list(inspect.signature(cls.__init__).parameters)[1:]
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise TypeError(f"unknown option(s) {', '.join(map(repr, unknown))} for method "
+                        f"{cls.name!r}; valid options: {', '.join(valid)}")
+    return cls(**options)
 
 DIVERGENCE_FACTOR = 1e6
 HISTORY_COLUMNS = ("iteration", "cost", "terminal", "running", "regularization", "loss",
-                   "grad_norm", "step_size", "wall_time", "elapsed")
+                   "grad_norm", "step_size", "wall_time", "elapsed", "rho", "accepted", "gain",
+                   "nonzero")
+EXTRA_COLUMNS = HISTORY_COLUMNS[-4:]  # NaN for the methods that do not report them
 
 
 class Oracle:
@@ -47,8 +73,10 @@ class Oracle:
         self.batch_size = batch_size
         self._rng = np.random.default_rng(seed)
         self._order, self._cursor = np.empty(0, int), 0
+        self.batch_id = 0
         self.n_evals = 0
         self.stall_message = None
+        self.stop_status = "stalled"
 
     def next_batch(self):
         """Draw the samples of the next iteration (no-op for full batch)."""
@@ -59,25 +87,36 @@ class Oracle:
         index = np.sort(self._order[self._cursor:self._cursor + self.batch_size])
         self._cursor += self.batch_size
         self.batch = self.problem.subset(index)
+        self.batch_id += 1
 
     def evaluate(self, controls, step_size=float("nan")):
         """A :class:`Point`: cost parts and Riesz gradient at ``controls``."""
+        return self.sweep(controls, step_size=step_size)[0]
+
+    def sweep(self, controls, states=None, step_size=float("nan")):
+        """:meth:`evaluate` and the states and costates (``states`` given: no forward)."""
         self.n_evals += 1
-        parts, grads, _, _ = evaluate(self.batch, controls, validate=False)
+        parts, grads, xs, ps = evaluate(self.batch, controls, states=states, validate=False)
         riesz = riesz_gradient(self.problem, grads)
-        return Point(controls, parts, riesz, grad_norm(self.problem, riesz), step_size)
+        return Point(controls, parts, riesz, grad_norm(self.problem, riesz), step_size), xs, ps
 
     def value(self, controls):
         """Cost parts only (one forward sweep)."""
+        return self.value_and_states(controls)[0]
+
+    def value_and_states(self, controls):
+        """Cost parts and states (one forward sweep)."""
         self.n_evals += 1
-        return cost(self.batch, controls, validate=False)
+        return cost_and_states(self.batch, controls, validate=False)
 
     def norm(self, riesz):
         return grad_norm(self.problem, riesz)
 
-    def stall(self, message):
-        """Called by a method that cannot go on, before it returns."""
+    def stall(self, message, status="stalled"):
+        """Called by a method that stops by itself (cannot go on, or has converged by its own
+        criterion), before it returns."""
         self.stall_message = message
+        self.stop_status = status
 
 
 @dataclass
@@ -126,8 +165,9 @@ def iterate(problem, method="gd", *, max_iter=1000, controls=None, seed=0, gtol=
     ----------
     problem : Problem
     method : str or Method
-        One of ``pmp.optimizers.NAMES``: "gd", "heavy_ball", "nesterov", "adam", "lbfgs",
-        "proximal".
+        One of :data:`METHOD_NAMES`: "gd", "heavy_ball", "nesterov", "adam", "lbfgs",
+        "proximal" (gradient family, :mod:`pmp.optimizers`), "msa", "emsa", "discrete"
+        (:mod:`pmp.msa`).
     max_iter : int
         Maximum number of updates.
     controls : dict, optional
@@ -182,13 +222,14 @@ def iterate(problem, method="gd", *, max_iter=1000, controls=None, seed=0, gtol=
         point = next(steps, None)
         now = time.perf_counter()
         if point is None:  # the method gave up
-            yield _state(last, "stalled", oracle.stall_message or "the method stopped", now,
-                         start, oracle)
+            yield _state(last, oracle.stop_status, oracle.stall_message or "the method stopped",
+                         now, start, oracle)
             return
         total = point.parts["total"]
         first = total if first is None else first
         state = TrainState(iteration, point.controls, point.parts, point.grad_norm,
-                           point.step_size, now - tic, now - start, oracle.n_evals)
+                           point.step_size, now - tic, now - start, oracle.n_evals,
+                           extra=dict(point.extra))
         if not np.isfinite(total) or total > DIVERGENCE_FACTOR * max(abs(first), 1e-300):
             state.status = "diverged"
             state.message = (f"diverged at iteration {iteration}: J = {total:.6g} (initial "
@@ -232,7 +273,8 @@ class TrainResult(OptimizeResult):
         column -> ndarray, one entry per iterate: iteration, cost, terminal, running,
         regularization, loss, grad_norm, step_size, wall_time, elapsed.
     success : bool
-        True when the gradient criterion was met.
+        True when the method converged (the gradient criterion, or a method's own step
+        criterion).
     status : str
         "converged", "max_iter", "time_limit", "diverged" or "stalled".
     message : str
@@ -256,7 +298,8 @@ def history_row(state):
     """The history columns of one :class:`TrainState`."""
     c = state.cost
     return (state.iteration, c["total"], c["terminal"], c["running"], c["regularization"],
-            c["loss"], state.grad_norm, state.step_size, state.wall_time, state.elapsed)
+            c["loss"], state.grad_norm, state.step_size, state.wall_time, state.elapsed,
+            *(float(state.extra.get(k, np.nan)) for k in EXTRA_COLUMNS))
 
 
 def train(problem, method="gd", *, max_iter=1000, controls=None, seed=0, **kwargs):

@@ -108,6 +108,33 @@ def value_and_slope(code, param, v):
 
 
 @jit
+def curvature(code, param, v, s, ds):
+    """sigma''(v) given ``s = sigma(v)``, ``ds = sigma'(v)`` (0 for piecewise-linear ones)."""
+    if code == TANH:
+        return -2.0 * s * ds
+    if code == SIGMOID:
+        return ds * (1.0 - 2.0 * s)
+    if code == SOFTPLUS:
+        return ds * (1.0 - ds)  # ds = sigmoid(v)
+    if code == GELU:
+        return _INV_SQRT2PI * math.exp(-0.5 * v * v) * (2.0 - v * v)
+    if code == COS:
+        return -s
+    return 0.0  # relu, leaky_relu, identity, scaled relu
+
+
+@jit
+def activate_with_curvature(code, param, z, s, ds, dds):
+    """``s = sigma(z)``, ``ds = sigma'(z)``, ``dds = sigma''(z)``; C-contiguous, one shape."""
+    zf, sf, dsf, ddsf = z.reshape(z.size), s.reshape(s.size), ds.reshape(ds.size), \
+        dds.reshape(dds.size)
+    for i in range(zf.size):
+        a, b = value_and_slope(code, param, zf[i])
+        sf[i], dsf[i] = a, b
+        ddsf[i] = curvature(code, param, zf[i], a, b)
+
+
+@jit
 def activate(code, param, z, s):
     """``s = sigma(z)``; ``z``, ``s``: C-contiguous, same shape (may be the same array)."""
     zf, sf = z.reshape(z.size), s.reshape(s.size)  # flat loops vectorise for any width

@@ -1,0 +1,600 @@
+"""Per-step maximisation of the (augmented) Hamiltonian, THEORY.md sections 4, 5 and 8.
+
+Fields linear in the control, ``f(x, U) = U psi(x)``, ``U`` of shape (d, q):
+
+* "outer":    ``psi(x) = [sigma(x); 1]``, ``U = [W b]``, q = d + 1;
+* "features": ``psi(x) = phi(Omega x + beta)``, ``U = A``.
+
+Per unit time, with ``p = p_{k+1}`` the batch costate (``p_hat = N p`` per sample),
+``Psi~_k(U) = <G_k, U> - R(U) - (rho/2) dU.A_k(dU) - (h1 terms)``, ``G_k = p^T Psi_k``,
+``dU = U - U_old``, and ``A_k`` the sum of ``I_d (x) S_k`` (``S_k = Psi_k^T Psi_k / N``) and
+the Gram operator of the costate term ``(1/N) sum_i |(D_x psi_i)^T dU^T p_hat_i|^2``. With
+``D_x psi_i = diag(psi'_i) Omega~`` (``Omega~ = [I; 0]`` for "outer", ``Omega`` for
+"features") and ``K~ = Omega~ Omega~^T``::
+
+    A(V) = V S + N p^T (psi' * ((psi' * (p V)) K~))
+
+The h1 (Jacobi) splitting adds ``h1_diag I`` to the quadratic and ``h1_rhs`` to the linear
+term. For l2 the maximiser is the solution of ``M dU = g_old`` on the free entries, with
+``M = (2 lam + h1_diag) I + rho A`` and ``g_old = G + h1_rhs - (2 lam + h1_diag) U_old`` the
+gradient of Psi~ at ``U_old``: Cholesky on the explicit matrix when ``d q <= n_direct``,
+Jacobi-preconditioned conjugate gradients otherwise. For l1 with a bound: FISTA on the same
+quadratic (without ``2 lam``) with the prox of ``lam |U|`` and the ball / box. With ``rho = 0``
+and no h1 term both have closed forms (``G / 2 lam``; bang-bang).
+
+Every step is independent; ``info[k]`` = (gain ``Psi~_k(U_new) - Psi~_k(U_old)``,
+stationarity residual, inner iterations, switching function ``|G_k|``).
+"""
+import math
+
+import numpy as np
+
+from ._jit import jit
+from .activations import activate_with_curvature, activate_with_slope
+
+L2 = 0
+L1_GROUP = 1
+L1_ELEMENTWISE = 2
+
+OUTER = 0
+FEATURES = 1
+
+
+@jit
+def _psi(kind, x, omega, beta, code, param, psi, dpsi, s, ds):
+    """``psi`` and ``psi'`` (N, q) at states ``x`` (N, d); ``s``, ``ds`` scratch."""
+    if kind == OUTER:
+        activate_with_slope(code, param, x, s, ds)
+        n, d = x.shape
+        for i in range(n):
+            for j in range(d):
+                psi[i, j] = s[i, j]
+                dpsi[i, j] = ds[i, j]
+            psi[i, d] = 1.0
+            dpsi[i, d] = 0.0
+    else:
+        np.dot(x, omega.T, s)
+        for i in range(s.shape[0]):
+            for j in range(s.shape[1]):
+                s[i, j] += beta[j]
+        activate_with_slope(code, param, s, psi, dpsi)
+
+
+@jit
+def _apply(V, S, p, dpsi, Kt, use_Kt, coef_I, rho, free, out, t1, t2, dq):
+    """``out = free * (coef_I V + rho A(V))``; t1, t2 (N, q), dq (d, q) scratch."""
+    n = p.shape[0]
+    np.dot(V, S, out)
+    np.dot(p, V, t1)
+    for i in range(n):
+        for c in range(t1.shape[1]):
+            t1[i, c] *= dpsi[i, c]
+    if use_Kt:
+        np.dot(t1, Kt, t2)
+    else:
+        t2[:, :] = t1
+    for i in range(n):
+        for c in range(t2.shape[1]):
+            t2[i, c] *= dpsi[i, c]
+    np.dot(p.T, t2, dq)
+    for r in range(out.shape[0]):
+        for c in range(out.shape[1]):
+            v = coef_I * V[r, c] + rho * (out[r, c] + n * dq[r, c])
+            out[r, c] = v if free[r, c] else 0.0
+
+
+@jit
+def _explicit(S, p, dpsi, Kt, use_Kt, coef_I, rho, M):
+    """The matrix of ``coef_I I + rho A`` on row-major ``vec(U)``; M (d q, d q)."""
+    n, d = p.shape
+    q = S.shape[0]
+    M[:, :] = 0.0
+    for r in range(d):
+        for c in range(q):
+            M[r * q + c, r * q + c] += coef_I
+            for c2 in range(q):
+                M[r * q + c, r * q + c2] += rho * S[c, c2]
+    for c in range(q):
+        for c2 in range(q):
+            k = Kt[c, c2] if use_Kt else (1.0 if c == c2 else 0.0)
+            if k == 0.0:
+                continue
+            for i in range(n):
+                w = rho * n * k * dpsi[i, c] * dpsi[i, c2]
+                if w == 0.0:
+                    continue
+                for r in range(d):
+                    a = w * p[i, r]
+                    for r2 in range(d):
+                        M[r * q + c, r2 * q + c2] += a * p[i, r2]
+
+
+@jit
+def _vdot(a, b):
+    acc = 0.0
+    for r in range(a.shape[0]):
+        for c in range(a.shape[1]):
+            acc += a[r, c] * b[r, c]
+    return acc
+
+
+@jit
+def _prox(kind, v, t, bound, free, U_old, out):
+    """Prox of ``t |.|`` (group or elementwise) with the ball / box of radius ``bound``."""
+    if kind == L1_GROUP:
+        norm = math.sqrt(_vdot(v, v))
+        target = min(bound, max(0.0, norm - t))
+        scale = target / norm if norm > 0.0 else 0.0
+        for r in range(v.shape[0]):
+            for c in range(v.shape[1]):
+                out[r, c] = scale * v[r, c]
+    else:
+        for r in range(v.shape[0]):
+            for c in range(v.shape[1]):
+                a = max(abs(v[r, c]) - t, 0.0)
+                out[r, c] = math.copysign(min(a, bound), v[r, c])
+    for r in range(v.shape[0]):
+        for c in range(v.shape[1]):
+            if not free[r, c]:
+                out[r, c] = U_old[r, c]
+
+
+@jit
+def _l1_value(kind, U):
+    if kind == L1_GROUP:
+        return math.sqrt(_vdot(U, U))
+    acc = 0.0
+    for r in range(U.shape[0]):
+        for c in range(U.shape[1]):
+            acc += abs(U[r, c])
+    return acc
+
+
+@jit
+def linear_maximize(kind, xs, ps, omega, beta, code, param, Kt, use_Kt, U_old, free, reg,
+                    lam, bound, rho, h1_diag, h1_rhs, n_direct, tol, max_inner, U_new, info):
+    """Maximise Psi~_k for every step of a field linear in the control.
+
+    Parameters
+    ----------
+    kind : int
+        OUTER or FEATURES.
+    xs, ps : ndarray, shape (K + 1, N, d)
+        States and (batch) costates from the sweeps at ``U_old``.
+    omega, beta : ndarray, shape (q, d), (q,)
+        Fixed features (unused for OUTER).
+    code, param : int, float
+        Activation (feature map) code and parameter.
+    Kt : ndarray, shape (q, q)
+        ``Omega Omega^T`` (read when ``use_Kt``).
+    U_old, U_new : ndarray, shape (K, d, q)
+    free : ndarray of bool, shape (K, d, q)
+        False for frozen entries (kept at ``U_old``).
+    reg : int
+        L2, L1_GROUP or L1_ELEMENTWISE; ``lam``, ``bound`` its weight and bound.
+    rho : float
+        E-MSA penalty (0: plain MSA).
+    h1_diag : ndarray, shape (K,)
+    h1_rhs : ndarray, shape (K, d, q)
+        Jacobi terms of the H^1 regulariser (zeros without it).
+    n_direct : int
+        Largest ``d q`` solved by Cholesky; above it, conjugate gradients.
+    tol, max_inner : float, int
+        Relative tolerance and iteration cap of CG / FISTA.
+    info : ndarray, shape (K, 4)
+        Receives gain, residual, iterations, switching function per step.
+    """
+    K, n, d = xs.shape[0] - 1, xs.shape[1], xs.shape[2]
+    q = U_old.shape[2]
+    dt = xs.dtype
+    psi = np.empty((n, q), dt)
+    dpsi = np.empty((n, q), dt)
+    width = d if kind == OUTER else q
+    s = np.empty((n, width), dt)
+    ds = np.empty((n, width), dt)
+    t1 = np.empty((n, q), dt)
+    t2 = np.empty((n, q), dt)
+    G = np.empty((d, q), dt)
+    S = np.empty((q, q), dt)
+    work = np.empty((6, d, q), dt)
+    M = np.empty((d * q, d * q), np.float64) if d * q <= n_direct else np.empty((0, 0))
+    for k in range(K):
+        p = ps[k + 1]
+        _psi(kind, xs[k], omega, beta, code, param, psi, dpsi, s, ds)
+        np.dot(p.T, psi, G)
+        np.dot(psi.T, psi, S)
+        for c in range(q):
+            for c2 in range(q):
+                S[c, c2] /= n
+        Uo, Un, fr = U_old[k], U_new[k], free[k]
+        coef = h1_diag[k] + (2.0 * lam if reg == L2 else 0.0)
+        # g = gradient of Psi~ at U_old (per unit time)
+        g = work[0]
+        for r in range(d):
+            for c in range(q):
+                g[r, c] = (G[r, c] + h1_rhs[k, r, c] - coef * Uo[r, c]) if fr[r, c] else 0.0
+        info[k, 3] = math.sqrt(_vdot(G, G)) if reg != L1_ELEMENTWISE else np.max(np.abs(G))
+        quadratic = rho != 0.0 or h1_diag[k] != 0.0
+        if reg == L2:
+            delta = work[1]
+            if not quadratic:
+                for r in range(d):
+                    for c in range(q):
+                        delta[r, c] = g[r, c] / coef
+                iters = 0
+            elif d * q <= n_direct:
+                _explicit(S, p, dpsi, Kt, use_Kt, coef, rho, M)
+                for a in range(d * q):
+                    if not fr.reshape(d * q)[a]:
+                        M[a, :] = 0.0
+                        M[:, a] = 0.0
+                        M[a, a] = 1.0
+                sol = np.linalg.solve(M, g.reshape(d * q).astype(np.float64))
+                for a in range(d * q):
+                    delta.reshape(d * q)[a] = sol[a]
+                iters = 1
+            else:
+                iters = _cg(S, p, dpsi, Kt, use_Kt, coef, rho, fr, g, delta, tol, max_inner,
+                            work, t1, t2)
+            Md = work[5]
+            _apply(delta, S, p, dpsi, Kt, use_Kt, coef, rho, fr, Md, t1, t2, work[4])
+            for r in range(d):
+                for c in range(q):
+                    Un[r, c] = Uo[r, c] + delta[r, c]
+            info[k, 0] = _vdot(g, delta) - 0.5 * _vdot(delta, Md)
+            resid = 0.0
+            for r in range(d):
+                for c in range(q):
+                    resid += (g[r, c] - Md[r, c]) ** 2
+            info[k, 1] = math.sqrt(resid)
+            info[k, 2] = iters
+        else:
+            iters, resid = _l1_step(reg, S, p, dpsi, Kt, use_Kt, h1_diag[k], rho, fr, G,
+                                    h1_rhs[k], Uo, Un, lam, bound, quadratic, tol, max_inner,
+                                    work, t1, t2)
+            # gain: <G + h1_rhs, dU> - lam (r(U) - r(U_old)) - 1/2 dU.M dU - h1_diag <U_old, dU>
+            delta = work[1]
+            for r in range(d):
+                for c in range(q):
+                    delta[r, c] = Un[r, c] - Uo[r, c]
+            Md = work[5]
+            _apply(delta, S, p, dpsi, Kt, use_Kt, h1_diag[k], rho, fr, Md, t1, t2, work[4])
+            lin = 0.0
+            for r in range(d):
+                for c in range(q):
+                    lin += (G[r, c] + h1_rhs[k, r, c] - h1_diag[k] * Uo[r, c]) * delta[r, c]
+            info[k, 0] = lin - lam * (_l1_value(reg, Un) - _l1_value(reg, Uo)) \
+                - 0.5 * _vdot(delta, Md)
+            info[k, 1] = resid
+            info[k, 2] = iters
+
+
+@jit
+def _cg(S, p, dpsi, Kt, use_Kt, coef, rho, fr, g, x, tol, max_iter, work, t1, t2):
+    """Jacobi-preconditioned CG for ``M x = g`` on the free entries; returns iterations."""
+    d, q = g.shape
+    n = p.shape[0]
+    diag, r, z, pdir, Ap = work[2], work[3], work[4], work[5], work[0].copy()
+    scratch = np.empty((d, q), g.dtype)
+    # diag(M) = coef + rho (S_cc + N sum_i p_ir^2 psi'_ic^2 K~_cc)
+    p2 = p * p
+    dpsi2 = dpsi * dpsi
+    np.dot(p2.T, dpsi2, diag)
+    for rr in range(d):
+        for c in range(q):
+            kcc = Kt[c, c] if use_Kt else 1.0
+            diag[rr, c] = coef + rho * (S[c, c] + n * diag[rr, c] * kcc)
+    x[:, :] = 0.0
+    r[:, :] = g
+    norm_g = math.sqrt(_vdot(g, g))
+    if norm_g == 0.0:
+        return 0
+    for rr in range(d):
+        for c in range(q):
+            z[rr, c] = r[rr, c] / diag[rr, c] if fr[rr, c] else 0.0
+    pdir[:, :] = z
+    rz = _vdot(r, z)
+    it = 0
+    while it < max_iter:
+        it += 1
+        _apply(pdir, S, p, dpsi, Kt, use_Kt, coef, rho, fr, Ap, t1, t2, scratch)
+        alpha = rz / _vdot(pdir, Ap)
+        for rr in range(d):
+            for c in range(q):
+                x[rr, c] += alpha * pdir[rr, c]
+                r[rr, c] -= alpha * Ap[rr, c]
+        if math.sqrt(_vdot(r, r)) <= tol * norm_g:
+            break
+        for rr in range(d):
+            for c in range(q):
+                z[rr, c] = r[rr, c] / diag[rr, c] if fr[rr, c] else 0.0
+        rz_new = _vdot(r, z)
+        beta = rz_new / rz
+        rz = rz_new
+        for rr in range(d):
+            for c in range(q):
+                pdir[rr, c] = z[rr, c] + beta * pdir[rr, c]
+    return it
+
+
+@jit
+def _l1_step(reg, S, p, dpsi, Kt, use_Kt, h1d, rho, fr, G, h1r, Uo, Un, lam, bound,
+             quadratic, tol, max_iter, work, t1, t2):
+    """l1 + bound: closed form (bang-bang) or FISTA; returns (iterations, prox residual)."""
+    d, q = G.shape
+    c_lin = work[0]
+    for r in range(d):
+        for c in range(q):
+            c_lin[r, c] = G[r, c] + h1r[r, c]
+    if not quadratic:
+        # argmax <G, U> - lam |U| over the ball / box: the switching law (THEORY 4b)
+        _prox(reg, c_lin, lam, np.inf, fr, Uo, Un)
+        if reg == L1_GROUP:
+            norm = math.sqrt(_vdot(Un, Un))
+            scale = bound / norm if norm > 0.0 else 0.0
+            for r in range(d):
+                for c in range(q):
+                    Un[r, c] = Un[r, c] * scale if fr[r, c] else Uo[r, c]
+        else:
+            for r in range(d):
+                for c in range(q):
+                    if fr[r, c]:
+                        Un[r, c] = math.copysign(bound, Un[r, c]) if Un[r, c] != 0.0 else 0.0
+        return 0, 0.0
+    # smooth part f(U) = -<c, U> + h1d/2 |U|^2 + rho/2 (U - Uo).A(U - Uo); L = lambda_max
+    scratch = np.empty((d, q), G.dtype)
+    v, Av = work[1], work[2]
+    for r in range(d):
+        for c in range(q):
+            v[r, c] = 1.0 if fr[r, c] else 0.0
+    L = 0.0
+    for _ in range(30):  # power iteration on the free block
+        nv = math.sqrt(_vdot(v, v))
+        if nv == 0.0:
+            break
+        for r in range(d):
+            for c in range(q):
+                v[r, c] /= nv
+        _apply(v, S, p, dpsi, Kt, use_Kt, h1d, rho, fr, Av, t1, t2, scratch)
+        L = _vdot(v, Av)
+        v[:, :] = Av
+    L = 1.1 * L + 1e-300
+    x, y, grad, trial = Un, work[3], work[4], work[5]
+    x[:, :] = Uo
+    y[:, :] = Uo
+    t = 1.0
+    resid = np.inf
+    it = 0
+    scale = math.sqrt(_vdot(c_lin, c_lin)) + 1e-300
+    while it < max_iter:
+        it += 1
+        _grad_smooth(y, Uo, c_lin, S, p, dpsi, Kt, use_Kt, h1d, rho, fr, grad, Av, t1, t2,
+                     scratch)
+        for r in range(d):
+            for c in range(q):
+                trial[r, c] = y[r, c] - grad[r, c] / L
+        x_prev = x.copy()
+        _prox(reg, trial, lam / L, bound, fr, Uo, x)
+        step = 0.0
+        for r in range(d):
+            for c in range(q):
+                step += (x[r, c] - y[r, c]) ** 2
+        resid = L * math.sqrt(step)
+        if resid <= tol * scale:
+            break
+        t_next = 0.5 * (1.0 + math.sqrt(1.0 + 4.0 * t * t))
+        for r in range(d):
+            for c in range(q):
+                y[r, c] = x[r, c] + (t - 1.0) / t_next * (x[r, c] - x_prev[r, c])
+        t = t_next
+    return it, resid
+
+
+@jit
+def _grad_smooth(U, Uo, c_lin, S, p, dpsi, Kt, use_Kt, h1d, rho, fr, out, Av, t1, t2,
+                 scratch):
+    """Gradient of ``-<c, U> + h1d/2 |U|^2 + rho/2 (U - Uo).A(U - Uo)`` (free entries)."""
+    diff = U - Uo
+    _apply(diff, S, p, dpsi, Kt, use_Kt, 0.0, rho, fr, Av, t1, t2, scratch)
+    for r in range(U.shape[0]):
+        for c in range(U.shape[1]):
+            out[r, c] = (Av[r, c] - c_lin[r, c] + h1d * U[r, c]) if fr[r, c] else 0.0
+
+
+# --------------------------------------------------------------------- "diagonal" field
+@jit
+def diagonal_maximize(xs, ps, code, param, w_old, free, reg, lam, bound, rho, h1_diag, h1_rhs,
+                      tol, max_inner, w_new, info):
+    """Maximise Psi~_k for ``f = diag(w) sigma(x)``: every coordinate is a scalar problem.
+
+    ``Psi~_k(w) = <g, w> - R(w) - (rho/2) sum_j a_j dw_j^2 - h1_diag/2 |w|^2 + <h1_rhs, w>``
+    with ``g_j = sum_i p_ij sigma_ij`` and
+    ``a_j = (1/N) sum_i sigma_ij^2 + N sum_i p_ij^2 sigma'_ij^2``. Arrays (K, d); the group
+    l1 (not separable) is solved by FISTA on the diagonal quadratic.
+    """
+    K, n, d = xs.shape[0] - 1, xs.shape[1], xs.shape[2]
+    s = np.empty((n, d), xs.dtype)
+    ds = np.empty((n, d), xs.dtype)
+    g = np.empty(d)
+    a = np.empty(d)
+    for k in range(K):
+        p = ps[k + 1]
+        activate_with_slope(code, param, xs[k], s, ds)
+        for j in range(d):
+            g[j] = 0.0
+            a[j] = 0.0
+        for i in range(n):
+            for j in range(d):
+                g[j] += p[i, j] * s[i, j]
+                a[j] += s[i, j] * s[i, j] / n + n * (p[i, j] * ds[i, j]) ** 2
+        wo, wn, fr = w_old[k], w_new[k], free[k]
+        info[k, 3] = math.sqrt(np.sum(g * g)) if reg != L1_ELEMENTWISE else np.max(np.abs(g))
+        gain = 0.0
+        resid = 0.0
+        iters = 0
+        if reg == L2:
+            for j in range(d):
+                m = 2.0 * lam + h1_diag[k] + rho * a[j]
+                grad = g[j] + h1_rhs[k, j] - (2.0 * lam + h1_diag[k]) * wo[j]
+                delta = grad / m if fr[j] else 0.0
+                wn[j] = wo[j] + delta
+                gain += grad * delta - 0.5 * m * delta * delta
+        elif reg == L1_ELEMENTWISE or (rho == 0.0 and h1_diag[k] == 0.0):
+            for j in range(d):
+                m = h1_diag[k] + rho * a[j]
+                c = g[j] + h1_rhs[k, j] + rho * a[j] * wo[j]
+                if not fr[j]:
+                    wn[j] = wo[j]
+                elif m == 0.0 and reg == L1_ELEMENTWISE:
+                    wn[j] = math.copysign(bound, c) if abs(c) > lam else 0.0
+                elif reg == L1_ELEMENTWISE:
+                    wn[j] = math.copysign(min(max(abs(c) - lam, 0.0) / m, bound), c)
+                else:  # group, no quadratic: switching law
+                    wn[j] = c
+            if reg == L1_GROUP:
+                norm = math.sqrt(np.sum(wn * wn))
+                scale = bound / norm if norm > lam else 0.0
+                for j in range(d):
+                    wn[j] = wn[j] * scale if fr[j] else wo[j]
+        else:
+            # group l1 with a quadratic: FISTA on the diagonal quadratic
+            L = 1.1 * (h1_diag[k] + rho * np.max(a)) + 1e-300
+            x = wo.copy()
+            y = wo.copy()
+            t = 1.0
+            scale = math.sqrt(np.sum(g * g)) + 1e-300
+            while iters < max_inner:
+                iters += 1
+                trial = np.empty((1, d))
+                for j in range(d):
+                    grad = rho * a[j] * (y[j] - wo[j]) + h1_diag[k] * y[j] - g[j] - h1_rhs[k, j]
+                    trial[0, j] = y[j] - grad / L
+                x_prev = x.copy()
+                out = np.empty((1, d))
+                _prox(L1_GROUP, trial, lam / L, bound, fr.reshape(1, d), wo.reshape(1, d), out)
+                step = 0.0
+                for j in range(d):
+                    x[j] = out[0, j]
+                    step += (x[j] - y[j]) ** 2
+                resid = L * math.sqrt(step)
+                if resid <= tol * scale:
+                    break
+                t_next = 0.5 * (1.0 + math.sqrt(1.0 + 4.0 * t * t))
+                for j in range(d):
+                    y[j] = x[j] + (t - 1.0) / t_next * (x[j] - x_prev[j])
+                t = t_next
+            wn[:] = x
+        if reg != L2:
+            norm_new = math.sqrt(np.sum(wn * wn)) if reg == L1_GROUP else np.sum(np.abs(wn))
+            norm_old = math.sqrt(np.sum(wo * wo)) if reg == L1_GROUP else np.sum(np.abs(wo))
+            gain = -lam * (norm_new - norm_old)
+            for j in range(d):
+                dw = wn[j] - wo[j]
+                gain += (g[j] + h1_rhs[k, j] - h1_diag[k] * wo[j]) * dw \
+                    - 0.5 * (rho * a[j] + h1_diag[k]) * dw * dw
+        info[k, 0] = gain
+        info[k, 1] = resid
+        info[k, 2] = iters
+
+
+# ------------------------------------------------------- general fields (inner, perceptron)
+@jit
+def augmented_general(xs, ps, V, W, c, Vo, Wo, co, has_V, code, param, rho, values, gV, gW,
+                      gc):
+    """Smooth part of Psi~_k (without R) and its gradient for ``V sigma(W x + c)``.
+
+    With ``has_V = False`` the field is ``sigma(W x + c)`` ("inner", ``V`` unused). Per step,
+    ``p = p_{k+1}``, ``F = sigma(z) V^T``, ``J = N (sigma'(z) * (p V)) W`` (the costate term
+    ``(D_x f)^T p_hat``) and the same at the old control::
+
+        Psi~ = <p, F> - rho/(2N) |F - F_old|^2 - rho/(2N) |J - J_old|^2
+
+    Arrays: V (K, d, m), W (K, m, d), c (K, m); values (K,); gradients like the controls.
+    """
+    K, n, d = xs.shape[0] - 1, xs.shape[1], xs.shape[2]
+    m = W.shape[1]
+    dt = xs.dtype
+    z = np.empty((n, m), dt)
+    s = np.empty((n, m), dt)
+    ds = np.empty((n, m), dt)
+    dds = np.empty((n, m), dt)
+    so = np.empty((n, m), dt)
+    dso = np.empty((n, m), dt)
+    F = np.empty((n, d), dt)
+    Fo = np.empty((n, d), dt)
+    g = np.empty((n, m), dt)
+    go = np.empty((n, m), dt)
+    J = np.empty((n, d), dt)
+    Jo = np.empty((n, d), dt)
+    e = np.empty((n, m), dt)
+    for k in range(K):
+        x, p = xs[k], ps[k + 1]
+        np.dot(x, W[k].T, z)
+        for i in range(n):
+            for r in range(m):
+                z[i, r] += c[k, r]
+        activate_with_curvature(code, param, z, s, ds, dds)
+        np.dot(x, Wo[k].T, z)
+        for i in range(n):
+            for r in range(m):
+                z[i, r] += co[k, r]
+        activate_with_slope(code, param, z, so, dso)
+        if has_V:
+            np.dot(s, V[k].T, F)
+            np.dot(so, Vo[k].T, Fo)
+            np.dot(p, V[k], g)
+            np.dot(p, Vo[k], go)
+        else:
+            F[:, :] = s
+            Fo[:, :] = so
+            g[:, :] = p
+            go[:, :] = p
+        for i in range(n):
+            for r in range(m):
+                z[i, r] = ds[i, r] * g[i, r]
+                so[i, r] = dso[i, r] * go[i, r]
+        np.dot(z, W[k], J)
+        np.dot(so, Wo[k], Jo)
+        val = 0.0
+        fdiff = 0.0
+        jdiff = 0.0
+        for i in range(n):
+            for j in range(d):
+                val += p[i, j] * F[i, j]
+                df = F[i, j] - Fo[i, j]
+                dj = n * (J[i, j] - Jo[i, j])
+                fdiff += df * df
+                jdiff += dj * dj
+                F[i, j] = p[i, j] - rho / n * df  # F reused: cc = p - rho/N (F - F_old)
+                J[i, j] = dj  # J reused: E = J - J_old (with the factor N)
+        values[k] = val - rho / (2.0 * n) * (fdiff + jdiff)
+        # a = sigma' * (cc V); gradient of <cc, F>
+        if has_V:
+            np.dot(F.T, s, gV[k])
+            np.dot(F, V[k], go)  # go reused: cc V
+        else:
+            go[:, :] = F
+        np.dot(J, W[k].T, e)  # e = E W^T
+        for i in range(n):
+            for r in range(m):
+                # a - rho e * g * sigma'' (E = J - J_old carries the N of p_hat)
+                go[i, r] = ds[i, r] * go[i, r] - rho * e[i, r] * g[i, r] * dds[i, r]
+        np.dot(go.T, x, gW[k])
+        for r in range(m):
+            acc = 0.0
+            for i in range(n):
+                acc += go[i, r]
+            gc[k, r] = acc
+        # the costate term through W directly: - rho (sigma' * g)^T E; through V: - rho p^T (e sigma')
+        tmp = np.dot(z.T, J)
+        for r in range(m):
+            for j in range(d):
+                gW[k, r, j] -= rho * tmp[r, j]
+        if has_V:
+            for i in range(n):
+                for r in range(m):
+                    e[i, r] *= ds[i, r]
+            tmp_v = np.dot(p.T, e)
+            for j in range(d):
+                for r in range(m):
+                    gV[k, j, r] -= rho * tmp_v[j, r]

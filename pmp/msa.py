@@ -1,0 +1,243 @@
+"""The method of successive approximations (THEORY.md sections 4, 10, 11).
+
+One iteration: a forward sweep of the states, a backward sweep of the costates, and the
+maximisation of the (augmented) Hamiltonian at every step (:mod:`pmp.maximize`).
+
+=============  =====================================================================
+"msa"          plain MSA (Chernousko & Lyubushin; Li et al. Alg. 1): ``rho = 0``. It has
+               no step-size control and diverges when the control-to-costate
+               sensitivity exceeds ``2 lam`` (E4 of THEORY.md: error factor
+               ``-T / (2 lam)``); the trainer then stops with status "diverged".
+"emsa"         extended MSA (Li, Chen, Tai, E): the augmented Hamiltonian with penalty
+               ``rho``. Adaptive by default (THEORY.md 10): a candidate is accepted only
+               if ``J(u_new) <= J(u) - sufficient * h sum_k gain_k``, then ``rho /= 2``;
+               otherwise it is rejected and ``rho *= 4``. Monotone by construction.
+               ``adaptive=False`` keeps ``rho`` fixed.
+"discrete"     binary ``s {-1, +1}`` or ternary ``s {-1, 0, +1}`` weights (Li & Hao):
+               an exponential moving average of ``G = d<p, F>/du`` decides the sign; an
+               entry changes only where its evidence exceeds ``flip`` times the largest
+               evidence among the entries of its step that want to change. Biases and a
+               trainable readout keep a gradient step.
+=============  =====================================================================
+
+History columns: ``rho``, ``accepted`` (1 or 0), ``gain`` (``h sum_k`` of the Hamiltonian
+gain of the last maximisation, in units of J) and, for "discrete", ``nonzero`` (the
+fraction of non-zero discrete weights).
+"""
+import numpy as np
+
+from ._validation import lookup, real
+from .maximize import Maximizer
+from .optimizers import Method, Point
+
+
+class MSA(Method):
+    """Plain MSA: ``u_k <- argmax_u H_k(X_k, p_{k+1}, u)``.
+
+    Parameters
+    ----------
+    n_direct, tol, max_inner
+        Options of :class:`pmp.maximize.Maximizer`.
+    xtol : float
+        Stop ("converged") when the maximisation moves no entry by more than
+        ``xtol * max(1, max |u|)``: a fixed point of the MSA.
+    """
+
+    name = "msa"
+    needs_smooth = False
+
+    def __init__(self, n_direct=256, tol=1e-10, max_inner=500, xtol=1e-12):
+        self.n_direct, self.tol, self.max_inner = n_direct, tol, max_inner
+        self.xtol = real(xtol, "xtol", low=0.0)
+        self.rho = 0.0
+
+    def _maximizer(self, problem):
+        return Maximizer(problem, self.n_direct, self.tol, self.max_inner)
+
+    def _candidate(self, maximizer, oracle, point, xs, ps, rho):
+        """The maximiser's controls and history extras; None at a fixed point."""
+        old = point.controls
+        new, info = maximizer.maximize(oracle.batch, old, xs, ps, rho)
+        step = max(float(np.max(np.abs(new[n] - old[n]))) for n in old)
+        size = max(1.0, max(float(np.max(np.abs(old[n]))) for n in old))
+        if step <= self.xtol * size:
+            oracle.stall(f"fixed point: the maximisation moves the controls by {step:.3g} <= "
+                         f"xtol * max(1, max |u|)", status="converged")
+            return None, None
+        extra = dict(rho=rho, gain=oracle.problem.h * float(np.sum(info.gain)),
+                     residual=float(np.max(info.residual)))
+        return new, extra
+
+    def run(self, oracle, u):
+        maximizer = self._maximizer(oracle.problem)
+        maximizer._check(self.rho)
+        point, xs, ps = oracle.sweep(u)
+        point.extra = dict(rho=self.rho, accepted=1.0)
+        batch = oracle.batch_id
+        while True:
+            yield point
+            if oracle.batch_id != batch:  # a new mini-batch: sweep it at the current controls
+                point, xs, ps = oracle.sweep(point.controls)
+                batch = oracle.batch_id
+            new, extra = self._candidate(maximizer, oracle, point, xs, ps, self.rho)
+            if new is None:
+                return
+            point, xs, ps = oracle.sweep(new)
+            point.extra = dict(extra, accepted=1.0)
+
+
+class EMSA(MSA):
+    """Extended MSA with the augmented Hamiltonian, adaptive ``rho`` by default.
+
+    Parameters
+    ----------
+    rho : float
+        Initial (or fixed) penalty, >= 0. It scales like T for a terminal cost and like T^2
+        for a tracking cost (THEORY.md 10).
+    adaptive : bool
+        Accept / reject with the sufficient-decrease test and adapt ``rho``.
+    sufficient : float
+        The constant ``c`` of the test ``J(u_new) <= J(u) - c * gain``, in (0, 1].
+    rho_min, rho_max : float
+        Bounds of the adaptive ``rho``; above ``rho_max`` the method stalls (no ascent step
+        decreases J any more: converged to rounding, or a bad model).
+    n_direct, tol, max_inner, xtol
+        As :class:`MSA`.
+    """
+
+    name = "emsa"
+
+    def __init__(self, rho=1.0, adaptive=True, sufficient=0.1, rho_min=1e-8, rho_max=1e12,
+                 n_direct=256, tol=1e-10, max_inner=500, xtol=1e-12):
+        super().__init__(n_direct, tol, max_inner, xtol)
+        self.rho = real(rho, "rho", low=0.0)
+        self.adaptive = bool(adaptive)
+        self.sufficient = real(sufficient, "sufficient", low=0.0, low_open=True, high=1.0)
+        self.rho_min = real(rho_min, "rho_min", low=0.0)
+        self.rho_max = real(rho_max, "rho_max", low=self.rho_min, allow_inf=True)
+        if self.adaptive and self.rho == 0.0:
+            raise ValueError("rho must be > 0 for the adaptive E-MSA (it is multiplied and "
+                             "divided), got 0.0; use method='msa' for rho = 0")
+
+    def run(self, oracle, u):
+        if not self.adaptive:
+            yield from super().run(oracle, u)
+            return
+        maximizer = self._maximizer(oracle.problem)
+        rho = self.rho
+        point, xs, ps = oracle.sweep(u)
+        point.extra = dict(rho=rho, accepted=1.0)
+        batch = oracle.batch_id
+        while True:
+            yield point
+            if oracle.batch_id != batch:
+                point, xs, ps = oracle.sweep(point.controls)
+                batch = oracle.batch_id
+            new, extra = self._candidate(maximizer, oracle, point, xs, ps, rho)
+            if new is None:
+                return
+            parts, xs_new = oracle.value_and_states(new)
+            target = point.parts["total"] - self.sufficient * extra["gain"]
+            if np.isfinite(parts["total"]) and parts["total"] <= target:
+                point, xs, ps = oracle.sweep(new, states=xs_new)
+                rho = max(rho / 2.0, self.rho_min)
+                point.extra = dict(extra, accepted=1.0)
+            else:
+                rho *= 4.0
+                if rho > self.rho_max:
+                    oracle.stall(f"rho exceeded rho_max = {self.rho_max:g}: no maximisation "
+                                 "step decreases J any more")
+                    return
+                point = Point(point.controls, point.parts, point.riesz, point.grad_norm,
+                              extra=dict(extra, accepted=0.0))
+            point.extra["rho"] = rho
+
+
+class Discrete(Method):
+    """Binary or ternary weights trained by the MSA rule of Li & Hao (THEORY.md 11).
+
+    Parameters
+    ----------
+    levels : {"binary", "ternary"}
+    scale : float, optional
+        The weight magnitude ``s`` (default ``1 / sqrt(fan_in)`` per control).
+    threshold : float, optional
+        Ternary: ``|G| <= threshold`` sets a weight to 0 (default: the problem's ``lam``).
+    ema : float
+        Moving-average factor of ``G`` in [0, 1) (0: no averaging).
+    flip : float
+        Relative threshold in (0, 1]: an entry changes only where its evidence is at least
+        ``flip`` times the largest among the entries of its step that want to change.
+    lr : float
+        Gradient step of the continuous controls (biases, readout).
+    """
+
+    name = "discrete"
+    needs_smooth = True
+    DISCRETE = {"outer": ("W",), "inner": ("W",), "diagonal": ("w",), "features": ("A",),
+                "perceptron": ("V", "W")}
+
+    def __init__(self, levels="binary", scale=None, threshold=None, ema=0.9, flip=0.5,
+                 lr=0.1):
+        self.levels = lookup({"binary": "binary", "ternary": "ternary"}, levels, "levels")
+        self.scale = None if scale is None else real(scale, "scale", low=0.0, low_open=True)
+        self.threshold = None if threshold is None else real(threshold, "threshold", low=0.0)
+        self.ema = real(ema, "ema", low=0.0, high=1.0)
+        if self.ema == 1.0:
+            raise ValueError("ema must be < 1 (1 would never update the average), got 1.0")
+        self.flip = real(flip, "flip", low=0.0, low_open=True, high=1.0)
+        self.lr = real(lr, "lr", low=0.0)
+
+    def _project(self, u, s):
+        if self.levels == "binary":
+            return np.where(u >= 0.0, s, -s)
+        return np.where(np.abs(u) > 0.5 * s, np.sign(u) * s, 0.0)
+
+    def run(self, oracle, u):
+        problem = oracle.problem
+        names = self.DISCRETE[problem.field.name]
+        scales = {n: self.scale if self.scale is not None
+                  else 1.0 / np.sqrt(problem.field.fan_in(n)) for n in names}
+        threshold = problem.lam if self.threshold is None else self.threshold
+        u = dict(u)
+        for n in names:
+            u[n] = self._project(u[n], scales[n]).astype(problem.dtype)
+        point, xs, ps = oracle.sweep(u)
+        average = None
+        while True:
+            point.extra = dict(accepted=1.0, nonzero=self._nonzero(point.controls, names))
+            yield point
+            # G = d<p, F>/du per unit time: minus the Riesz gradient of the data part
+            controls = point.controls
+            reg_grad = {n: np.zeros_like(a) for n, a in controls.items()}
+            problem.reg.add_grad(controls, problem.control_names, problem.h, reg_grad)
+            G = {n: -(point.riesz[n] - reg_grad[n] / problem.riesz_weight(n)) for n in names}
+            average = G if average is None else {
+                n: self.ema * average[n] + (1.0 - self.ema) * G[n] for n in names}
+            new = {n: (a - self.lr * point.riesz[n] if n not in names else a)
+                   for n, a in controls.items()}
+            for n in names:
+                new[n] = self._flip(controls[n], average[n], scales[n], threshold)
+            point, xs, ps = oracle.sweep(new)
+
+    def _flip(self, current, g, s, threshold):
+        if self.levels == "binary":
+            target = np.where(g > 0.0, s, np.where(g < 0.0, -s, current))
+            evidence = np.abs(g)
+        else:
+            target = np.where(np.abs(g) > threshold, np.sign(g) * s, 0.0)
+            evidence = np.abs(np.abs(g) - threshold)
+        wants = target != current
+        K = current.shape[0]
+        strongest = np.max(np.where(wants, evidence, 0.0).reshape(K, -1), axis=1)
+        bar = (self.flip * strongest).reshape((K,) + (1,) * (current.ndim - 1))
+        change = wants & (evidence >= bar) & (evidence > 0.0)
+        return np.where(change, target, current).astype(current.dtype)
+
+    @staticmethod
+    def _nonzero(controls, names):
+        total = sum(controls[n].size for n in names)
+        return sum(np.count_nonzero(controls[n]) for n in names) / total
+
+
+MSA_METHODS = (MSA, EMSA, Discrete)
