@@ -108,9 +108,6 @@ class Maximizer:
             raise ValueError(f"reg={reg.name!r} with field={self.field!r}: the MSA maximiser of "
                              "general fields handles 'l2' and 'h1'; use a field linear in the "
                              "control ('outer', 'features', 'diagonal') or method='proximal'")
-        if reg.name == "l1" and problem.frozen:
-            raise ValueError("frozen entries with reg='l1' (group norm) are not supported by "
-                             "the MSA maximiser; use reg='l1elem' or no frozen entries")
 
     def _check(self, rho):
         reg = self.problem.reg
@@ -142,6 +139,11 @@ class Maximizer:
         """
         rho = real(rho, "rho", low=0.0)
         self._check(rho)
+        if problem.reg.name == "l1" and any(np.any(controls[n][m] != 0.0)
+                                            for n, m in problem.frozen.items()):
+            # the group norm would couple the free entries to fixed non-zero ones
+            raise ValueError("reg='l1' (group norm) with frozen entries needs the frozen "
+                             "entries to be 0 for the MSA maximiser")
         if self.field in ("outer", "features"):
             return self._linear(problem, controls, xs, ps, rho)
         if self.field == "diagonal":

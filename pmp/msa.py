@@ -10,7 +10,8 @@ maximisation of the (augmented) Hamiltonian at every step (:mod:`pmp.maximize`).
                ``-T / (2 lam)``); the trainer then stops with status "diverged".
 "emsa"         extended MSA (Li, Chen, Tai, E): the augmented Hamiltonian with penalty
                ``rho``. Adaptive by default (THEORY.md 10): a candidate is accepted only
-               if ``J(u_new) <= J(u) - sufficient * h sum_k gain_k``, then ``rho /= 2``;
+               if ``J(u_new) <= J(u) - sufficient * h sum_k gain_k`` and
+               ``J(u_new) < J(u)``, then ``rho /= 2``;
                otherwise it is rejected and ``rho *= 4``. Monotone by construction.
                ``adaptive=False`` keeps ``rho`` fixed.
 "discrete"     binary ``s {-1, +1}`` or ternary ``s {-1, 0, +1}`` weights (Li & Hao):
@@ -137,8 +138,10 @@ class EMSA(MSA):
             if new is None:
                 return
             parts, xs_new = oracle.value_and_states(new)
-            target = point.parts["total"] - self.sufficient * extra["gain"]
-            if np.isfinite(parts["total"]) and parts["total"] <= target:
+            current = point.parts["total"]
+            target = current - self.sufficient * extra["gain"]
+            if np.isfinite(parts["total"]) and parts["total"] <= target and \
+                    parts["total"] < current:
                 point, xs, ps = oracle.sweep(new, states=xs_new)
                 rho = max(rho / 2.0, self.rho_min)
                 point.extra = dict(extra, accepted=1.0)
@@ -177,7 +180,7 @@ class Discrete(Method):
     DISCRETE = {"outer": ("W",), "inner": ("W",), "diagonal": ("w",), "features": ("A",),
                 "perceptron": ("V", "W")}
 
-    def __init__(self, levels="binary", scale=None, threshold=None, ema=0.9, flip=0.5,
+    def __init__(self, levels="binary", scale=None, threshold=None, ema=0.9, flip=0.9,
                  lr=0.1):
         self.levels = lookup({"binary": "binary", "ternary": "ternary"}, levels, "levels")
         self.scale = None if scale is None else real(scale, "scale", low=0.0, low_open=True)

@@ -325,7 +325,7 @@ def _l1_step(reg, S, p, dpsi, Kt, use_Kt, h1d, rho, fr, G, h1r, Uo, Un, lam, bou
     c_lin = work[0]
     for r in range(d):
         for c in range(q):
-            c_lin[r, c] = G[r, c] + h1r[r, c]
+            c_lin[r, c] = G[r, c] + h1r[r, c] if fr[r, c] else 0.0
     if not quadratic:
         # argmax <G, U> - lam |U| over the ball / box: the switching law (THEORY 4b)
         _prox(reg, c_lin, lam, np.inf, fr, Uo, Un)
