@@ -161,7 +161,7 @@ def test_trainable_readout_and_float32():
 
 
 def test_bad_trainer_arguments(toy):
-    with pytest.raises(ValueError, match="unknown method 'sgd'.*adam, gd, heavy_ball"):
+    with pytest.raises(ValueError, match="unknown method 'sgd'.*adam, discrete, emsa, gd, heavy_ball"):
         pmp.train(toy, "sgd")
     with pytest.raises(TypeError, match="unknown option.*'momentum'.*method 'gd'.*lr"):
         pmp.train(toy, "gd", momentum=0.9)
