@@ -17,8 +17,8 @@ the Gram operator of the costate term ``(1/N) sum_i |(D_x psi_i)^T dU^T p_hat_i|
 The h1 (Jacobi) splitting adds ``h1_diag I`` to the quadratic and ``h1_rhs`` to the linear
 term. For l2 the maximiser is the solution of ``M dU = g_old`` on the free entries, with
 ``M = (2 lam + h1_diag) I + rho A`` and ``g_old = G + h1_rhs - (2 lam + h1_diag) U_old`` the
-gradient of Psi~ at ``U_old``: Cholesky on the explicit matrix when ``d q <= n_direct``,
-Jacobi-preconditioned conjugate gradients otherwise. For l1 with a bound: FISTA on the same
+gradient of Psi~ at ``U_old``: a direct solve of the explicit matrix when ``d q <= n_direct``,
+conjugate gradients preconditioned by the exact inverse of the ``I (x) S`` part otherwise. For l1 with a bound: FISTA on the same
 quadratic (without ``2 lam``) with the prox of ``lam |U|`` and the ball / box. With ``rho = 0``
 and no h1 term both have closed forms (``G / 2 lam``; bang-bang).
 
@@ -271,27 +271,37 @@ def linear_maximize(kind, xs, ps, omega, beta, code, param, Kt, use_Kt, U_old, f
 
 @jit
 def _cg(S, p, dpsi, Kt, use_Kt, coef, rho, fr, g, x, tol, max_iter, work, t1, t2):
-    """Jacobi-preconditioned CG for ``M x = g`` on the free entries; returns iterations."""
+    """Preconditioned CG for ``M x = g`` on the free entries; returns the iterations.
+
+    The preconditioner is ``I_d (x) B`` with ``B = coef I + rho (S + diag(D))``, ``D_c`` the
+    costate term's diagonal averaged over the rows: exact for the ``I (x) S`` part, one
+    q x q inverse per step and a (d, q) x (q, q) product per iteration.
+    """
     d, q = g.shape
     n = p.shape[0]
-    diag, r, z, pdir, Ap = work[2], work[3], work[4], work[5], work[0].copy()
+    r, z, pdir = work[2], work[3], work[4]
+    Ap = np.empty((d, q), g.dtype)
     scratch = np.empty((d, q), g.dtype)
-    # diag(M) = coef + rho (S_cc + N sum_i p_ir^2 psi'_ic^2 K~_cc)
-    p2 = p * p
-    dpsi2 = dpsi * dpsi
-    np.dot(p2.T, dpsi2, diag)
-    for rr in range(d):
-        for c in range(q):
-            kcc = Kt[c, c] if use_Kt else 1.0
-            diag[rr, c] = coef + rho * (S[c, c] + n * diag[rr, c] * kcc)
+    costate_diag = np.dot((p * p).T, dpsi * dpsi)  # (d, q): sum_i p_ir^2 psi'_ic^2
+    B = np.zeros((q, q))
+    for c in range(q):
+        for c2 in range(q):
+            B[c, c2] = rho * S[c, c2]
+        mean = 0.0
+        for rr in range(d):
+            mean += costate_diag[rr, c]
+        B[c, c] += coef + rho * n * (Kt[c, c] if use_Kt else 1.0) * mean / d
+    B_inv = np.linalg.inv(B).astype(g.dtype)
     x[:, :] = 0.0
     r[:, :] = g
     norm_g = math.sqrt(_vdot(g, g))
     if norm_g == 0.0:
         return 0
+    np.dot(r, B_inv, z)
     for rr in range(d):
         for c in range(q):
-            z[rr, c] = r[rr, c] / diag[rr, c] if fr[rr, c] else 0.0
+            if not fr[rr, c]:
+                z[rr, c] = 0.0
     pdir[:, :] = z
     rz = _vdot(r, z)
     it = 0
@@ -305,9 +315,11 @@ def _cg(S, p, dpsi, Kt, use_Kt, coef, rho, fr, g, x, tol, max_iter, work, t1, t2
                 r[rr, c] -= alpha * Ap[rr, c]
         if math.sqrt(_vdot(r, r)) <= tol * norm_g:
             break
+        np.dot(r, B_inv, z)
         for rr in range(d):
             for c in range(q):
-                z[rr, c] = r[rr, c] / diag[rr, c] if fr[rr, c] else 0.0
+                if not fr[rr, c]:
+                    z[rr, c] = 0.0
         rz_new = _vdot(r, z)
         beta = rz_new / rz
         rz = rz_new
