@@ -1,7 +1,8 @@
 """The ``pmp`` command (also ``python -m pmp``).
 
 ``pmp train`` with no arguments trains the default demo: concentric rings lifted to R^3,
-``x' = W tanh(x) + b``, T = 10, 100 steps, squared loss on the last coordinate, l2, L-BFGS.
+``x' = W tanh(x) + b``, T = 10, 100 steps, squared loss on the last coordinate, l2, by the
+extended method of successive approximations with adaptive rho.
 Errors print one line and exit with status 2.
 """
 import argparse
@@ -19,7 +20,7 @@ DEMO = dict(
     data=dict(name="rings", n_samples=256, seed=0, lift=3),
     model=dict(field="outer", activation="tanh", T=10.0, n_steps=100),
     objective=dict(loss="squared", reg="l2", lam=1e-3),
-    train=dict(method="lbfgs", max_iter=300, seed=0, gtol=1e-6),
+    train=dict(method="emsa", max_iter=600, seed=0, gtol=1e-6),
 )
 
 
@@ -67,9 +68,11 @@ def _train(args):
             rows.append(history_row(state))
             if state.iteration % args.print_every == 0 or state.status:
                 c = state.cost
+                rho = state.extra.get("rho")
                 print(f"  iter {state.iteration:5d}  J = {c['total']:.6e}  "
                       f"loss = {c['loss']:.3e}  |g| = {state.grad_norm:.2e}  "
-                      f"({state.elapsed:.2f} s)", flush=True)
+                      + (f"rho = {rho:.2g}  " if rho is not None else "")
+                      + f"({state.elapsed:.2f} s)", flush=True)
     except KeyboardInterrupt:
         writer.append_history(HISTORY_COLUMNS, rows)
         if state is not None:
@@ -103,9 +106,9 @@ def build_parser():
     train.add_argument("--out", help="output directory (default: runs/demo, runs/demo-2, ...)")
     train.add_argument("--overwrite", action="store_true",
                        help="replace an existing output directory")
-    train.add_argument("--method", help="training method (default: lbfgs)")
+    train.add_argument("--method", help="training method (default: emsa)")
     train.add_argument("--max-iter", type=int, help="maximum number of iterations")
-    train.add_argument("--print-every", type=int, default=25, help="progress line period")
+    train.add_argument("--print-every", type=int, default=50, help="progress line period")
     train.set_defaults(run=_train)
     return parser
 
