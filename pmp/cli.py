@@ -1,9 +1,12 @@
 """The ``pmp`` command (also ``python -m pmp``).
 
-``pmp train`` with no arguments trains the default demo: concentric rings lifted to R^3,
-``x' = W tanh(x) + b``, T = 10, 100 steps, squared loss on the last coordinate, l2, by the
-extended method of successive approximations with adaptive rho.
-Errors print one line and exit with status 2.
+    pmp train [CONFIG] [--set section.key=value ...] [--out DIR] [--overwrite]
+    pmp resume DIR
+    pmp sweep CONFIG --grid section.key=v1,v2,... [--grid ...] [--workers N | --scheduler ADDRESS]
+    pmp info RUN
+
+``pmp train`` with no CONFIG trains the built-in demo (``pmp.config.DEMO_TOML``). Errors
+print one line and exit with status 2; Ctrl-C writes a checkpoint and exits with 130.
 """
 import argparse
 import os
@@ -11,115 +14,145 @@ import sys
 
 import numpy as np
 
-from . import datasets
-from .problem import Problem
-from .store import RunWriter
-from .trainer import HISTORY_COLUMNS, history_row, iterate
-
-DEMO = dict(
-    data=dict(name="rings", n_samples=256, seed=0, lift=3),
-    model=dict(field="outer", activation="tanh", T=10.0, n_steps=100),
-    objective=dict(loss="squared", reg="l2", lam=1e-3),
-    train=dict(method="emsa", max_iter=600, seed=0, gtol=1e-6),
-)
+from .config import ConfigError, demo_config, load_config
+from .runner import OutputExists, resume_run, run_directory, train_run
+from .store import RunFileError, load_run
 
 
-class UserError(Exception):
-    """A problem with the user's input: printed as one line, exit status 2."""
+def _train(args):
+    config = load_config(args.config) if args.config else demo_config()
+    if args.set:
+        config = config.with_overrides(args.set)
+    if args.out is None and args.config is None and not args.overwrite:
+        # the demo never refuses: runs/demo, runs/demo-2, ...
+        directory = _free(run_directory(config))
+    else:
+        directory = run_directory(config, args.out)
+    print(f"pmp: training {config.method!r} into {directory}", flush=True)
+    return _report(directory, lambda: train_run(config, directory, overwrite=args.overwrite,
+                                                print_every=args.print_every))
 
 
-def _free_dir(base):
-    """``base``, or ``base-2``, ``base-3``, ... whichever does not exist yet."""
+def _free(base):
     candidate, n = base, 1
-    while os.path.exists(candidate):
+    while os.path.exists(os.path.join(candidate, "run.h5")):
         n += 1
         candidate = f"{base}-{n}"
     return candidate
 
 
-def _train(args):
-    cfg = DEMO
-    data = dict(cfg["data"])
-    x, y = datasets.load(data.pop("name"), **data)
-    problem = Problem(x, y, **cfg["model"], **cfg["objective"])
-    opts = dict(cfg["train"])
-    if args.max_iter is not None:
-        opts["max_iter"] = args.max_iter
-    if args.method is not None:
-        opts["method"] = args.method
-    method = opts.pop("method")
-
-    if args.out is None:
-        out = _free_dir(os.path.join("runs", "demo"))
-    else:
-        out = args.out
-        if os.path.exists(out) and not args.overwrite:
-            raise UserError(f"output directory {out} exists; pass --overwrite to replace it")
-    os.makedirs(out, exist_ok=True)
-    path = os.path.join(out, "run.h5")
-    if os.path.exists(path):
-        os.remove(path)  # only reached with --overwrite
-
-    print(f"pmp: training {problem}\n     method={method!r}, output {path}", flush=True)
-    writer = RunWriter(path, problem, method, opts)
-    rows, state = [], None
+def _report(directory, job):
     try:
-        for state in iterate(problem, method, **opts):
-            rows.append(history_row(state))
-            if state.iteration % args.print_every == 0 or state.status:
-                c = state.cost
-                rho = state.extra.get("rho")
-                print(f"  iter {state.iteration:5d}  J = {c['total']:.6e}  "
-                      f"loss = {c['loss']:.3e}  |g| = {state.grad_norm:.2e}  "
-                      + (f"rho = {rho:.2g}  " if rho is not None else "")
-                      + f"({state.elapsed:.2f} s)", flush=True)
+        state, parts = job()
     except KeyboardInterrupt:
-        writer.append_history(HISTORY_COLUMNS, rows)
-        if state is not None:
-            writer.checkpoint(state.iteration, state.controls)
-        writer.close("interrupted")
-        print(f"pmp: interrupted; the last iterate is saved in {path}", file=sys.stderr)
+        print(f"\npmp: interrupted; a checkpoint is saved. Continue with: pmp resume "
+              f"{directory}", file=sys.stderr)
         return 130
-    writer.append_history(HISTORY_COLUMNS, rows)
-    final = state.extra.get("last_finite") or state
-    parts = writer.checkpoint(final.iteration, final.controls)
-    writer.close("diverged" if state.status == "diverged" else "finished")
     print(f"pmp: {state.status}: {state.message}")
     print(f"pmp: final cost J = {parts['total']:.6e} (terminal {parts['terminal']:.4e}, "
-          f"regularization {parts['regularization']:.4e}); training error "
-          f"Phi(x(T)) = {parts['loss']:.4e}")
-    accuracy = np.mean(np.sign(_outputs(problem, final.controls)) == problem.y)
-    print(f"pmp: sign accuracy on the training set {accuracy:.3f}; run saved to {path}")
+          f"running {parts['running']:.4e}, regularization {parts['regularization']:.4e}); "
+          f"training error Phi(x(T)) = {parts['loss']:.4e}")
+    print(f"pmp: run saved in {directory} (read it with pmp.load_run({directory!r}))")
     return 0
 
 
-def _outputs(problem, controls):
-    from .sweeps import forward
+def _resume(args):
+    print(f"pmp: resuming {args.directory}", flush=True)
+    return _report(args.directory, lambda: resume_run(args.directory,
+                                                      print_every=args.print_every))
 
-    return (forward(problem, controls)[-1] @ problem.P.T)[:, 0]
+
+def _sweep(args):
+    from .sweep import parse_grid, sweep
+
+    config = load_config(args.config)
+    if args.set:
+        config = config.with_overrides(args.set)
+    if args.workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {args.workers}")
+    grid = parse_grid(args.grid)
+    stem = os.path.splitext(os.path.basename(args.config))[0]
+    directory = args.out or os.path.join(config["output"].get("dir", "runs"), f"{stem}-sweep")
+    n = int(np.prod([len(v) for v in grid.values()]))
+    where = args.scheduler or (f"{args.workers} local Dask workers" if args.workers > 1
+                               else "this process")
+    print(f"pmp: sweep of {n} runs into {directory} on {where}", flush=True)
+    rows = sweep(config, grid, directory, workers=args.workers, scheduler=args.scheduler)
+    print(f"pmp: {len(rows)} runs; summary in {os.path.join(directory, 'sweep.csv')} and "
+          f"sweep.h5")
+    return 0
+
+
+def _info(args):
+    with load_run(args.path) as run:
+        a = run.attrs
+        hist = run.history
+        print(f"run        {run.path}")
+        print(f"format     {a['format']} v{a['format_version']} (pmp {a['pmp_version']})")
+        print(f"status     {a['status']}  {a.get('message', '')}")
+        print(f"method     {a['method']}")
+        print(f"created    {a['created']}   updated {a.get('updated', '')}")
+        print(f"iterations {int(hist['iteration'][-1]) if len(hist.get('iteration', [])) else 0}"
+              f"   checkpoints {run.checkpoints}")
+        if run.checkpoints:
+            final = run.checkpoint()
+            print("final      " + "  ".join(f"{k} = {final.attrs[k]:.6g}" for k in
+                                            ("cost", "terminal", "running", "regularization",
+                                             "loss")))
+            print(f"states     {final['states'].shape} ({len(run.t)} times)")
+        print("config:")
+        for line in a["config"].splitlines():
+            print(f"  {line}")
+    return 0
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="pmp", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="pmp", description="Train residual networks by Pontryagin's maximum principle.")
     sub = parser.add_subparsers(dest="command", required=True)
-    train = sub.add_parser("train", help="train the default demo")
-    train.add_argument("--out", help="output directory (default: runs/demo, runs/demo-2, ...)")
+
+    train = sub.add_parser("train", help="train a configuration (default: the demo)")
+    train.add_argument("config", nargs="?", help="TOML configuration file")
+    train.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                       help="override a configuration value (repeatable)")
+    train.add_argument("--out", help="run directory (default: output.dir/output.name)")
     train.add_argument("--overwrite", action="store_true",
-                       help="replace an existing output directory")
-    train.add_argument("--method", help="training method (default: emsa)")
-    train.add_argument("--max-iter", type=int, help="maximum number of iterations")
-    train.add_argument("--print-every", type=int, default=50, help="progress line period")
+                       help="replace the run already in the output directory")
+    train.add_argument("--print-every", type=int, default=50,
+                       help="iterations between progress lines when not on a terminal")
     train.set_defaults(run=_train)
+
+    resume = sub.add_parser("resume", help="continue a run from its last checkpoint")
+    resume.add_argument("directory")
+    resume.add_argument("--print-every", type=int, default=50)
+    resume.set_defaults(run=_resume)
+
+    sweep = sub.add_parser("sweep", help="run a configuration over a grid of values")
+    sweep.add_argument("config")
+    sweep.add_argument("--grid", action="append", default=[], metavar="SECTION.KEY=V1,V2,...",
+                       help="values of one key (repeat for a cartesian product)")
+    sweep.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    sweep.add_argument("--out", help="sweep directory (default: output.dir/<config>-sweep)")
+    group = sweep.add_mutually_exclusive_group()
+    group.add_argument("--workers", type=int, default=1,
+                       help="local Dask workers (1: run in this process)")
+    group.add_argument("--scheduler", help="address of an existing Dask scheduler")
+    sweep.set_defaults(run=_sweep)
+
+    info = sub.add_parser("info", help="summarise a run")
+    info.add_argument("path", metavar="RUN", help="run directory or run.h5")
+    info.set_defaults(run=_info)
     return parser
 
 
 def main(argv=None):
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (UserError, ValueError, TypeError, OSError) as err:
-        print(f"pmp: error: {err}", file=sys.stderr)
+    except (ConfigError, OutputExists, RunFileError, ValueError, TypeError, OSError,
+            KeyError) as err:
+        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        print(f"pmp: error: {message}", file=sys.stderr)
         return 2
 
 

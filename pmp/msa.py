@@ -69,12 +69,13 @@ class MSA(Method):
                      residual=float(np.max(info.residual)))
         return new, extra
 
-    def run(self, oracle, u):
+    def run(self, oracle, u, state=None):
         maximizer = self._maximizer(oracle.problem)
         maximizer._check(self.rho)
         point, xs, ps = oracle.sweep(u)
         point.extra = dict(rho=self.rho, accepted=1.0)
         batch = oracle.batch_id
+        self.state = {}
         while True:
             yield point
             if oracle.batch_id != batch:  # a new mini-batch: sweep it at the current controls
@@ -120,16 +121,17 @@ class EMSA(MSA):
             raise ValueError("rho must be > 0 for the adaptive E-MSA (it is multiplied and "
                              "divided), got 0.0; use method='msa' for rho = 0")
 
-    def run(self, oracle, u):
+    def run(self, oracle, u, state=None):
         if not self.adaptive:
             yield from super().run(oracle, u)
             return
         maximizer = self._maximizer(oracle.problem)
-        rho = self.rho
+        rho = float(state["rho"]) if state else self.rho
         point, xs, ps = oracle.sweep(u)
         point.extra = dict(rho=rho, accepted=1.0)
         batch = oracle.batch_id
         while True:
+            self.state = {"rho": rho}
             yield point
             if oracle.batch_id != batch:
                 point, xs, ps = oracle.sweep(point.controls)
@@ -196,7 +198,7 @@ class Discrete(Method):
             return np.where(u >= 0.0, s, -s)
         return np.where(np.abs(u) > 0.5 * s, np.sign(u) * s, 0.0)
 
-    def run(self, oracle, u):
+    def run(self, oracle, u, state=None):
         problem = oracle.problem
         names = self.DISCRETE[problem.field.name]
         scales = {n: self.scale if self.scale is not None
@@ -206,9 +208,10 @@ class Discrete(Method):
         for n in names:
             u[n] = self._project(u[n], scales[n]).astype(problem.dtype)
         point, xs, ps = oracle.sweep(u)
-        average = None
+        average = (state or {}).get("average")
         while True:
             point.extra = dict(accepted=1.0, nonzero=self._nonzero(point.controls, names))
+            self.state = {"average": average}
             yield point
             # G = d<p, F>/du per unit time: minus the Riesz gradient of the data part
             controls = point.controls

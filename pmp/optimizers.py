@@ -68,13 +68,23 @@ class Method:
         ``oracle.stall(message)`` and ``oracle.problem``.
     u : dict
         Starting controls.
+    state : dict, optional
+        The method's :attr:`state` saved at a checkpoint: with it, ``run`` continues exactly
+        (bitwise) where the checkpointed run was when it yielded ``u``.
+
+    Attributes
+    ----------
+    state : dict
+        Set before every ``yield``: what the method needs besides the controls to continue
+        (momenta, curvature pairs, rho, ...): arrays, dicts and lists of arrays, scalars.
     """
 
     name = ""
     needs_smooth = True
     full_batch_only = False
+    state = None
 
-    def run(self, oracle, u):
+    def run(self, oracle, u, state=None):
         raise NotImplementedError
 
     def __repr__(self):
@@ -88,8 +98,9 @@ class GradientDescent(Method):
     def __init__(self, lr=0.1):
         self.lr = real(lr, "lr", low=0.0, low_open=True)
 
-    def run(self, oracle, u):
+    def run(self, oracle, u, state=None):
         point = oracle.evaluate(u)
+        self.state = {}
         while True:
             yield point
             point = oracle.evaluate(_axpy(-self.lr, point.riesz, point.controls), self.lr)
@@ -102,9 +113,10 @@ class HeavyBall(Method):
         self.lr = real(lr, "lr", low=0.0, low_open=True)
         self.momentum = real(momentum, "momentum", low=0.0, high=1.0)
 
-    def run(self, oracle, u):
-        point, previous = oracle.evaluate(u), u
+    def run(self, oracle, u, state=None):
+        point, previous = oracle.evaluate(u), (state or {}).get("previous", u)
         while True:
+            self.state = {"previous": previous}
             yield point
             u = point.controls
             new = _lincomb((1.0, u), (-self.lr, point.riesz), (self.momentum, u),
@@ -115,10 +127,11 @@ class HeavyBall(Method):
 class Nesterov(HeavyBall):
     name = "nesterov"
 
-    def run(self, oracle, u):
+    def run(self, oracle, u, state=None):
         point = oracle.evaluate(u)  # the look-ahead point y = u + momentum v, with v = 0
-        velocity = {n: np.zeros_like(a) for n, a in u.items()}
+        velocity = (state or {}).get("velocity") or {n: np.zeros_like(a) for n, a in u.items()}
         while True:
+            self.state = {"velocity": velocity}
             yield point
             g = point.riesz
             velocity = _lincomb((self.momentum, velocity), (-self.lr, g))
@@ -135,12 +148,16 @@ class Adam(Method):
         self.beta2 = real(beta2, "beta2", low=0.0, high=1.0)
         self.eps = real(eps, "eps", low=0.0, low_open=True)
 
-    def run(self, oracle, u):
+    def run(self, oracle, u, state=None):
         point = oracle.evaluate(u)
-        m = {n: np.zeros_like(a) for n, a in u.items()}
-        v = {n: np.zeros_like(a) for n, a in u.items()}
-        t = 0
+        if state:
+            m, v, t = state["m"], state["v"], int(state["t"])
+        else:
+            m = {n: np.zeros_like(a) for n, a in u.items()}
+            v = {n: np.zeros_like(a) for n, a in u.items()}
+            t = 0
         while True:
+            self.state = {"m": m, "v": v, "t": t}
             yield point
             t += 1
             g = point.riesz
@@ -169,7 +186,7 @@ class LBFGS(Method):
         self.c2 = real(c2, "c2", low=self.c1, high=1.0)
         self.max_line_search = integer(max_line_search, "max_line_search", low=1)
 
-    def run(self, oracle, u):
+    def run(self, oracle, u, state=None):
         problem = oracle.problem
         names = list(u)
         shapes = {n: u[n].shape for n in names}
@@ -194,11 +211,16 @@ class LBFGS(Method):
             return cache[key]
 
         x = np.concatenate([u[n].ravel() for n in names]).astype(np.float64)
+        s_hist, y_hist, old_f = [], [], None
+        if state:  # x in float64 may be finer than float32 controls
+            x, s_hist, y_hist = state["x"], list(state["s"]), list(state["y"])
+            old_f = None if np.isnan(state["old_f"]) else float(state["old_f"])
         point = evaluate(x)
         g = gradient(point)
-        s_hist, y_hist = [], []
-        old_f = None
         while True:
+            self.state = {"x": x, "s": np.array(s_hist).reshape(len(s_hist), x.size),
+                          "y": np.array(y_hist).reshape(len(y_hist), x.size),
+                          "old_f": np.nan if old_f is None else old_f}
             yield point
             direction = -self._two_loop(g / sqrt_w, s_hist, y_hist) / sqrt_w
             if not g @ direction < 0:  # not a descent direction: restart from steepest descent
@@ -295,7 +317,7 @@ class Proximal(Method):
         self.lipschitz = real(lipschitz, "lipschitz", low=0.0, low_open=True)
         self.restart = bool(restart)
 
-    def run(self, oracle, u):
+    def run(self, oracle, u, state=None):
         problem = oracle.problem
         reg, names = problem.reg, problem.control_names
 
@@ -316,9 +338,13 @@ class Proximal(Method):
 
         L = 1.0 / self.lr if self.lr is not None else self.lipschitz
         x_point = oracle.evaluate(u)
-        x_point.grad_norm = mapping_norm(u, prox_step(u, x_point.riesz, 1.0 / L), 1.0 / L)
         y_point, t = x_point, 1.0
+        if state:
+            L, t = float(state["L"]), float(state["t"])
+            y_point = oracle.evaluate(state["y"])
+        x_point.grad_norm = mapping_norm(u, prox_step(u, x_point.riesz, 1.0 / L), 1.0 / L)
         while True:
+            self.state = {"y": y_point.controls, "t": t, "L": L}
             yield x_point
             y, g, f_y = y_point.controls, y_point.riesz, smooth(y_point.parts)
             while True:

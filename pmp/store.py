@@ -1,22 +1,37 @@
-"""HDF5 run files: ``DIR/run.h5``.
+"""Run directories and their HDF5 files: a public, versioned contract.
 
-Layout (format "pmp-run", version 1)::
+A run lives in a directory ``DIR``::
 
-    /                      attrs: format, format_version, pmp_version, created, status,
-                                  method, problem (JSON of Problem.config()), options (JSON)
-    /t                     (n_steps + 1,) time grid, a dimension scale
-    /data/x                (n_samples, dim) inputs after lifting
-    /data/y                targets as given
-    /history/<column>      one entry per iterate (resizable): iteration, cost, terminal,
-                           running, regularization, loss, grad_norm, step_size, wall_time,
-                           elapsed
-    /checkpoints/<iteration, 8 digits>/
-                           attrs: iteration, cost
-                           states, costates (n_steps + 1, n_stored, dim), with /t attached
-                           to their first axis; controls/<name>
-    /final                 a soft link to the last checkpoint
+    DIR/config.toml                  the configuration (written once)
+    DIR/run.h5                       the index, format "pmp-run" (read this one)
+    DIR/data.h5                      inputs and targets (written once)
+    DIR/checkpoints/<8 digits>.h5    one file per checkpoint (written once)
 
-Files are created with mode ``"w-"``: an existing file is never overwritten.
+``run.h5`` (format version 1)::
+
+    /                      attrs: format = "pmp-run", format_version, pmp_version, config
+                                  (the full TOML text), created, updated, status (running,
+                                  finished, diverged, interrupted), message, method,
+                                  rng_state (JSON of the sampling RNG at the last checkpoint)
+    /t                     (n_steps + 1,) time grid, an HDF5 dimension scale
+    /data                  external link to data.h5:/data with x (n_samples, dim), after
+                           lifting, and y
+    /history/<column>      one entry per iteration up to the last checkpoint: iteration,
+                           cost, terminal, running, regularization, loss, grad_norm,
+                           step_size, wall_time, elapsed, rho, accepted, gain, nonzero
+    /checkpoints/<iteration, 8 digits>
+                           external link to a checkpoint file's /checkpoint group:
+                           attrs iteration, cost (and the other cost parts), datasets states
+                           and costates (n_steps + 1, n_stored, dim) with its own /t attached
+                           as the dimension scale of axis 0, controls/<name>, and resume/
+                           (what :func:`pmp.iterate` needs to continue exactly)
+    /final                 soft link to the last checkpoint
+
+Crash safety: every file is written under a temporary name and moved into place with
+``os.replace`` (atomic), checkpoint before index, so after ``kill -9`` at any moment
+``run.h5`` is a complete index whose checkpoints are complete. A reader (a notebook) opens
+``run.h5`` read-only at any time, also while the run trains: it sees the index as of its last
+replacement, and its checkpoint files never change.
 """
 import json
 import os
@@ -25,128 +40,289 @@ from datetime import datetime, timezone
 import h5py
 import numpy as np
 
-from .sweeps import evaluate
-
 FORMAT = "pmp-run"
 FORMAT_VERSION = 1
 
 
+class RunFileError(ValueError):
+    """A run directory or file that cannot be used."""
+
+
+def _now():
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _atomic_h5(path):
+    """An h5py file written to ``path + '.tmp'``; call ``_commit(f, path)`` to publish."""
+    tmp = f"{path}.tmp"
+    if os.path.exists(tmp):
+        os.remove(tmp)
+    return h5py.File(tmp, "w")
+
+
+def _commit(f, path):
+    f.flush()
+    name = f.filename
+    f.close()
+    fd = os.open(name, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(name, path)
+
+
+# ------------------------------------------------------------ nested state <-> HDF5
+def write_tree(group, name, obj):
+    """Store ``obj`` (dict, list, ndarray, scalar, str, None, nested) under ``group[name]``."""
+    if isinstance(obj, dict):
+        sub = group.create_group(name)
+        sub.attrs["kind"] = "dict"
+        for key, value in obj.items():
+            write_tree(sub, str(key), value)
+    elif isinstance(obj, (list, tuple)):
+        sub = group.create_group(name)
+        sub.attrs["kind"] = "list"
+        sub.attrs["length"] = len(obj)
+        for i, value in enumerate(obj):
+            write_tree(sub, str(i), value)
+    elif obj is None:
+        group.create_group(name).attrs["kind"] = "none"
+    elif isinstance(obj, str):
+        group.create_group(name).attrs.update(kind="str", value=obj)
+    else:
+        arr = np.asarray(obj)
+        if arr.dtype == object:
+            raise TypeError(f"cannot store {type(obj).__name__} in a checkpoint")
+        group.create_dataset(name, data=arr)
+
+
+def read_tree(node):
+    """Inverse of :func:`write_tree`."""
+    if isinstance(node, h5py.Dataset):
+        value = node[()]
+        return value if node.shape else value.item() if hasattr(value, "item") else value
+    kind = node.attrs["kind"]
+    if kind == "dict":
+        return {key: read_tree(node[key]) for key in node}
+    if kind == "list":
+        return [read_tree(node[str(i)]) for i in range(int(node.attrs["length"]))]
+    if kind == "str":
+        return str(node.attrs["value"])
+    return None
+
+
+def _resume_to_tree(resume):
+    oracle = dict(resume["oracle"])
+    oracle["rng"] = json.dumps(oracle["rng"])
+    return dict(method=resume["method"], oracle=oracle, first=resume["first"],
+                iteration=resume["iteration"], elapsed=resume["elapsed"])
+
+
+def _resume_from_tree(tree, controls):
+    oracle = dict(tree["oracle"])
+    oracle["rng"] = json.loads(oracle["rng"])
+    return dict(controls=controls, method=tree["method"], oracle=oracle,
+                first=tree["first"], iteration=tree["iteration"], elapsed=tree["elapsed"])
+
+
+# ------------------------------------------------------------------------- writer
 class RunWriter:
-    """Write one run file.
+    """Write a run directory as training goes.
 
     Parameters
     ----------
-    path : str or os.PathLike
-        The file to create; it must not exist.
+    directory : str
+        The run directory (created; must not hold a run unless ``resume=True``).
     problem : Problem
+    config_text : str
+        The configuration (TOML) that produced the run.
     method : str
-    options : dict
-        Trainer options (JSON-serialisable), stored for the record.
     trajectory_samples : int, optional
         Store states and costates of the first this many samples only (default: all).
+    resume : bool
+        Continue an existing run: the history up to its last checkpoint is kept.
     """
 
-    def __init__(self, path, problem, method, options=None, trajectory_samples=None):
+    def __init__(self, directory, problem, config_text, method, trajectory_samples=None,
+                 resume=False):
         from . import __version__
 
+        self.directory = os.fspath(directory)
         self.problem = problem
-        self.n_stored = problem.n_samples if trajectory_samples is None else min(
-            int(trajectory_samples), problem.n_samples)
-        self.file = h5py.File(path, "w-")
-        f = self.file
-        f.attrs.update(format=FORMAT, format_version=FORMAT_VERSION, pmp_version=__version__,
-                       created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                       status="running", method=str(method),
-                       problem=json.dumps(problem.config()),
-                       options=json.dumps(options or {}, default=str))
-        t = f.create_dataset("t", data=problem.t)
-        t.make_scale("t")
-        f.create_dataset("data/x", data=problem.x)
-        f.create_dataset("data/y", data=problem.y)
-        self.history = f.create_group("history")
-        f.create_group("checkpoints")
-
-    def append_history(self, columns, rows):
-        """Append rows (tuples in the order of ``columns``) to /history."""
-        if not rows:
+        self.n_stored = problem.n_samples if trajectory_samples is None else max(
+            1, min(int(trajectory_samples), problem.n_samples))
+        self.index = os.path.join(self.directory, "run.h5")
+        self.attrs = dict(format=FORMAT, format_version=FORMAT_VERSION,
+                          pmp_version=__version__, config=config_text, created=_now(),
+                          status="running", message="", method=str(method), rng_state="")
+        self.history = {}
+        self.checkpoints = []
+        os.makedirs(os.path.join(self.directory, "checkpoints"), exist_ok=True)
+        if resume:
+            with h5py.File(self.index, "r") as f:
+                self.attrs.update({k: f.attrs[k] for k in ("created", "config")})
+                self.history = {k: list(v[()]) for k, v in f["history"].items()}
+                self.checkpoints = sorted(int(k) for k in f["checkpoints"])
             return
-        data = np.asarray(rows, dtype=np.float64)
-        for j, name in enumerate(columns):
-            if name not in self.history:
-                self.history.create_dataset(name, shape=(0,), maxshape=(None,),
-                                            dtype=np.float64, chunks=(1024,))
-            ds = self.history[name]
-            ds.resize((ds.shape[0] + len(data),))
-            ds[-len(data):] = data[:, j]
+        with open(os.path.join(self.directory, "config.toml"), "w") as f:
+            f.write(config_text)
+        data = _atomic_h5(os.path.join(self.directory, "data.h5"))
+        data.create_dataset("data/x", data=problem.x)
+        data.create_dataset("data/y", data=problem.y)
+        _commit(data, os.path.join(self.directory, "data.h5"))
+        self._write_index()
 
-    def checkpoint(self, iteration, controls):
-        """Store controls, states and costates of ``iteration``; /final points to it."""
-        parts, _, xs, ps = evaluate(self.problem, controls)
-        group = self.file.create_group(f"checkpoints/{iteration:08d}")
-        group.attrs.update(iteration=iteration, cost=parts["total"])
+    def append(self, columns, row):
+        """Record one history row (kept in memory until the next checkpoint)."""
+        for name, value in zip(columns, row):
+            self.history.setdefault(name, []).append(float(value))
+
+    def truncate(self, iteration):
+        """Drop history rows after ``iteration`` (a resumed run redoes them)."""
+        if "iteration" in self.history:
+            keep = int(np.searchsorted(np.asarray(self.history["iteration"]), iteration,
+                                       side="right"))
+            self.history = {k: v[:keep] for k, v in self.history.items()}
+
+    def checkpoint(self, state, status="running", message=""):
+        """Write the checkpoint of a :class:`pmp.TrainState`, then the index."""
+        from .sweeps import evaluate
+
+        iteration = int(state.iteration)
+        parts, _, xs, ps = evaluate(self.problem, state.controls)
+        path = os.path.join(self.directory, "checkpoints", f"{iteration:08d}.h5")
+        f = _atomic_h5(path)
+        t = f.create_dataset("t", data=self.problem.t)
+        t.make_scale("t")
+        group = f.create_group("checkpoint")
+        group.attrs.update(iteration=iteration, cost=parts["total"],
+                           **{k: v for k, v in parts.items() if k != "total"})
         for name, arr in (("states", xs), ("costates", ps)):
             ds = group.create_dataset(name, data=arr[:, :self.n_stored])
-            ds.dims[0].attach_scale(self.file["t"])
+            ds.dims[0].attach_scale(t)
             ds.dims[0].label, ds.dims[1].label, ds.dims[2].label = "t", "sample", "dim"
-        for name, arr in controls.items():
+        for name, arr in state.controls.items():
             group.create_dataset(f"controls/{name}", data=arr)
-        if "final" in self.file:
-            del self.file["final"]
-        self.file["final"] = h5py.SoftLink(group.name)
-        self.file.flush()
+        if state.resume is not None:
+            write_tree(group, "resume", _resume_to_tree(state.resume))
+            self.attrs["rng_state"] = json.dumps(state.resume["oracle"]["rng"])
+        _commit(f, path)
+        if iteration not in self.checkpoints:
+            self.checkpoints.append(iteration)
+        self.attrs.update(status=status, message=message)
+        self._write_index()
         return parts
 
-    def close(self, status):
-        self.file.attrs["status"] = status
-        self.file.close()
+    def set_status(self, status, message=""):
+        self.attrs.update(status=status, message=message)
+        self._write_index()
+
+    def _write_index(self):
+        f = _atomic_h5(self.index)
+        self.attrs["updated"] = _now()
+        f.attrs.update(self.attrs)
+        t = f.create_dataset("t", data=self.problem.t)
+        t.make_scale("t")
+        f["data"] = h5py.ExternalLink("data.h5", "/data")
+        history = f.create_group("history")
+        for name, values in self.history.items():
+            history.create_dataset(name, data=np.asarray(values, dtype=np.float64),
+                                   maxshape=(None,), chunks=True)
+        checkpoints = f.create_group("checkpoints")
+        for it in self.checkpoints:
+            checkpoints[f"{it:08d}"] = h5py.ExternalLink(f"checkpoints/{it:08d}.h5",
+                                                         "/checkpoint")
+        if self.checkpoints:
+            f["final"] = h5py.SoftLink(f"/checkpoints/{self.checkpoints[-1]:08d}")
+        _commit(f, self.index)
 
 
+# ------------------------------------------------------------------------- reader
 class Run:
-    """Read-only, lazy view of a run file (:func:`load_run`).
+    """Read-only, lazy view of a run (:func:`load_run`).
 
     Attributes
     ----------
     attrs : dict
-        Root attributes (``problem`` and ``options`` decoded from JSON).
-    t : ndarray, shape (n_steps + 1,)
-    history : dict
-        column -> ndarray.
-    checkpoints : list of int
-        Stored iterations.
+        Root attributes of run.h5.
+    path : str
+        run.h5.
     """
 
     def __init__(self, path):
         self.path = os.fspath(path)
-        self.file = h5py.File(self.path, "r")
+        try:
+            self.file = h5py.File(self.path, "r")
+        except OSError as err:
+            raise RunFileError(f"{self.path} is not a readable HDF5 file ({err})") from None
         if self.file.attrs.get("format") != FORMAT:
             self.file.close()
-            raise ValueError(f"{self.path} is not a pmp run file (format attribute "
-                             f"{FORMAT!r} missing)")
-        attrs = dict(self.file.attrs)
-        for key in ("problem", "options"):
-            attrs[key] = json.loads(attrs[key])
-        self.attrs = attrs
+            raise RunFileError(f"{self.path} is not a pmp run file (format attribute "
+                               f"{FORMAT!r} missing)")
+        self.attrs = dict(self.file.attrs)
+
+    @property
+    def directory(self):
+        return os.path.dirname(self.path)
 
     @property
     def t(self):
         return self.file["t"][()]
 
     @property
+    def x(self):
+        return self.file["data/x"][()]
+
+    @property
+    def y(self):
+        return self.file["data/y"][()]
+
+    @property
     def history(self):
+        """column -> ndarray (one entry per iteration up to the last checkpoint)."""
         return {k: v[()] for k, v in self.file["history"].items()}
 
     @property
     def checkpoints(self):
+        """Stored iterations, ascending."""
         return sorted(int(k) for k in self.file["checkpoints"])
 
     def checkpoint(self, iteration=None):
         """The h5py group of a checkpoint (default: the final one); datasets stay lazy."""
         if iteration is None:
+            if "final" not in self.file:
+                raise RunFileError(f"{self.path} has no checkpoint yet")
             return self.file["final"]
-        return self.file[f"checkpoints/{iteration:08d}"]
+        key = f"checkpoints/{int(iteration):08d}"
+        if key not in self.file:
+            raise RunFileError(f"{self.path} has no checkpoint at iteration {iteration}; "
+                               f"stored: {self.checkpoints}")
+        return self.file[key]
 
     def controls(self, iteration=None):
         return {k: v[()] for k, v in self.checkpoint(iteration)["controls"].items()}
+
+    def states(self, iteration=None):
+        return self.checkpoint(iteration)["states"][()]
+
+    def costates(self, iteration=None):
+        return self.checkpoint(iteration)["costates"][()]
+
+    def resume_state(self, iteration=None):
+        """The ``resume`` argument of :func:`pmp.iterate` for a checkpoint."""
+        group = self.checkpoint(iteration)
+        return _resume_from_tree(read_tree(group["resume"]), self.controls(iteration))
+
+    def config(self):
+        """The run's :class:`~pmp.config.RunConfig`."""
+        from .config import parse_config
+
+        return parse_config(self.attrs["config"], source=f"{self.path} (config)")
+
+    def problem(self):
+        """The run's Problem, rebuilt from its configuration."""
+        return self.config().build_problem()
 
     def close(self):
         self.file.close()
@@ -164,7 +340,7 @@ class Run:
 
 
 def load_run(path):
-    """Open a run file (or a run directory holding ``run.h5``) read-only."""
+    """Open a run (its directory or its run.h5) read-only."""
     path = os.fspath(path)
     if os.path.isdir(path):
         path = os.path.join(path, "run.h5")

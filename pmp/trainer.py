@@ -78,6 +78,20 @@ class Oracle:
         self.stall_message = None
         self.stop_status = "stalled"
 
+    def get_state(self):
+        """The sampling state (to checkpoint): RNG, current permutation and position."""
+        return dict(rng=self._rng.bit_generator.state, order=self._order, cursor=self._cursor,
+                    batch_id=self.batch_id)
+
+    def set_state(self, state):
+        """Restore :meth:`get_state`, including the current batch."""
+        self._rng.bit_generator.state = state["rng"]
+        self._order, self._cursor = np.asarray(state["order"], int), int(state["cursor"])
+        self.batch_id = int(state["batch_id"])
+        if self.batch_size is not None and self._cursor > 0:
+            index = np.sort(self._order[self._cursor - self.batch_size:self._cursor])
+            self.batch = self.problem.subset(index)
+
     def next_batch(self):
         """Draw the samples of the next iteration (no-op for full batch)."""
         if self.batch_size is None:
@@ -155,10 +169,12 @@ class TrainState:
     status: str | None = None
     message: str = ""
     extra: dict = field(default_factory=dict)
+    resume: dict | None = None  # what a checkpoint stores to continue from here exactly
 
 
 def iterate(problem, method="gd", *, max_iter=1000, controls=None, seed=0, gtol=1e-6,
-            time_limit=None, batch_size=None, init="normal", init_scale=0.1, **options):
+            time_limit=None, batch_size=None, init="normal", init_scale=0.1, resume=None,
+            **options):
     """Train ``problem`` step by step: a generator of :class:`TrainState`.
 
     Parameters
@@ -182,6 +198,10 @@ def iterate(problem, method="gd", *, max_iter=1000, controls=None, seed=0, gtol=
         Mini-batch size (default: all samples).
     init, init_scale : str, float
         Scheme and scale of the default initial controls.
+    resume : dict, optional
+        ``state.resume`` of a :class:`TrainState` (as stored in a checkpoint): continue that
+        run exactly; the first state yielded is the next iteration. Same problem, method and
+        options as the run that produced it.
     **options
         The method's options (``lr``, ``momentum``, ...); unknown ones raise TypeError.
 
@@ -208,16 +228,28 @@ def iterate(problem, method="gd", *, max_iter=1000, controls=None, seed=0, gtol=
                          f"batch_size={batch_size}" +
                          ("; give a fixed lr for mini-batches" if method.name == "proximal"
                           else ""))
-    if controls is None:
+    oracle = Oracle(problem, batch_size, seed)
+    first, last, start_iteration, method_state = None, None, 0, None
+    start = time.perf_counter()
+    if resume is not None:
+        controls = resume["controls"]
+        oracle.set_state(resume["oracle"])
+        first, start_iteration = float(resume["first"]), int(resume["iteration"])
+        method_state = resume["method"]
+        start -= float(resume["elapsed"])
+    elif controls is None:
         controls = init_controls(problem, init, init_scale, seed)
     controls = problem.validate_controls(controls)
-
-    oracle = Oracle(problem, batch_size, seed)
-    oracle.next_batch()
-    steps = method.run(oracle, controls)
-    start = time.perf_counter()
-    first, last = None, None
-    for iteration in range(max_iter + 1):
+    if resume is None:
+        oracle.next_batch()
+    steps = method.run(oracle, controls, method_state)
+    if resume is not None:  # the checkpointed iterate again: already recorded
+        point = next(steps)
+        last = TrainState(start_iteration, point.controls, point.parts, point.grad_norm,
+                          point.step_size, 0.0, time.perf_counter() - start, oracle.n_evals)
+        start_iteration += 1
+        oracle.next_batch()
+    for iteration in range(start_iteration, max_iter + 1):
         tic = time.perf_counter()
         point = next(steps, None)
         now = time.perf_counter()
@@ -230,6 +262,9 @@ def iterate(problem, method="gd", *, max_iter=1000, controls=None, seed=0, gtol=
         state = TrainState(iteration, point.controls, point.parts, point.grad_norm,
                            point.step_size, now - tic, now - start, oracle.n_evals,
                            extra=dict(point.extra))
+        state.resume = dict(controls=point.controls, method=method.state,
+                            oracle=oracle.get_state(), first=first, iteration=iteration,
+                            elapsed=now - start)
         if not np.isfinite(total) or total > DIVERGENCE_FACTOR * max(abs(first), 1e-300):
             state.status = "diverged"
             state.message = (f"diverged at iteration {iteration}: J = {total:.6g} (initial "
@@ -254,7 +289,8 @@ def iterate(problem, method="gd", *, max_iter=1000, controls=None, seed=0, gtol=
 
 def _state(last, status, message, now, start, oracle):
     state = TrainState(last.iteration, last.controls, last.cost, last.grad_norm,
-                       last.step_size, 0.0, now - start, oracle.n_evals, status, message)
+                       last.step_size, 0.0, now - start, oracle.n_evals, status, message,
+                       resume=last.resume)
     state.extra["repeat"] = True
     return state
 

@@ -1,0 +1,172 @@
+"""Parameter sweeps: the cartesian product of ``--grid section.key=v1,v2,...`` values.
+
+Every point is an ordinary run directory named after its values (``T=2,lam=0.001``) inside
+the sweep directory, next to ``sweep.csv`` and ``sweep.h5``, a table of the final metrics
+per point. Running the same sweep again skips finished points and resumes interrupted ones.
+Points run in this process (``workers=1``), on a local Dask cluster on the loopback
+interface (``workers=N``), or on an existing cluster (``scheduler=ADDRESS``). Each point runs
+with one BLAS thread, so results do not depend on the executor.
+"""
+import csv
+import itertools
+import os
+import re
+
+import h5py
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from .config import ConfigError, parse_config, parse_value
+from .store import load_run
+
+SUMMARY = ("status", "iterations", "cost", "terminal", "running", "regularization", "loss",
+           "grad_norm", "wall_time")
+
+
+def parse_grid(items):
+    """``["model.T=1,2", ...]`` -> ordered dict ``{"model.T": [1, 2], ...}``."""
+    grid = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--grid expects section.key=v1,v2,..., got {item!r}")
+        key, values = item.split("=", 1)
+        key = key.strip()
+        if "." not in key:
+            raise ConfigError(f"--grid key must be section.key, got {key!r}")
+        parsed = [parse_value(v) for v in values.split(",") if v.strip()]
+        if not parsed:
+            raise ConfigError(f"--grid {key} has no values")
+        if key in grid:
+            raise ConfigError(f"--grid {key} given twice")
+        grid[key] = parsed
+    if not grid:
+        raise ConfigError("a sweep needs at least one --grid section.key=v1,v2,...")
+    return grid
+
+
+def points(grid):
+    """The cartesian product: a list of ``{"section.key": value}``."""
+    keys = list(grid)
+    return [dict(zip(keys, values)) for values in itertools.product(*grid.values())]
+
+
+def point_name(point):
+    """A readable directory name: ``T=2,lam=0.001`` (key names without their section)."""
+    short = [k.split(".", 1)[1] for k in point]
+    keys = short if len(set(short)) == len(short) else list(point)
+    text = ",".join(f"{k}={v}" for k, v in zip(keys, point.values()))
+    return re.sub(r"[^A-Za-z0-9_.,=+-]", "_", text)
+
+
+def run_point(config_text, directory, assignments, threads=1):
+    """Run (or resume, or just read) one point; returns its summary row (a dict)."""
+    from .runner import resume_run, train_run
+
+    config = parse_config(config_text).with_overrides(
+        [f"{k}={_toml(v)}" for k, v in assignments.items()])
+    with threadpool_limits(limits=threads, user_api="blas"):
+        status = None
+        if os.path.exists(os.path.join(directory, "run.h5")):
+            with load_run(directory) as run:
+                status, has_checkpoint = run.attrs["status"], bool(run.checkpoints)
+        if status in ("running", "interrupted") and has_checkpoint:
+            resume_run(directory, stream=_Null())
+        elif status not in ("finished", "diverged"):
+            train_run(config, directory, overwrite=True, stream=_Null())
+    return summarize(directory, assignments)
+
+
+def summarize(directory, assignments):
+    with load_run(directory) as run:
+        hist = run.history
+        final = run.checkpoint()
+        row = dict(assignments)
+        row.update(status=str(run.attrs["status"]), iterations=int(final.attrs["iteration"]),
+                   cost=float(final.attrs["cost"]),
+                   **{k: float(final.attrs[k]) for k in ("terminal", "running",
+                                                         "regularization", "loss")},
+                   grad_norm=float(hist["grad_norm"][-1]) if len(hist.get("grad_norm", []))
+                   else float("nan"),
+                   wall_time=float(hist["elapsed"][-1]) if len(hist.get("elapsed", []))
+                   else float("nan"),
+                   directory=os.path.basename(directory))
+    return row
+
+
+def _toml(value):
+    import tomli_w
+
+    return tomli_w.dumps({"v": value})[4:].strip()
+
+
+class _Null:
+    def write(self, text):
+        pass
+
+    def flush(self):
+        pass
+
+
+def sweep(config, grid, directory, *, workers=1, scheduler=None, progress=print):
+    """Run every point of ``grid``; write and return the summary table (list of dicts)."""
+    todo = points(grid)
+    for point in todo:  # validate every point before running any
+        config.with_overrides([f"{k}={_toml(v)}" for k, v in point.items()]).validate()
+    os.makedirs(directory, exist_ok=True)
+    text = config.to_toml()
+    jobs = [(text, os.path.join(directory, point_name(p)), p) for p in todo]
+    if scheduler is None and workers == 1:
+        rows = []
+        for job in jobs:
+            rows.append(run_point(*job))
+            progress(f"  {os.path.basename(job[1])}: {rows[-1]['status']}, "
+                     f"J = {rows[-1]['cost']:.6g}")
+    else:
+        rows = _dask(jobs, workers, scheduler, progress)
+    write_summary(directory, list(grid), rows)
+    return rows
+
+
+def _dask(jobs, workers, scheduler, progress):
+    try:
+        from dask.distributed import Client, LocalCluster, as_completed
+    except ImportError:
+        raise ConfigError("sweeps on Dask need dask.distributed: pip install 'pmp[dask]'") \
+            from None
+    if scheduler is not None:
+        client, cluster = Client(scheduler), None
+    else:
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                               host="127.0.0.1", dashboard_address=None)
+        client = Client(cluster)
+    try:
+        futures = [client.submit(run_point, *job, pure=False) for job in jobs]
+        for future in as_completed(futures):
+            row = future.result()
+            progress(f"  {row['directory']}: {row['status']}, J = {row['cost']:.6g}")
+        return [f.result() for f in futures]
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def write_summary(directory, keys, rows):
+    """sweep.csv and sweep.h5 (one dataset per column) in ``directory``."""
+    columns = list(keys) + list(SUMMARY) + ["directory"]
+    with open(os.path.join(directory, "sweep.csv"), "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({c: row[c] for c in columns})
+    tmp = os.path.join(directory, "sweep.h5.tmp")
+    with h5py.File(tmp, "w") as f:
+        for c in columns:
+            values = [row[c] for row in rows]
+            if all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool)
+                   for v in values):
+                f.create_dataset(c, data=np.asarray(values, dtype=float))
+            else:
+                f.create_dataset(c, data=np.asarray([str(v) for v in values], dtype=object),
+                                 dtype=h5py.string_dtype())
+    os.replace(tmp, os.path.join(directory, "sweep.h5"))
