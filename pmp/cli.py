@@ -106,8 +106,18 @@ def _info(args):
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the one-line error of every pmp error (no usage block)."""
+
+    def error(self, message):
+        print(f"pmp: error: {message} (see pmp {self.prog.split()[-1]} --help)"
+              if " " in self.prog else f"pmp: error: {message} (see pmp --help)",
+              file=sys.stderr)
+        sys.exit(2)
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="pmp", description="Train residual networks by Pontryagin's maximum principle.")
     sub = parser.add_subparsers(dest="command", required=True)
 

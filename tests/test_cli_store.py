@@ -21,9 +21,9 @@ def run_pmp(*args, cwd, env=None):
 
 
 def test_demo_trains_prints_and_writes_a_run(tmp_path):
-    out = run_pmp("train", "--max-iter", "20", "--print-every", "5", cwd=tmp_path)
+    out = run_pmp("train", "--set", "train.max_iter=20", "--print-every", "5", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
-    assert "iter    20" in out.stdout and "final cost J =" in out.stdout
+    assert "iter     20" in out.stdout and "final cost J =" in out.stdout
     path = tmp_path / "runs" / "demo" / "run.h5"
     assert path.exists()
     with pmp.load_run(tmp_path / "runs" / "demo") as run:
@@ -32,18 +32,18 @@ def test_demo_trains_prints_and_writes_a_run(tmp_path):
         hist = run.history
         assert len(hist["cost"]) == 21 and np.all(np.diff(hist["cost"]) <= 1e-12)
         final = run.checkpoint()
-        K = run.attrs["problem"]["n_steps"]
+        problem = run.problem()
+        K = problem.n_steps
         assert final["states"].shape == (K + 1, 256, 3)
         assert final["costates"].shape == (K + 1, 256, 3)
         assert final["states"].dims[0][0].name == "/t"
         # the stored trajectories are those of the stored controls
-        problem = pmp.Problem(run.file["data/x"][()], run.file["data/y"][()],
-                              **{k: v for k, v in run.attrs["problem"].items()})
+        np.testing.assert_array_equal(run.x, problem.x)
         controls = run.controls()
         np.testing.assert_array_equal(pmp.forward(problem, controls), final["states"][()])
         assert final.attrs["cost"] == pytest.approx(hist["cost"][-1], rel=1e-12)
     # a second demo run does not touch the first one
-    again = run_pmp("train", "--max-iter", "2", cwd=tmp_path)
+    again = run_pmp("train", "--set", "train.max_iter=2", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert (tmp_path / "runs" / "demo-2" / "run.h5").exists()
 
@@ -52,20 +52,26 @@ def test_existing_output_is_refused_in_one_line(tmp_path):
     target = tmp_path / "mine"
     target.mkdir()
     (target / "run.h5").write_bytes(b"precious")
-    out = run_pmp("train", "--out", str(target), "--max-iter", "1", cwd=tmp_path)
+    out = run_pmp("train", "--out", str(target), "--set", "train.max_iter=1", cwd=tmp_path)
     assert out.returncode == 2
-    assert out.stderr.strip().count("\n") == 0 and "exists" in out.stderr
+    assert out.stderr.strip().count("\n") == 0 and "already holds a run" in out.stderr
     assert "Traceback" not in out.stderr
     assert (target / "run.h5").read_bytes() == b"precious"
-    ok = run_pmp("train", "--out", str(target), "--max-iter", "1", "--overwrite", cwd=tmp_path)
+    ok = run_pmp("train", "--out", str(target), "--set", "train.max_iter=1", "--overwrite",
+                 cwd=tmp_path)
     assert ok.returncode == 0, ok.stderr
 
 
-def test_bad_method_is_one_line(tmp_path):
-    out = run_pmp("train", "--method", "sgd", "--out", str(tmp_path / "x"), cwd=tmp_path)
+def test_bad_method_and_bad_arguments_are_one_line(tmp_path):
+    out = run_pmp("train", "--set", "train.method=sgd", "--out", str(tmp_path / "x"),
+                  cwd=tmp_path)
     assert out.returncode == 2
     assert out.stderr.startswith("pmp: error: unknown method 'sgd'")
     assert "Traceback" not in out.stderr
+    for args in (["train", "--no-such-flag"], ["frobnicate"], []):
+        out = run_pmp(*args, cwd=tmp_path)
+        assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
+        assert out.stderr.startswith("pmp: error: ")
 
 
 def test_load_run_rejects_other_files(tmp_path):
