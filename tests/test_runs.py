@@ -98,6 +98,15 @@ def test_matrix_projection_and_data_file_round_trip(tmp_path):
     np.testing.assert_array_equal(rebuilt.x, x)
 
 
+@pytest.mark.parametrize("name", sorted(f for f in os.listdir(os.path.join(ROOT, "runs"))
+                                         if f.endswith(".toml")))
+def test_every_shipped_config_is_valid(name):
+    config = pmp.load_config(os.path.join(ROOT, "runs", name))
+    problem = config.validate()
+    assert problem.n_steps >= 1
+    assert parse_config(config.to_toml()).sections == config.sections
+
+
 def test_demo_config_is_valid_and_shipped():
     demo = pmp.demo_config()
     assert demo.validate().n_samples == 256
