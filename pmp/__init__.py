@@ -1,5 +1,5 @@
 """pmp: training residual networks and neural ODEs by Pontryagin's maximum principle."""
-from . import activations, datasets, fields, maximize, msa, objectives, optimizers
+from . import activations, analysis, datasets, fields, maximize, msa, objectives, optimizers, plots
 from .problem import Problem, init_controls
 from .sweeps import (backward, cost, evaluate, forward, grad_norm, hamiltonian, losses_along,
                      riesz_gradient, value_and_grad)
@@ -19,5 +19,6 @@ __all__ = [
     "RunConfig", "load_config", "parse_config", "demo_config", "load_run",
     # modules
     "activations", "datasets", "fields", "objectives", "optimizers", "maximize", "msa",
+    "analysis", "plots",
     "__version__",
 ]

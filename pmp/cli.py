@@ -4,6 +4,8 @@
     pmp resume DIR
     pmp sweep CONFIG --grid section.key=v1,v2,... [--grid ...] [--workers N | --scheduler ADDRESS]
     pmp info RUN
+    pmp analyze RUN|SWEEP [--iteration K]
+    pmp plot RUN|SWEEP
 
 ``pmp train`` with no CONFIG trains the built-in demo (``pmp.config.DEMO_TOML``). Errors
 print one line and exit with status 2; Ctrl-C writes a checkpoint and exits with 130.
@@ -116,6 +118,96 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
+def _read_sweep(directory):
+    import h5py
+
+    path = os.path.join(directory, "sweep.h5")
+    with h5py.File(path, "r") as f:
+        columns = {k: f[k][()] for k in f}
+    n = len(next(iter(columns.values())))
+    rows = [{k: (v[i].decode() if isinstance(v[i], bytes) else v[i]) for k, v in columns.items()}
+            for i in range(n)]
+    keys = [k for k in columns if "." in k and k in ("model.T", "objective.lam")] or \
+        [k for k in columns if "." in k]
+    return rows, keys
+
+
+def _target(path):
+    if os.path.exists(os.path.join(path, "sweep.h5")):
+        return "sweep"
+    return "run"
+
+
+def _fit_line(name, fit):
+    if fit is None:
+        return f"  {name:14s} (no fit: too few positive values)"
+    plateau = "-" if fit.plateau is None else f"{fit.plateau:.3g} from t={fit.plateau_start:.3g}"
+    return (f"  {name:14s} {fit.mu:10.4g}  [{fit.ci[0]:9.4g}, {fit.ci[1]:9.4g}]  {fit.r2:7.4f}"
+            f"  [{fit.window[0]:7.3g}, {fit.window[1]:7.3g}]  {plateau}")
+
+
+def _analyze(args):
+    from .analysis import analyze_run, analyze_sweep
+    from .store import write_analysis
+
+    if _target(args.path) == "sweep":
+        rows, keys = _read_sweep(args.path)
+        tree = {}
+        for key in keys:
+            print(f"sweep {args.path}: power laws against {key}")
+            for entry in analyze_sweep(rows, key):
+                group = ", ".join(f"{k}={entry[k]}" for k in entry if "." in k and k != key)
+                for name in ("loss", "cost"):
+                    fit = entry.get(f"slope_{name}")
+                    if fit:
+                        print(f"  {group or 'all'}: {name:5s} slope {fit['slope']:.3f} "
+                              f"[{fit['ci'][0]:.3f}, {fit['ci'][1]:.3f}], R^2 {fit['r2']:.4f}")
+                if "T_times_J" in entry:
+                    print(f"  {group or 'all'}: T*J = " + ", ".join(
+                        f"{v:.4g}" for v in entry["T_times_J"]))
+            tree[key] = analyze_sweep(rows, key)
+        write_analysis(args.path, tree, index=False)
+        print(f"pmp: analysis stored in {os.path.join(args.path, 'analysis.h5')}")
+        return 0
+    with load_run(args.path) as run:
+        result = analyze_run(run, args.iteration)
+    print(f"run {args.path}, iteration {result['iteration']}: exponential decay in t")
+    print(f"  {'quantity':14s} {'mu':>10s}  {'95% CI':>22s}  {'R^2':>7s}  {'window':>19s}  plateau")
+    for name, key in (("error", "fit_error"), ("|u(t)|", "fit_control"),
+                      ("|p(t)|", "fit_costate")):
+        print(_fit_line(name, result[key]))
+    if "increments" in result:
+        print(f"  max_k |u_(k+1) - u_k| = {result['increments']:.4g}")
+    if "switching" in result:
+        s = result["switching"]
+        print(f"  l1: switching time {s.switching_time}, bang-bang {s.bang_bang} "
+              f"({s.intermediate_steps} intermediate steps), error after it {s.error_after}")
+    if "displacement_bound" in result:
+        b = result["displacement_bound"]
+        print(f"  weights: h sum |u_k| = {b['integral']:.4g} >= {b['bound']:.4g} (ratio "
+              f"{b['ratio']:.3g}); |u|_L2^2 = {b['l2_squared']:.4g} >= {b['l2_bound']:.4g}")
+    if "time_scaling" in result:
+        J_T, J_1, rel = result["time_scaling"]
+        print(f"  J_(T,lam)(u) = {J_T:.12g}, J_(1,lam/T)(T u) = {J_1:.12g} (rel. diff {rel:.2e})")
+    tree = {k: (v.as_dict() if hasattr(v, "as_dict") else v) for k, v in result.items()}
+    write_analysis(os.path.dirname(run.path), tree)
+    print(f"pmp: analysis stored under /analysis of {run.path}")
+    return 0
+
+
+def _plot(args):
+    from .plots import plot_run, plot_sweep
+
+    if _target(args.path) == "sweep":
+        rows, keys = _read_sweep(args.path)
+        written = [p for key in keys for p in plot_sweep(rows, key, args.path)]
+    else:
+        with load_run(args.path) as run:
+            written = plot_run(run)
+    print("pmp: wrote " + ", ".join(os.path.basename(p) for p in written) + f" in {args.path}")
+    return 0
+
+
 def build_parser():
     parser = _Parser(
         prog="pmp", description="Train residual networks by Pontryagin's maximum principle.")
@@ -152,6 +244,15 @@ def build_parser():
     info = sub.add_parser("info", help="summarise a run")
     info.add_argument("path", metavar="RUN", help="run directory or run.h5")
     info.set_defaults(run=_info)
+
+    analyze = sub.add_parser("analyze", help="decay rates, scaling laws, switching times")
+    analyze.add_argument("path", metavar="RUN|SWEEP", help="run or sweep directory")
+    analyze.add_argument("--iteration", type=int, help="checkpoint (default: the final one)")
+    analyze.set_defaults(run=_analyze)
+
+    plot = sub.add_parser("plot", help="PNG and PDF figures into the run or sweep directory")
+    plot.add_argument("path", metavar="RUN|SWEEP", help="run or sweep directory")
+    plot.set_defaults(run=_plot)
     return parser
 
 

@@ -235,7 +235,31 @@ class RunWriter:
                                                          "/checkpoint")
         if self.checkpoints:
             f["final"] = h5py.SoftLink(f"/checkpoints/{self.checkpoints[-1]:08d}")
+        if os.path.exists(os.path.join(self.directory, "analysis.h5")):
+            f["analysis"] = h5py.ExternalLink("analysis.h5", "/analysis")
         _commit(f, self.index)
+
+
+def write_analysis(directory, tree, index=True):
+    """Store an analysis (nested dict) as ``DIR/analysis.h5:/analysis`` and, when ``index``,
+    link it as ``/analysis`` from ``DIR/run.h5`` (both replaced atomically)."""
+    import shutil
+
+    path = os.path.join(directory, "analysis.h5")
+    f = _atomic_h5(path)
+    write_tree(f, "analysis", tree)
+    f["analysis"].attrs["created"] = _now()
+    _commit(f, path)
+    run_file = os.path.join(directory, "run.h5")
+    if index and os.path.exists(run_file):
+        tmp = f"{run_file}.tmp"
+        shutil.copyfile(run_file, tmp)
+        with h5py.File(tmp, "r+") as g:
+            if "analysis" in g:
+                del g["analysis"]
+            g["analysis"] = h5py.ExternalLink("analysis.h5", "/analysis")
+        os.replace(tmp, run_file)
+    return path
 
 
 # ------------------------------------------------------------------------- reader

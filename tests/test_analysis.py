@@ -1,0 +1,253 @@
+"""Decay analysis (pmp.analysis), figures (pmp.plots) and `pmp analyze` / `pmp plot`."""
+import os
+import subprocess
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import pmp  # noqa: E402
+from pmp import analysis, plots  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+# -------------------------------------------------------------------- rate fits
+@pytest.mark.parametrize("mu", [0.3, 1.0, 4.0])
+def test_fit_recovers_a_known_rate(mu):
+    rng = np.random.default_rng(0)
+    t = np.linspace(0, 10, 200)
+    values = 3.0 * np.exp(-mu * t) * np.exp(0.01 * rng.normal(size=t.size))
+    fit = analysis.fit_rate(t, values)
+    assert fit.ci[0] <= mu <= fit.ci[1]
+    assert abs(fit.mu - mu) < 0.01 * mu
+    assert fit.r2 > 0.99 and fit.plateau is None
+    assert fit.window[1] - fit.window[0] > 5
+
+
+def test_fit_reports_a_plateau_instead_of_fitting_through_it():
+    t = np.linspace(0, 20, 400)
+    values = np.exp(-0.8 * t) + 1e-3
+    fit = analysis.fit_rate(t, values)
+    assert fit.plateau is not None and fit.plateau == pytest.approx(1e-3, rel=0.05)
+    assert fit.window[1] <= fit.plateau_start
+    assert fit.mu == pytest.approx(0.8, rel=0.05)
+    assert "plateau" in str(fit)
+
+
+def test_fit_leaves_out_values_at_the_rounding_floor():
+    t = np.linspace(0, 10, 101)
+    values = np.where(t < 6, np.exp(-2.0 * t), 0.0)
+    fit = analysis.fit_rate(t, values)
+    assert fit.window[1] < 6 and fit.mu == pytest.approx(2.0, rel=1e-9)
+
+
+def test_fit_on_a_given_window_and_bad_input():
+    t = np.linspace(0, 10, 101)
+    values = np.where(t < 5, np.exp(-1.0 * t), np.exp(-5.0 - 3.0 * (t - 5)))
+    assert analysis.fit_rate(t, values, window=(6, 10)).mu == pytest.approx(3.0, rel=1e-9)
+    assert analysis.fit_rate(t, values, window=(0, 4)).mu == pytest.approx(1.0, rel=1e-9)
+    with pytest.raises(ValueError, match="same shape"):
+        analysis.fit_rate(t, values[:-1])
+    with pytest.raises(ValueError, match="at least 3 positive"):
+        analysis.fit_rate(t, np.zeros_like(t))
+
+
+def test_power_law():
+    x = np.array([1.0, 2.0, 4.0, 8.0])
+    fit = analysis.power_law(x, 5.0 * x**-1.5)
+    assert fit["slope"] == pytest.approx(-1.5) and fit["r2"] == pytest.approx(1.0)
+    assert fit["C"] == pytest.approx(5.0)
+
+
+# ------------------------------------------------------- the LQ case E2b (THEORY 7)
+def riccati_rate(lam, h):
+    s = 1.0
+    for _ in range(100000):
+        g = s / (2 * lam + h * s)
+        a = 2 * lam / (2 * lam + h * s)
+        s_new = h + 2 * h * lam * g * g + s * a * a
+        if abs(s_new - s) < 1e-15:
+            break
+        s = s_new
+    return -np.log(a) / h
+
+
+@pytest.fixture(scope="module")
+def lq():
+    lam, T, K = 0.5, 10.0, 200
+    x0, y = np.array([[0.0, 0.0]]), np.array([[1.0, 0.5]])
+    problem = pmp.Problem(x0, y, field="outer", activation="identity", T=T, n_steps=K,
+                          projection=np.eye(2), lam=lam, running=1.0, terminal=1.0,
+                          frozen={"W": True})
+    start = {"W": np.zeros((K, 2, 2)), "b": np.zeros((K, 2))}
+    result = pmp.train(problem, "lbfgs", controls=start, max_iter=5000, gtol=1e-11)
+    assert result.status == "converged"
+    return problem, result.controls, riccati_rate(lam, problem.h)
+
+
+def test_lq_decay_rate_is_the_discrete_riccati_rate(lq):
+    problem, controls, mu = lq
+    c = analysis.curves(problem, controls)
+    control = analysis.fit_rate(c["t"][:-1], c["control_norm"])
+    error = analysis.fit_rate(c["t"], c["error"])
+    assert abs(control.mu - mu) < 1e-2
+    assert abs(error.mu - 2 * mu) < 2e-2
+    assert abs(mu - 1.0) < 1e-3  # the continuous rate 1/sqrt(2 lam)
+
+
+def test_curves_have_documented_shapes(lq):
+    problem, controls, _ = lq
+    c = analysis.curves(problem, controls)
+    K = problem.n_steps
+    assert c["t"].shape == c["error"].shape == c["costate_norm"].shape == (K + 1,)
+    assert c["control_norm"].shape == c["hamiltonian"].shape == (K,)
+    np.testing.assert_allclose(c["control_norm"], np.linalg.norm(controls["b"], axis=1))
+
+
+# ------------------------------------------------------------- other analyses
+def test_time_scaling_equivalence_holds_exactly():
+    x, y = pmp.datasets.rings(16, seed=0, lift=3)
+    problem = pmp.Problem(x, y, T=7.0, n_steps=12, lam=0.01)
+    controls = pmp.init_controls(problem, scale=0.5, seed=1)
+    J_T, J_1, rel = analysis.time_scaling_equivalence(problem, controls)
+    assert rel < 1e-12 and J_T == pytest.approx(J_1, rel=1e-12)
+    with pytest.raises(ValueError, match="not 1-homogeneous"):
+        analysis.time_scaling_equivalence(pmp.Problem(x, y, field="inner", n_steps=3),
+                                          pmp.init_controls(pmp.Problem(x, y, field="inner",
+                                                                        n_steps=3)))
+
+
+def test_switching_of_bang_bang_controls():
+    x0, y = np.array([[0.0, 0.0]]), np.array([[1.0, 0.5]])
+    T, K, M = 4.0, 40, 1.0
+    problem = pmp.Problem(x0, y, field="outer", activation="identity", T=T, n_steps=K,
+                          projection=np.eye(2), reg="l1", lam=0.1, bound=M, running=1.0,
+                          terminal=0.0, frozen={"W": True})
+    result = pmp.train(problem, "emsa", controls={"W": np.zeros((K, 2, 2)),
+                                                  "b": np.zeros((K, 2))},
+                       max_iter=5000, gtol=1e-9)
+    s = analysis.switching(problem, result.controls)
+    assert s.bang_bang and s.intermediate_steps <= 1
+    assert 0.5 < s.switching_time < T
+    assert 0 < s.error_after < 0.05  # smooth loss: small but not zero after T*
+    b = np.zeros((K, 2))
+    b[:10] = [M, 0.0]
+    s2 = analysis.switching(problem, {"W": np.zeros((K, 2, 2)), "b": b})
+    assert s2.switching_time == pytest.approx(problem.t[10]) and s2.intermediate_steps == 0
+
+
+def test_increments_resampling_and_distance():
+    x, y = pmp.datasets.rings(8, seed=0, lift=3)
+    fine = pmp.Problem(x, y, n_steps=8, T=1.0)
+    coarse = pmp.Problem(x, y, n_steps=4, T=1.0)
+    u = {"W": np.repeat(np.arange(4.0)[:, None, None] * np.ones((1, 3, 3)), 2, axis=0),
+         "b": np.zeros((8, 3))}
+    assert analysis.increments(fine, u) == pytest.approx(3.0)  # |[1]*9| = 3
+    v = {"W": np.arange(4.0)[:, None, None] * np.ones((1, 3, 3)), "b": np.zeros((4, 3))}
+    assert analysis.distance_to_reference(coarse, v, u, 8) == pytest.approx(0.0)
+    np.testing.assert_array_equal(analysis.resample(v, ["W"], 8)["W"], u["W"])
+
+
+def test_displacement_bound_holds_on_a_trained_network():
+    x, y = pmp.datasets.rings(32, seed=0, lift=3)
+    problem = pmp.Problem(x, y, T=4.0, n_steps=20, lam=1e-3)
+    result = pmp.train(problem, "lbfgs", max_iter=200)
+    bound = analysis.displacement_bound(problem, result.controls)
+    assert bound["ratio"] >= 1.0 and bound["bound"] > 0
+    assert bound["l2_squared"] >= bound["l2_bound"]
+
+
+# --------------------------------------------------------------------- figures
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    from pmp.runner import train_run
+
+    directory = tmp_path_factory.mktemp("runs") / "r"
+    config = pmp.parse_config(open(os.path.join(ROOT, "runs", "demo.toml")).read())
+    config = config.with_overrides(["data.n_samples=40", "model.n_steps=20",
+                                    "train.max_iter=30", "train.checkpoint_every=10"])
+    train_run(config, directory, stream=open(os.devnull, "w"))
+    return directory
+
+
+def test_every_plot_function_draws_on_a_run(trained_run):
+    with pmp.load_run(trained_run) as run:
+        problem = run.problem()
+        controls = run.controls()
+        xs, ps, t = run.states(), run.costates(), run.t
+        c = analysis.curves(problem, controls)
+        axes = [
+            plots.trajectories(xs, problem.y, times=(0, 5, 10), t=t),
+            plots.decision_regions(problem, controls, resolution=30),
+            *plots.states_and_costates(t, xs, ps, samples=(0, 1)),
+            plots.decay(t[:-1], c["control_norm"], analysis.fit_rate(t[:-1],
+                                                                    c["control_norm"])),
+            plots.control_heatmap(t, run.checkpoints,
+                                  [analysis.step_norms(problem, run.controls(i))
+                                   for i in run.checkpoints]),
+            plots.training_curves({"emsa": run.history}, x="elapsed"),
+            plots.scaling([1, 2, 4], [1.0, 0.5, 0.25], slopes=(-1, -2)),
+        ]
+        for ax in axes:
+            assert ax.has_data()
+        fig, ax = plt.subplots()
+        assert plots.decay(t, c["error"], ax=ax) is ax
+        plt.close("all")
+
+
+def pmp_cli(*args, cwd):
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               MPLBACKEND="Agg")
+    return subprocess.run([sys.executable, "-m", "pmp", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_analyze_and_plot_a_run(trained_run):
+    out = pmp_cli("analyze", str(trained_run), cwd=trained_run.parent)
+    assert out.returncode == 0, out.stderr
+    assert "exponential decay in t" in out.stdout and "|u(t)|" in out.stdout
+    assert "J_(T,lam)(u)" in out.stdout
+    with pmp.load_run(trained_run) as run:
+        stored = run.file["analysis"]
+        assert stored["fit_control"]["mu"][()] == pytest.approx(
+            float(out.stdout.split("|u(t)|")[1].split()[0]), rel=1e-3)
+        assert stored["curves"]["t"].shape == (21,)
+    plot = pmp_cli("plot", str(trained_run), cwd=trained_run.parent)
+    assert plot.returncode == 0, plot.stderr
+    for name in ("decay", "states_costates", "trajectories", "control_heatmap", "training"):
+        for ext in ("png", "pdf"):
+            assert (trained_run / f"{name}.{ext}").stat().st_size > 1000
+
+
+def test_analyze_and_plot_a_T_sweep(tmp_path):
+    config = """
+[data]
+name = "rings"
+n_samples = 24
+lift = 3
+[model]
+T = 1.0
+n_steps = 10
+[objective]
+lam = 0.01
+[train]
+method = "lbfgs"
+max_iter = 200
+gtol = 1e-9
+checkpoint_every = 1000
+"""
+    (tmp_path / "t.toml").write_text(config)
+    out = pmp_cli("sweep", "t.toml", "--grid", "model.T=1,2,4,8", "--out", "sw", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    out = pmp_cli("analyze", "sw", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "power laws against model.T" in out.stdout and "T*J" in out.stdout
+    assert (tmp_path / "sw" / "analysis.h5").exists()
+    out = pmp_cli("plot", "sw", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "sw" / "scaling_T.png").exists()
