@@ -37,7 +37,7 @@ MODEL_KEYS = ("field", "activation", "T", "n_steps", "width", "projection", "slo
 OBJECTIVE_KEYS = ("loss", "p", "reg", "lam", "lam1", "bound", "running", "terminal",
                   "n_classes")
 TRAIN_KEYS = ("method", "max_iter", "seed", "gtol", "time_limit", "batch_size", "init",
-              "init_scale", "checkpoint_every")
+              "init_scale", "segment", "checkpoint_every")
 OUTPUT_KEYS = ("dir", "name", "trajectory_samples")
 
 DEMO_TOML = """\

@@ -183,8 +183,10 @@ class Problem:
         """The readout tuple passed to the kernels (with the fixed P)."""
         return self.readout_with(self.P)
 
-    def readout_with(self, P):
-        return (self.loss_code, self.p, P, self.y_kernel, self.terminal, self.running)
+    def readout_with(self, P, at_end=True):
+        """The kernels' readout tuple with readout ``P``; ``at_end=False`` for a segment of a
+        segmented sweep whose last costate is given."""
+        return (self.loss_code, self.p, P, self.y_kernel, self.terminal, self.running, at_end)
 
     def validate_controls(self, controls):
         """Check names, shapes and values; return a dict of C-contiguous arrays in ``dtype``."""

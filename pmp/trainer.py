@@ -25,7 +25,7 @@ from . import msa, optimizers
 from ._validation import integer, lookup, real
 from .optimizers import Method, Point
 from .problem import init_controls
-from .sweeps import cost, cost_and_states, evaluate, grad_norm, riesz_gradient
+from .sweeps import _segmented, cost, cost_and_states, evaluate, grad_norm, riesz_gradient
 
 METHODS = {cls.name: cls for cls in optimizers.GRADIENT_METHODS + msa.MSA_METHODS}
 METHOD_NAMES = tuple(sorted(METHODS))
@@ -67,8 +67,9 @@ class Oracle:
     seed : int
     """
 
-    def __init__(self, problem, batch_size=None, seed=0):
+    def __init__(self, problem, batch_size=None, seed=0, segment=None):
         self.problem = problem
+        self.segment = segment
         self.batch = problem
         self.batch_size = batch_size
         self._rng = np.random.default_rng(seed)
@@ -105,6 +106,11 @@ class Oracle:
 
     def evaluate(self, controls, step_size=float("nan")):
         """A :class:`Point`: cost parts and Riesz gradient at ``controls``."""
+        if self.segment is not None:  # memory-lean: no trajectories kept
+            self.n_evals += 1
+            parts, grads = _segmented(self.batch, controls, self.segment)
+            riesz = riesz_gradient(self.problem, grads)
+            return Point(controls, parts, riesz, grad_norm(self.problem, riesz), step_size)
         return self.sweep(controls, step_size=step_size)[0]
 
     def sweep(self, controls, states=None, step_size=float("nan")):
@@ -174,7 +180,7 @@ class TrainState:
 
 def iterate(problem, method="gd", *, max_iter=1000, controls=None, seed=0, gtol=1e-6,
             time_limit=None, batch_size=None, init="normal", init_scale=0.1, resume=None,
-            **options):
+            segment=None, **options):
     """Train ``problem`` step by step: a generator of :class:`TrainState`.
 
     Parameters
@@ -198,6 +204,10 @@ def iterate(problem, method="gd", *, max_iter=1000, controls=None, seed=0, gtol=
         Mini-batch size (default: all samples).
     init, init_scale : str, float
         Scheme and scale of the default initial controls.
+    segment : int, optional
+        Gradient methods only: keep every ``segment``-th state and recompute the others in
+        the costate sweep (``O(sqrt(n_steps))`` memory with ``segment ~ sqrt(n_steps)``;
+        see :func:`pmp.value_and_grad`).
     resume : dict, optional
         ``state.resume`` of a :class:`TrainState` (as stored in a checkpoint): continue that
         run exactly; the first state yielded is the next iteration. Same problem, method and
@@ -228,7 +238,12 @@ def iterate(problem, method="gd", *, max_iter=1000, controls=None, seed=0, gtol=
                          f"batch_size={batch_size}" +
                          ("; give a fixed lr for mini-batches" if method.name == "proximal"
                           else ""))
-    oracle = Oracle(problem, batch_size, seed)
+    if segment is not None:
+        segment = integer(segment, "segment", low=1)
+        if method.name in ("msa", "emsa", "discrete"):
+            raise ValueError(f"segment={segment} is for the gradient methods; method "
+                             f"{method.name!r} maximises the Hamiltonian on the full trajectory")
+    oracle = Oracle(problem, batch_size, seed, segment)
     first, last, start_iteration, method_state = None, None, 0, None
     start = time.perf_counter()
     if resume is not None:

@@ -271,3 +271,31 @@ def test_non_finite_index_is_printed_plainly(where):
         match = r"controls\['b'\] must be finite, got nan at index \(2, 1\)"
     with pytest.raises(ValueError, match=match):
         call()
+
+
+# ----------------------------------------------- segmented (checkpointed-in-time) sweeps
+@pytest.mark.parametrize("field", ["outer", "inner", "diagonal", "features", "perceptron"])
+def test_segmented_gradient_is_bitwise_identical(field):
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(7, 3)), rng.normal(size=7)
+    width = {"features": 5, "perceptron": 4}.get(field)
+    problem = pmp.Problem(x, y, field=field, width=width, n_steps=17, T=2.0, running=0.5,
+                          projection="trainable")
+    controls = pmp.init_controls(problem, scale=0.5, seed=1)
+    J, grads = pmp.value_and_grad(problem, controls)
+    for segment in (1, 4, 5, 17, 40):
+        J_s, grads_s = pmp.value_and_grad(problem, controls, segment=segment)
+        assert J_s == pytest.approx(J, rel=1e-14)
+        for name in grads:
+            np.testing.assert_array_equal(grads_s[name], grads[name])
+
+
+def test_segmented_training_matches_and_is_refused_for_msa():
+    x, y = pmp.datasets.rings(16, seed=0, lift=3)
+    problem = pmp.Problem(x, y, n_steps=16, T=2.0)
+    a = pmp.train(problem, "lbfgs", max_iter=20)
+    b = pmp.train(problem, "lbfgs", max_iter=20, segment=4)
+    for name in a.controls:
+        np.testing.assert_allclose(b.controls[name], a.controls[name], rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="gradient methods"):
+        pmp.train(problem, "emsa", segment=4)

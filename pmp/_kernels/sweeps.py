@@ -77,8 +77,13 @@ def _costate_step(p_next, h, v, p):
 
 @jit
 def _terminal(xs, ps, ro, gP, z, gz):
-    """``p_K = -terminal grad Phi(X_K)``; returns Phi(X_K)."""
-    code, param, P, y, terminal, running = ro
+    """``p_K = -terminal grad Phi(X_K)``; returns Phi(X_K).
+
+    With the flag ``ro[6]`` false, ``ps[-1]`` is given (a segment of a segmented sweep that
+    ends inside the grid) and 0 is returned."""
+    code, param, P, y, terminal, running, at_end = ro
+    if not at_end:
+        return 0.0
     ps[-1, :, :] = 0.0
     return pull_back(code, param, xs[-1], P, y, terminal, ps[-1], gP, z, gz)
 
@@ -86,7 +91,7 @@ def _terminal(xs, ps, ro, gP, z, gz):
 @jit
 def _running(k, h, xs, ps, ro, gP, z, gz):
     """Running-cost pullback at step k; returns Phi(X_k) (0 without a running cost)."""
-    code, param, P, y, terminal, running = ro
+    code, param, P, y, terminal, running, at_end = ro
     if running != 0.0:
         return pull_back(code, param, xs[k], P, y, h * running, ps[k], gP, z, gz)
     return 0.0
@@ -121,7 +126,7 @@ def outer_forward(xs, W, b, h, act, aparam, s, zero_bias):
 def outer_backward(xs, ps, W, b, h, act, aparam, ro, gW, gb, gP, s, ds, q, z, gz):
     """Costates and Hamiltonian gradients of ``x' = W sigma(x) + b``.
 
-    ``ro`` is the readout tuple (loss code, loss param, P, y, terminal, running);
+    ``ro`` is the readout tuple (loss code, loss param, P, y, terminal, running, at_end);
     ``gW`` (K, d, d), ``gb`` (K, d), ``gP`` (m, d) or (0, d) receive gradients; ``s``, ``ds``,
     ``q`` (N, d), ``z``, ``gz`` (N, m) are scratch. Returns ``(Phi(X_K), sum_{k<K} Phi(X_k))``
     (the sum is 0 without a running cost); the other backward kernels return the same.
