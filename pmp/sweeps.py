@@ -244,7 +244,12 @@ def cost_and_states(problem, controls, *, validate=True):
 
 
 def hamiltonian(problem, controls, states, costates):
-    """Per-step Hamiltonian ``H_k(X_k, p_{k+1}, u_k)``, shape (n_steps,)."""
+    """Per-step Hamiltonian ``H_k(X_k, p_{k+1}, u_k)``, shape (n_steps,).
+
+    ``states`` must be the forward sweep of these ``controls``: ``X_k + h F(X_k, u_k)`` is
+    read as the stored ``X_{k+1}``. To evaluate ``H_k`` at another control, use
+    :class:`pmp.maximize.Maximizer` (its gains) or a one-step problem started at ``X_k``.
+    """
     controls = problem.validate_controls(controls)
     states = _trajectory(problem, states, "states")
     costates = _trajectory(problem, costates, "costates")
