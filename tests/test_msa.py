@@ -310,3 +310,15 @@ def test_msa_errors_are_clear():
         pmp.train(general, "emsa", max_iter=1)
     with pytest.raises(ValueError, match="rho must be > 0 for the adaptive"):
         pmp.train(free, "emsa", rho=0.0)
+
+
+def test_switching_function_ignores_frozen_entries():
+    x0, y = np.array([[0.0, 0.0]]), np.array([[1.0, 0.5]])
+    problem = pmp.Problem(x0, y, field="outer", activation="identity", T=2.0, n_steps=5,
+                          projection=np.eye(2), reg="l1", lam=0.1, bound=1.0, running=1.0,
+                          terminal=0.0, frozen={"W": True})
+    controls = {"W": np.zeros((5, 2, 2)), "b": np.full((5, 2), 0.1)}
+    xs, ps = sweeps(problem, controls)
+    _, info = Maximizer(problem).maximize(problem, controls, xs, ps, 0.0)
+    # G for b is the sum of the costates p_{k+1}; W's entries are frozen
+    np.testing.assert_allclose(info.switching, np.linalg.norm(ps[1:, 0], axis=1), rtol=1e-12)

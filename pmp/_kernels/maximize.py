@@ -140,6 +140,17 @@ def _prox(kind, v, t, bound, free, U_old, out):
 
 
 @jit
+def _switching(reg, G, free):
+    """``|G|`` over the free entries (max |G_j| for the elementwise l1)."""
+    acc = 0.0
+    for r in range(G.shape[0]):
+        for c in range(G.shape[1]):
+            if free[r, c]:
+                acc = max(acc, abs(G[r, c])) if reg == L1_ELEMENTWISE else acc + G[r, c] ** 2
+    return acc if reg == L1_ELEMENTWISE else math.sqrt(acc)
+
+
+@jit
 def _l1_value(kind, U):
     if kind == L1_GROUP:
         return math.sqrt(_vdot(U, U))
@@ -213,7 +224,8 @@ def linear_maximize(kind, xs, ps, omega, beta, code, param, Kt, use_Kt, U_old, f
         for r in range(d):
             for c in range(q):
                 g[r, c] = (G[r, c] + h1_rhs[k, r, c] - coef * Uo[r, c]) if fr[r, c] else 0.0
-        info[k, 3] = math.sqrt(_vdot(G, G)) if reg != L1_ELEMENTWISE else np.max(np.abs(G))
+        # the switching function over the free entries (frozen ones do not switch)
+        info[k, 3] = _switching(reg, G, fr)
         quadratic = rho != 0.0 or h1_diag[k] != 0.0
         if reg == L2:
             delta = work[1]
@@ -440,7 +452,7 @@ def diagonal_maximize(xs, ps, code, param, w_old, free, reg, lam, bound, rho, h1
                 g[j] += p[i, j] * s[i, j]
                 a[j] += s[i, j] * s[i, j] / n + n * (p[i, j] * ds[i, j]) ** 2
         wo, wn, fr = w_old[k], w_new[k], free[k]
-        info[k, 3] = math.sqrt(np.sum(g * g)) if reg != L1_ELEMENTWISE else np.max(np.abs(g))
+        info[k, 3] = _switching(reg, g.reshape(1, d), fr.reshape(1, d))
         gain = 0.0
         resid = 0.0
         iters = 0
