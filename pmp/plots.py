@@ -172,11 +172,6 @@ def scaling(x, values, *, slopes=(-1.0,), label="J", xlabel="T", ax=None):
 def plot_run(run, directory=None, formats=("png", "pdf")):
     """The standard figures of a run into ``directory`` (default: the run's); returns the
     written paths. Uses the final checkpoint and, for the heat map, all checkpoints."""
-    import os
-
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
     from .analysis import analyze_run, step_norms
@@ -220,6 +215,15 @@ def plot_run(run, directory=None, formats=("png", "pdf")):
     training_curves({str(run.attrs["method"]): run.history}, ax=ax)
     figures["training"] = fig
 
+    return _save(figures, directory, formats)
+
+
+def _save(figures, directory, formats):
+    """Write each figure (name -> Figure) in each format; close them; return the paths."""
+    import os
+
+    import matplotlib.pyplot as plt
+
     written = []
     for name, fig in figures.items():
         fig.tight_layout()
@@ -233,11 +237,6 @@ def plot_run(run, directory=None, formats=("png", "pdf")):
 
 def plot_sweep(rows, key, directory, formats=("png", "pdf")):
     """Log-log plots of the final error and J against ``key`` (one line per group)."""
-    import os
-
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
     from .analysis import analyze_sweep
@@ -251,11 +250,4 @@ def plot_sweep(rows, key, directory, formats=("png", "pdf")):
                 xlabel=key, ax=axes[0])
         scaling(entry["values"], entry["cost"], slopes=slopes[:1], label=f"J ({label})",
                 xlabel=key, ax=axes[1])
-    fig.tight_layout()
-    written = []
-    for ext in formats:
-        path = os.path.join(directory, f"scaling_{key.split('.')[-1]}.{ext}")
-        fig.savefig(path, dpi=120)
-        written.append(path)
-    plt.close(fig)
-    return written
+    return _save({f"scaling_{key.split('.')[-1]}": fig}, directory, formats)
