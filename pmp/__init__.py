@@ -6,6 +6,10 @@ from .sweeps import (backward, cost, evaluate, forward, grad_norm, hamiltonian, 
 from .trainer import TrainResult, TrainState, iterate, train
 from .config import RunConfig, demo_config, load_config, parse_config  # noqa: E402
 from .store import load_run
+from .threads import available_cores, get_threads, set_threads, threads
+from .threads import _default as _default_threads
+
+_default_threads()
 
 __version__ = "0.1.0"
 
@@ -17,6 +21,7 @@ __all__ = [
     "train", "iterate", "TrainResult", "TrainState",
     # runs
     "RunConfig", "load_config", "parse_config", "demo_config", "load_run",
+    "set_threads", "get_threads", "threads", "available_cores",
     # modules
     "activations", "datasets", "fields", "objectives", "optimizers", "maximize", "msa",
     "analysis", "plots",

@@ -12,7 +12,6 @@ in-memory results alike; :func:`analyze_run` and :func:`analyze_sweep` bundle it
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy import stats
 
 from .sweeps import evaluate, losses_along
 
@@ -95,6 +94,8 @@ class RateFit:
 
 
 def _linear_fit(t, y):
+    from scipy import stats  # imported here: scipy.stats costs half a second at import
+
     slope, intercept, r, _, se = stats.linregress(t, y)
     n = len(t)
     half = stats.t.ppf(0.975, n - 2) * se if n > 2 else np.inf

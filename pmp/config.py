@@ -9,7 +9,7 @@
                  bandwidth, seed, dtype                       (pmp.Problem keywords)
     [objective]  loss, p, reg, lam, lam1, bound, running, terminal, n_classes
     [train]      method, max_iter, seed, gtol, time_limit, batch_size, init, init_scale,
-                 checkpoint_every, and the method's options (rho, lr, momentum, ...)
+                 segment, threads, checkpoint_every, and the method's options (rho, lr, ...)
     [output]     dir, name, trajectory_samples
 
 A :class:`RunConfig` builds the Problem and the trainer's arguments, and a Problem plus trainer
@@ -37,7 +37,7 @@ MODEL_KEYS = ("field", "activation", "T", "n_steps", "width", "projection", "slo
 OBJECTIVE_KEYS = ("loss", "p", "reg", "lam", "lam1", "bound", "running", "terminal",
                   "n_classes")
 TRAIN_KEYS = ("method", "max_iter", "seed", "gtol", "time_limit", "batch_size", "init",
-              "init_scale", "segment", "checkpoint_every")
+              "init_scale", "segment", "threads", "checkpoint_every")
 OUTPUT_KEYS = ("dir", "name", "trajectory_samples")
 
 DEMO_TOML = """\
@@ -110,8 +110,13 @@ class RunConfig:
     @property
     def train_options(self):
         """Keyword arguments of :func:`pmp.iterate` (without checkpoint_every)."""
-        return {k: v for k, v in self["train"].items() if k not in ("method",
-                                                                    "checkpoint_every")}
+        return {k: v for k, v in self["train"].items()
+                if k not in ("method", "checkpoint_every", "threads")}
+
+    @property
+    def threads(self):
+        """[train] threads: BLAS threads of the run (None: pmp's default)."""
+        return self["train"].get("threads")
 
     @property
     def checkpoint_every(self):

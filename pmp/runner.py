@@ -5,6 +5,7 @@ the final controls of a resumed run are bitwise identical to those of an uninter
 (same configuration, same thread count). Progress goes to a bar on a terminal and to plain
 periodic lines otherwise.
 """
+import contextlib
 import os
 import shutil
 import sys
@@ -12,6 +13,7 @@ import time
 
 from .config import ConfigError, RunConfig, parse_config
 from .store import RunFileError, RunWriter, load_run
+from .threads import threads
 from .trainer import HISTORY_COLUMNS, history_row, iterate
 
 RUN_FILES = ("run.h5", "data.h5", "config.toml")
@@ -93,13 +95,15 @@ def _execute(config, directory, problem, writer, resume_state, stream, print_eve
     progress = Progress(options.get("max_iter", 1000), stream, print_every,
                         start=0 if resume_state is None else resume_state["iteration"])
     state = None
+    limit = threads(config.threads) if config.threads is not None else contextlib.nullcontext()
     try:
-        for state in iterate(problem, config.method, resume=resume_state, **options):
-            if not state.extra.get("repeat"):
-                writer.append(HISTORY_COLUMNS, history_row(state))
-            progress.update(state)
-            if state.status is None and state.iteration % every == 0:
-                writer.checkpoint(state)
+        with limit:
+            for state in iterate(problem, config.method, resume=resume_state, **options):
+                if not state.extra.get("repeat"):
+                    writer.append(HISTORY_COLUMNS, history_row(state))
+                progress.update(state)
+                if state.status is None and state.iteration % every == 0:
+                    writer.checkpoint(state)
     except KeyboardInterrupt:
         progress.close()
         if state is not None and state.resume is not None:

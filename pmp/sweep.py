@@ -14,10 +14,10 @@ import re
 
 import h5py
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from .config import ConfigError, parse_config, parse_value
 from .store import load_run
+from .threads import threads as blas_threads
 
 SUMMARY = ("status", "iterations", "cost", "terminal", "running", "regularization", "loss",
            "grad_norm", "wall_time")
@@ -64,7 +64,7 @@ def run_point(config_text, directory, assignments, threads=1):
 
     config = parse_config(config_text).with_overrides(
         [f"{k}={_toml(v)}" for k, v in assignments.items()])
-    with threadpool_limits(limits=threads, user_api="blas"):
+    with blas_threads(threads):
         status = None
         if os.path.exists(os.path.join(directory, "run.h5")):
             with load_run(directory) as run:
