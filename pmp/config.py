@@ -211,8 +211,7 @@ class RunConfig:
         model = {k: cfg[k] for k in MODEL_KEYS if cfg.get(k) is not None}
         objective = {k: cfg[k] for k in OBJECTIVE_KEYS if cfg.get(k) is not None}
         if problem.field.name not in ("features", "perceptron"):
-            for key in ("width",):
-                model.pop(key, None)
+            model.pop("width", None)
         if problem.field.name != "features":
             for key in ("features", "bandwidth", "seed"):
                 model.pop(key, None)

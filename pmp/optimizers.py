@@ -88,7 +88,7 @@ class Method:
         raise NotImplementedError
 
     def __repr__(self):
-        opts = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        opts = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if k != "state")
         return f"{type(self).__name__}({opts})"
 
 

@@ -108,17 +108,19 @@ class Oracle:
         """A :class:`Point`: cost parts and Riesz gradient at ``controls``."""
         if self.segment is not None:  # memory-lean: no trajectories kept
             self.n_evals += 1
-            parts, grads = _segmented(self.batch, controls, self.segment)
-            riesz = riesz_gradient(self.problem, grads)
-            return Point(controls, parts, riesz, grad_norm(self.problem, riesz), step_size)
+            return self._point(controls, *_segmented(self.batch, controls, self.segment),
+                               step_size)
         return self.sweep(controls, step_size=step_size)[0]
 
     def sweep(self, controls, states=None, step_size=float("nan")):
         """:meth:`evaluate` and the states and costates (``states`` given: no forward)."""
         self.n_evals += 1
         parts, grads, xs, ps = evaluate(self.batch, controls, states=states, validate=False)
+        return self._point(controls, parts, grads, step_size), xs, ps
+
+    def _point(self, controls, parts, grads, step_size):
         riesz = riesz_gradient(self.problem, grads)
-        return Point(controls, parts, riesz, grad_norm(self.problem, riesz), step_size), xs, ps
+        return Point(controls, parts, riesz, grad_norm(self.problem, riesz), step_size)
 
     def value(self, controls):
         """Cost parts only (one forward sweep)."""
