@@ -26,6 +26,7 @@ import numpy as np
 from ._kernels import activations as _act
 from ._kernels import sweeps as _sw
 from ._validation import integer, lookup, real
+from .threads import map_blocks, row_blocks
 
 
 class Field:
@@ -57,26 +58,81 @@ class Field:
         shape = self.step_shapes()[name]
         return shape[-1] if len(shape) == 2 else 1
 
-    def forward(self, xs, controls, h):
-        """Fill ``xs[1:]`` from ``xs[0]``; xs (K + 1, N, d)."""
+    # activations the forward sweep can hand to the backward sweep (None: it recomputes them)
+    stores_activations = False
+
+    def activation_store(self, xs, store):
+        """The array the sweeps keep activations in: (K, N, d) when ``store`` and the field
+        can reuse them (:attr:`stores_activations`), else (1, N, d) scratch."""
+        K, n, d = xs.shape[0] - 1, xs.shape[1], xs.shape[2]
+        return np.empty((K if store and self.stores_activations else 1, n, d), dtype=xs.dtype)
+
+    def forward(self, xs, controls, h, store=None):
+        """Fill ``xs[1:]`` from ``xs[0]``; xs (K + 1, N, d).
+
+        ``store``, from :meth:`activation_store`, receives what the backward sweep can reuse.
+        Row blocks run on :func:`pmp.get_threads` threads.
+        """
+        if store is None:
+            store = self.activation_store(xs, False)
+        map_blocks(lambda r0, r1, i: self._forward_rows(xs, controls, h, store, r0, r1),
+                   row_blocks(xs.shape[1]))
+
+    def backward(self, xs, ps, controls, h, readout, grads, gP, store=None):
+        """Fill ``ps`` and ``grads`` (dict, Hamiltonian part); return ``(Phi(X_K), sum_{k<K}
+        Phi(X_k))``.
+
+        ``ps`` is (K + 1, N, d), or (2, N, d) when only the gradient is wanted (two rolling
+        slots). ``store`` is the forward sweep's (its stored activations are reused and may be
+        overwritten) or None. Row blocks run on separate threads; each block sums its
+        gradient in its own arrays and the blocks' sums are added in a fixed order, so a
+        given thread count gives bitwise-reproducible results.
+        """
+        stored = store is not None and store.shape[0] == xs.shape[0] - 1 \
+            and self.stores_activations
+        if store is None:
+            store = self.activation_store(xs, False)
+        n = xs.shape[1]
+        bounds = row_blocks(n)
+        outputs = [(grads, gP)] + [({k: np.empty_like(v) for k, v in grads.items()},
+                                    np.zeros_like(gP)) for _ in bounds[2:]]
+
+        def block(r0, r1, i):
+            weight = (r1 - r0) / n  # Phi is a mean over all rows: weigh the block's mean
+            code, param, P, y, terminal, running, at_end = readout
+            rows = (code, param, P, y[r0:r1], terminal * weight, running * weight, at_end)
+            phi, run = self._backward_rows(xs, ps, controls, h, rows, *outputs[i], store,
+                                           stored, r0, r1)
+            return weight * phi, weight * run
+
+        parts = map_blocks(block, bounds)
+        for block_grads, block_gP in outputs[1:]:
+            for name in grads:
+                grads[name] += block_grads[name]
+            gP += block_gP
+        return (sum(p[0] for p in parts), sum(p[1] for p in parts)) if len(parts) > 1 \
+            else parts[0]
+
+    def _forward_rows(self, xs, controls, h, store, r0, r1):
+        """The forward kernel on the rows ``r0:r1``."""
         raise NotImplementedError
 
-    def backward(self, xs, ps, controls, h, readout, grads, gP):
-        """Fill ``ps`` and ``grads`` (dict, Hamiltonian part); return Phi(X_K)."""
+    def _backward_rows(self, xs, ps, controls, h, readout, grads, gP, store, stored, r0, r1):
+        """The backward kernel on the rows ``r0:r1`` (``readout`` holds their targets)."""
         raise NotImplementedError
 
     def __repr__(self):
         return f"{type(self).__name__}(dim={self.dim}, activation={self.activation.name!r})"
 
 
-def _scratch(xs, *cols):
-    """Work arrays of shape (N, c) in the dtype of the states."""
-    return [np.empty((xs.shape[1], c), dtype=xs.dtype) for c in cols]
+def _scratch(xs, rows, *cols):
+    """Work arrays of shape (rows, c) in the dtype of the states."""
+    return [np.empty((rows, c), dtype=xs.dtype) for c in cols]
 
 
-def _readout_scratch(xs, readout):
+def _readout_scratch(xs, rows, readout):
     m = readout[2].shape[0]
-    return _scratch(xs, m, m)
+    return _scratch(xs, rows, m, m)
 
 
 class Outer(Field):
@@ -98,18 +154,23 @@ class Outer(Field):
     _forward_kernel = staticmethod(_sw.outer_forward)
     _backward_kernel = staticmethod(_sw.outer_backward)
 
-    def forward(self, xs, controls, h):
-        a = self.activation
-        (s,) = _scratch(xs, self.dim)
-        zero = np.zeros(self.dim, dtype=xs.dtype)
-        self._forward_kernel(xs, controls["W"], controls["b"], h, a.code, a.param, s, zero)
+    @property
+    def stores_activations(self):
+        return self.activation.code in _sw.SLOPE_FROM_VALUE
 
-    def backward(self, xs, ps, controls, h, readout, grads, gP):
+    def _forward_rows(self, xs, controls, h, store, r0, r1):
         a = self.activation
-        d = self.dim
+        zero = np.zeros(self.dim, dtype=xs.dtype)
+        self._forward_kernel(xs, controls["W"], controls["b"], h, a.code, a.param, store, zero,
+                             r0, r1)
+
+    def _backward_rows(self, xs, ps, controls, h, readout, grads, gP, store, stored, r0, r1):
+        a = self.activation
+        rows = r1 - r0
         return self._backward_kernel(
             xs, ps, controls["W"], controls["b"], h, a.code, a.param, readout,
-            grads["W"], grads["b"], gP, *_scratch(xs, d, d, d), *_readout_scratch(xs, readout),
+            grads["W"], grads["b"], gP, store, stored, *_scratch(xs, rows, self.dim),
+            *_readout_scratch(xs, rows, readout), r0, r1,
         )
 
 
@@ -141,17 +202,19 @@ class Diagonal(Field):
     def homogeneous(self):
         return True
 
-    def forward(self, xs, controls, h):
+    def _forward_rows(self, xs, controls, h, store, r0, r1):
         a = self.activation
-        (s,) = _scratch(xs, self.dim)
+        (s,) = _scratch(xs, r1 - r0, self.dim)
         zero = np.zeros(self.dim, dtype=xs.dtype)
-        _sw.diagonal_forward(xs, controls["w"], h, a.code, a.param, s, zero)
+        _sw.diagonal_forward(xs, controls["w"], h, a.code, a.param, s, zero, r0, r1)
 
-    def backward(self, xs, ps, controls, h, readout, grads, gP):
+    def _backward_rows(self, xs, ps, controls, h, readout, grads, gP, store, stored, r0, r1):
         a = self.activation
+        rows = r1 - r0
         return _sw.diagonal_backward(
             xs, ps, controls["w"], h, a.code, a.param, readout, grads["w"], gP,
-            *_scratch(xs, self.dim, self.dim), *_readout_scratch(xs, readout),
+            *_scratch(xs, rows, self.dim, self.dim), *_readout_scratch(xs, rows, readout),
+            r0, r1,
         )
 
 
@@ -206,19 +269,18 @@ class Features(Field):
     def _fixed(self, xs):
         return self.omega.astype(xs.dtype), self.beta.astype(xs.dtype)
 
-    def forward(self, xs, controls, h):
-        (phi,) = _scratch(xs, self.width)
+    def _forward_rows(self, xs, controls, h, store, r0, r1):
+        (phi,) = _scratch(xs, r1 - r0, self.width)
         zero = np.zeros(self.dim, dtype=xs.dtype)
-        _sw.features_forward(
-            xs, controls["A"], *self._fixed(xs), h, self.feature_code, self.amplitude, phi, zero
-        )
+        _sw.features_forward(xs, controls["A"], *self._fixed(xs), h, self.feature_code,
+                             self.amplitude, phi, zero, r0, r1)
 
-    def backward(self, xs, ps, controls, h, readout, grads, gP):
-        q = self.width
+    def _backward_rows(self, xs, ps, controls, h, readout, grads, gP, store, stored, r0, r1):
+        q, rows = self.width, r1 - r0
         return _sw.features_backward(
             xs, ps, controls["A"], *self._fixed(xs), h, self.feature_code, self.amplitude,
-            readout, grads["A"], gP, *_scratch(xs, q, q, q, self.dim),
-            *_readout_scratch(xs, readout),
+            readout, grads["A"], gP, *_scratch(xs, rows, q, q, q, self.dim),
+            *_readout_scratch(xs, rows, readout), r0, r1,
         )
 
     def __repr__(self):
@@ -240,21 +302,20 @@ class Perceptron(Field):
         d, m = self.dim, self.width
         return {"V": (d, m), "W": (m, d), "c": (m,)}
 
-    def forward(self, xs, controls, h):
+    def _forward_rows(self, xs, controls, h, store, r0, r1):
         a = self.activation
-        (s,) = _scratch(xs, self.width)
+        (s,) = _scratch(xs, r1 - r0, self.width)
         zero = np.zeros(self.dim, dtype=xs.dtype)
-        _sw.perceptron_forward(
-            xs, controls["V"], controls["W"], controls["c"], h, a.code, a.param, s, zero
-        )
+        _sw.perceptron_forward(xs, controls["V"], controls["W"], controls["c"], h, a.code,
+                               a.param, s, zero, r0, r1)
 
-    def backward(self, xs, ps, controls, h, readout, grads, gP):
+    def _backward_rows(self, xs, ps, controls, h, readout, grads, gP, store, stored, r0, r1):
         a = self.activation
-        m = self.width
+        m, rows = self.width, r1 - r0
         return _sw.perceptron_backward(
             xs, ps, controls["V"], controls["W"], controls["c"], h, a.code, a.param, readout,
-            grads["V"], grads["W"], grads["c"], gP, *_scratch(xs, m, m, m, self.dim),
-            *_readout_scratch(xs, readout),
+            grads["V"], grads["W"], grads["c"], gP, *_scratch(xs, rows, m, m, m, self.dim),
+            *_readout_scratch(xs, rows, readout), r0, r1,
         )
 
     def __repr__(self):

@@ -34,28 +34,40 @@ def forward(problem, controls, *, validate=True):
         ``xs[k]`` = states at ``t_k``; ``xs[0] = problem.x``.
     """
     controls = _prepare(problem, controls, validate)
+    return _forward(problem, controls)[0]
+
+
+def _forward(problem, controls, store=False):
+    """States and the activation store (kept for the backward sweep when ``store``)."""
     xs = np.empty((problem.n_steps + 1, problem.n_samples, problem.dim), dtype=problem.dtype)
     xs[0] = problem.x
-    problem.field.forward(xs, controls, problem.h)
-    return xs
+    kept = problem.field.activation_store(xs, store)
+    problem.field.forward(xs, controls, problem.h, kept)
+    return xs, kept
 
 
-def _backward(problem, controls, xs):
-    """Costates, full gradient dict and (Phi(X_K), sum_{k<K} Phi(X_k))."""
+def _backward(problem, controls, xs, store=None, costates=True):
+    """Costates (``costates=False``: the last two slots only), full gradient dict and
+    (Phi(X_K), sum_{k<K} Phi(X_k))."""
     grads = {n: np.empty(problem.control_shapes[n], dtype=problem.dtype)
              for n in problem.control_names}
     P = _P(problem, controls)
     gP = np.zeros((P.shape[0] if problem.trainable_readout else 0, problem.dim),
                   dtype=problem.dtype)
-    ps = np.empty_like(xs)
+    ps = np.empty_like(xs) if costates else np.empty((2,) + xs.shape[1:], dtype=xs.dtype)
     phi, run = problem.field.backward(xs, ps, controls, problem.h, problem.readout_with(P),
-                                      grads, gP)
+                                      grads, gP, store)
+    _finish_gradient(problem, controls, grads, gP)
+    return ps, grads, (phi, run)
+
+
+def _finish_gradient(problem, controls, grads, gP):
+    """Add the regulariser's gradient, the readout's and zero the frozen entries."""
     problem.reg.add_grad(controls, problem.control_names, problem.h, grads)
     if problem.trainable_readout:
         grads["P"] = gP
     for name, mask in problem.frozen.items():
         grads[name][mask] = 0.0
-    return ps, grads, (phi, run)
 
 
 def backward(problem, controls, states=None, *, validate=True):
@@ -140,12 +152,19 @@ def value_and_grad(problem, controls, *, segment=None, validate=True):
         name -> ``dJ/du`` with the shapes of the controls (for l1 regularisers, the gradient
         of the smooth part only; frozen entries are zero).
     """
-    if segment is not None:
-        controls = _prepare(problem, controls, validate)
-        parts, grads = _segmented(problem, controls, int(segment))
-        return parts["total"], grads
-    parts, grads, _, _ = evaluate(problem, controls, validate=validate)
+    controls = _prepare(problem, controls, validate)
+    parts, grads = (_segmented(problem, controls, int(segment)) if segment is not None
+                    else _gradient(problem, controls))
     return parts["total"], grads
+
+
+def _gradient(problem, controls):
+    """Cost parts and gradient, the fast way: the forward sweep keeps the activations for
+    the backward sweep (where the field allows it) and only two costate slots are kept, so
+    memory stays at about states + costates."""
+    xs, store = _forward(problem, controls, store=True)
+    _, grads, (phi, run) = _backward(problem, controls, xs, store, costates=False)
+    return _total(problem, controls, phi, run), grads
 
 
 def _segmented(problem, controls, segment):
@@ -176,21 +195,18 @@ def _segmented(problem, controls, segment):
         k0, k1 = bounds[j], bounds[j + 1]
         xs, ps = buffer[:k1 - k0 + 1], costate[:k1 - k0 + 1]
         xs[0] = boundary[j]
-        field.forward(xs, {n: controls[n][k0:k1] for n in names}, h)
+        store = field.activation_store(xs, True)
+        field.forward(xs, {n: controls[n][k0:k1] for n in names}, h, store)
         at_end = p_next is None
         if not at_end:
             ps[-1] = p_next
         seg_phi, seg_run = field.backward(xs, ps, {n: controls[n][k0:k1] for n in names}, h,
                                           problem.readout_with(P, at_end),
-                                          {n: grads[n][k0:k1] for n in names}, gP)
+                                          {n: grads[n][k0:k1] for n in names}, gP, store)
         phi = seg_phi if at_end else phi
         run += seg_run
         p_next = ps[0].copy()
-    problem.reg.add_grad(controls, names, h, grads)
-    if problem.trainable_readout:
-        grads["P"] = gP
-    for name, mask in problem.frozen.items():
-        grads[name][mask] = 0.0
+    _finish_gradient(problem, controls, grads, gP)
     return _total(problem, controls, phi, run), grads
 
 

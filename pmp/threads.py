@@ -1,22 +1,38 @@
-"""Thread settings: how many cores pmp's matrix products (BLAS) may use.
+"""Thread settings: how many cores pmp may use, and the row-block runner of the sweeps.
 
-The kernels call BLAS for their matrix products; BLAS threads that busy-wait on a shared,
-loaded machine can make a sweep many times slower (measured: 10x on W2 with 2 threads while
-another process held a core). pmp therefore uses, by default, the cores this process may run
-on (its CPU affinity; ``PMP_THREADS`` overrides), never more, and lets you choose:
+Samples evolve independently through the sweeps, so the kernels sweep blocks of rows
+(samples) on separate threads (they release the GIL) and the per-block gradients are summed.
+While they run, BLAS is held at one thread: pmp never stacks its threads on BLAS threads.
+Outside the sweeps (the E-MSA maximisation, your own NumPy code) BLAS uses the same count.
+
+pmp uses, by default, the cores this process may run on (its CPU affinity;
+``PMP_THREADS`` overrides), never more, because busy-waiting threads on a shared, loaded
+machine are many times slower (measured: 10x on W2 with 2 BLAS threads while another process
+held a core). Choose with
 
     pmp.set_threads(1)            # from now on
     with pmp.threads(2): ...      # inside the block only
 
 The same thread count gives bitwise-identical results; different counts may differ in the
-last bits (BLAS splits its sums differently). Sweeps run each point with one thread.
+last bits (the gradient is summed block by block). Sweeps run each point with one thread.
 """
 import contextlib
 import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
-from threadpoolctl import threadpool_info, threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from ._validation import integer
+
+# rows per block below which splitting a sweep costs more than it saves
+MIN_ROWS_PER_BLOCK = 64
+
+_state = threading.local()
+_count = None  # the process-wide setting; None until first read
+_pool = None
+_pool_lock = threading.Lock()
+_blas = None
 
 
 def available_cores():
@@ -27,25 +43,70 @@ def available_cores():
         return os.cpu_count() or 1
 
 
+def _controller():
+    global _blas
+    if _blas is None:  # inspecting the loaded libraries takes milliseconds: do it once
+        _blas = ThreadpoolController()
+    return _blas
+
+
 def get_threads():
-    """The largest thread count among the loaded BLAS libraries."""
-    counts = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
-    return max(counts) if counts else 1
+    """The number of threads pmp uses (``threads`` block, else the process setting)."""
+    local = getattr(_state, "count", None)
+    if local is not None:
+        return local
+    return _count if _count is not None else available_cores()
 
 
 def set_threads(n=None):
-    """Let BLAS use ``n`` threads (default: the available cores); returns ``n``."""
+    """Let pmp (and BLAS) use ``n`` threads (default: the available cores); returns ``n``."""
+    global _count
     n = available_cores() if n is None else integer(n, "threads", low=1)
-    threadpool_limits(limits=n, user_api="blas")
+    _count = n
+    _controller().limit(limits=n, user_api="blas")
     return n
 
 
 @contextlib.contextmanager
 def threads(n):
-    """A block in which BLAS uses ``n`` threads (restored afterwards)."""
+    """A block in which pmp and BLAS use ``n`` threads (restored afterwards)."""
     n = integer(n, "threads", low=1)
-    with threadpool_limits(limits=n, user_api="blas"):
-        yield n
+    previous = getattr(_state, "count", None)
+    _state.count = n
+    try:
+        with _controller().limit(limits=n, user_api="blas"):
+            yield n
+    finally:
+        _state.count = previous
+
+
+def row_blocks(n_rows):
+    """Bounds ``[0, ..., n_rows]`` of the row blocks a sweep is split into: one per thread,
+    at least :data:`MIN_ROWS_PER_BLOCK` rows each."""
+    count = max(1, min(get_threads(), n_rows // MIN_ROWS_PER_BLOCK))
+    return [n_rows * i // count for i in range(count + 1)]
+
+
+def _executor(n):
+    global _pool
+    with _pool_lock:
+        if _pool is None or _pool._max_workers < n:
+            _pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="pmp")
+        return _pool
+
+
+def map_blocks(func, bounds):
+    """``[func(r0, r1, i) for each block i]``, blocks on separate threads, BLAS at one thread.
+
+    ``func`` must release the GIL for the work to overlap (pmp's kernels do)."""
+    n = len(bounds) - 1
+    if n == 1:
+        return [func(bounds[0], bounds[1], 0)]
+    with _controller().limit(limits=1, user_api="blas"):
+        futures = [_executor(n - 1).submit(func, bounds[i], bounds[i + 1], i)
+                   for i in range(1, n)]
+        first = func(bounds[0], bounds[1], 0)  # the calling thread takes the first block
+        return [first] + [f.result() for f in futures]
 
 
 def _default():
@@ -56,5 +117,7 @@ def _default():
             set_threads(int(wanted))
         except ValueError:
             raise ValueError(f"PMP_THREADS must be an int >= 1, got {wanted!r}") from None
-    elif get_threads() > available_cores():
-        set_threads(available_cores())
+    else:
+        blas = [lib["num_threads"] for lib in _controller().info() if lib["user_api"] == "blas"]
+        if blas and max(blas) > available_cores():
+            set_threads(available_cores())

@@ -25,7 +25,7 @@ from . import msa, optimizers
 from ._validation import integer, lookup, real
 from .optimizers import Method, Point
 from .problem import init_controls
-from .sweeps import _segmented, cost, cost_and_states, evaluate, grad_norm, riesz_gradient
+from .sweeps import _gradient, _segmented, cost, cost_and_states, evaluate, grad_norm, riesz_gradient
 
 METHODS = {cls.name: cls for cls in optimizers.GRADIENT_METHODS + msa.MSA_METHODS}
 METHOD_NAMES = tuple(sorted(METHODS))
@@ -106,11 +106,10 @@ class Oracle:
 
     def evaluate(self, controls, step_size=float("nan")):
         """A :class:`Point`: cost parts and Riesz gradient at ``controls``."""
-        if self.segment is not None:  # memory-lean: no trajectories kept
-            self.n_evals += 1
-            return self._point(controls, *_segmented(self.batch, controls, self.segment),
-                               step_size)
-        return self.sweep(controls, step_size=step_size)[0]
+        self.n_evals += 1
+        parts, grads = (_gradient(self.batch, controls) if self.segment is None  # no costates
+                        else _segmented(self.batch, controls, self.segment))  # nor states
+        return self._point(controls, parts, grads, step_size)
 
     def sweep(self, controls, states=None, step_size=float("nan")):
         """:meth:`evaluate` and the states and costates (``states`` given: no forward)."""

@@ -5,6 +5,7 @@ import pytest
 import naive
 import pmp
 from pmp._kernels import activations as _act
+from pmp.threads import row_blocks
 from pmp_cases import (ACTIVATIONS, FIELD_ACTIVATIONS, case_id, make_controls, make_problem,
                        relative_error, smooth_case)
 
@@ -299,3 +300,33 @@ def test_lifted_inputs(field):
     expected = naive.gradients(problem, controls)
     for name in expected:
         assert relative_error(grads[name], expected[name]) < RTOL64, name
+
+
+# ------------------------------------------------------------ row blocks on several threads
+@field_acts
+@pytest.mark.parametrize("config", CONFIGS[:5], ids=case_id)
+def test_row_blocks_on_threads(field_act, config):
+    """Sweeps split into row blocks on 3 threads agree with the NumPy twins and with one
+    thread (to rounding: the gradient is summed block by block), and repeat bit for bit."""
+    field, activation, features = field_act
+    loss, p, reg, lam1, running, terminal, projection = config
+    problem, controls = smooth_case(field, activation, loss, p, reg=reg, lam1=lam1,
+                                    running=running, terminal=terminal, projection=projection,
+                                    features=features, n=300, min_margin=1e-9)
+    with pmp.threads(1):
+        single = pmp.evaluate(problem, controls)
+    with pmp.threads(3):
+        assert len(row_blocks(problem.n_samples)) == 3 + 1
+        parts, grads, xs, ps = pmp.evaluate(problem, controls)
+        J, fast = pmp.value_and_grad(problem, controls)
+        again = pmp.value_and_grad(problem, controls)
+    assert relative_error(xs, naive.forward(problem, controls)) < RTOL64
+    assert relative_error(ps, naive.costates(problem, controls)) < RTOL64
+    expected = naive.gradients(problem, controls)
+    assert J == parts["total"] == again[0]
+    assert J == pytest.approx(single[0]["total"], rel=1e-14)
+    for name in expected:
+        assert relative_error(grads[name], expected[name]) < RTOL64, name
+        assert relative_error(grads[name], single[1][name]) < 1e-13, name
+        np.testing.assert_array_equal(fast[name], grads[name])
+        np.testing.assert_array_equal(again[1][name], grads[name])

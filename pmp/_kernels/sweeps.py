@@ -16,8 +16,12 @@ the loss values they met on the way.
 import numpy as np
 
 from ._jit import jit
-from .activations import activate, activate_with_slope
+from .activations import (IDENTITY, RELU, SIGMOID, TANH, activate, activate_with_slope,
+                          value_and_slope)
 from .readout import pull_back
+
+# activations whose slope follows from their value: forward-sweep values can be reused
+SLOPE_FROM_VALUE = (TANH, SIGMOID, RELU, IDENTITY)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -76,31 +80,92 @@ def _costate_step(p_next, h, v, p):
 
 
 @jit
-def _terminal(xs, ps, ro, gP, z, gz):
-    """``p_K = -terminal grad Phi(X_K)``; returns Phi(X_K).
+def _slope(code, param, z, s):
+    """sigma'(z) given ``s = sigma(z)``: from ``s`` alone for the activations of
+    :data:`SLOPE_FROM_VALUE` (so that stored activations serve), else from ``z``."""
+    if code == TANH:
+        return 1.0 - s * s
+    if code == SIGMOID:
+        return s * (1.0 - s)
+    if code == RELU:
+        return 1.0 if s > 0.0 else 0.0
+    if code == IDENTITY:
+        return 1.0
+    return value_and_slope(code, param, z)[1]
 
-    With the flag ``ro[6]`` false, ``ps[-1]`` is given (a segment of a segmented sweep that
+
+@jit
+def _costate_with_slope(code, param, z, s, q, p_next, h, p, gb):
+    """Fused ``p = p_next + h (q * sigma'(z))`` and ``gb = -h sum_i p_next[i]``.
+
+    One pass instead of three over (N, d) arrays; same operations in the same order as
+    the unfused form, so the results are identical bit for bit."""
+    n, d = p.shape
+    for j in range(d):
+        gb[j] = 0.0
+    if code == TANH:  # a loop of its own, so that it vectorises
+        for i in range(n):
+            for j in range(d):
+                gb[j] += p_next[i, j]
+                p[i, j] = p_next[i, j] + h * (q[i, j] * (1.0 - s[i, j] * s[i, j]))
+    else:
+        for i in range(n):
+            for j in range(d):
+                gb[j] += p_next[i, j]
+                p[i, j] = p_next[i, j] + h * (q[i, j] * _slope(code, param, z[i, j], s[i, j]))
+    for j in range(d):
+        gb[j] *= -h
+
+
+@jit
+def _weight_by_slope(code, param, z, s, p_next, a, gb):
+    """Fused ``a = sigma'(z) * p_next`` and the column sums ``gb[j] = sum_i a[i, j]``
+    (``a`` may be ``z``: each entry is read before it is written)."""
+    n, d = a.shape
+    for j in range(d):
+        gb[j] = 0.0
+    for i in range(n):
+        for j in range(d):
+            a[i, j] = _slope(code, param, z[i, j], s[i, j]) * p_next[i, j]
+            gb[j] += a[i, j]
+
+
+@jit
+def _terminal(xs, ps, ro, gP, z, gz, r0, r1):
+    """``p_K = -terminal grad Phi(X_K)`` on rows ``r0:r1``; returns Phi(X_K) (their mean).
+
+    With the flag ``ro[6]`` false, ``p_K`` is given (a segment of a segmented sweep that
     ends inside the grid) and 0 is returned."""
     code, param, P, y, terminal, running, at_end = ro
     if not at_end:
         return 0.0
-    ps[-1, :, :] = 0.0
-    return pull_back(code, param, xs[-1], P, y, terminal, ps[-1], gP, z, gz)
+    K = xs.shape[0] - 1
+    p = ps[K % ps.shape[0], r0:r1]
+    p[:, :] = 0.0
+    return pull_back(code, param, xs[K, r0:r1], P, y, terminal, p, gP, z, gz)
 
 
 @jit
-def _running(k, h, xs, ps, ro, gP, z, gz):
-    """Running-cost pullback at step k; returns Phi(X_k) (0 without a running cost)."""
+def _running(k, h, xs, ps, ro, gP, z, gz, r0, r1):
+    """Running-cost pullback at step k on rows ``r0:r1``; returns Phi(X_k) (0 without a
+    running cost)."""
     code, param, P, y, terminal, running, at_end = ro
     if running != 0.0:
-        return pull_back(code, param, xs[k], P, y, h * running, ps[k], gP, z, gz)
+        return pull_back(code, param, xs[k, r0:r1], P, y, h * running,
+                         ps[k % ps.shape[0], r0:r1], gP, z, gz)
     return 0.0
+
+
+# Every sweep kernel works on the rows r0:r1 of the samples (samples evolve independently,
+# so row blocks can run on separate threads) and indexes the costates by ``k % len(ps)``:
+# ``ps`` holds either the whole grid (K + 1 steps) or two rolling slots when only the
+# gradient is wanted. The scratch arrays and the targets ``ro[3]`` are the block's own.
 
 
 # ------------------------------------------------------------ "outer": W sigma(x) + b
 @jit
-def outer_forward(xs, W, b, h, act, aparam, s, zero_bias):
-    """States of ``x' = W sigma(x) + b``.
+def outer_forward(xs, W, b, h, act, aparam, ss, zero_bias, r0, r1):
+    """States of ``x' = W sigma(x) + b`` on the rows ``r0:r1``.
 
     Parameters
     ----------
@@ -111,163 +176,189 @@ def outer_forward(xs, W, b, h, act, aparam, s, zero_bias):
     h : float
     act, aparam : int, float
         Activation code and parameter.
-    s : ndarray, shape (N, d)
-        Scratch.
+    ss : ndarray, shape (K, N, d) or (1, N, d)
+        Receives ``sigma(X_k)`` at every step (kept for the backward sweep) or is scratch.
     zero_bias : ndarray, shape (d,)
         Unused here (uniform signature with the other fields).
+    r0, r1 : int
+        The rows (samples) to sweep.
     """
     for k in range(W.shape[0]):
-        activate(act, aparam, xs[k], s)
-        np.dot(s, W[k].T, xs[k + 1])
-        _euler(xs[k], xs[k + 1], b[k], h, xs[k + 1])
+        s = ss[k % ss.shape[0], r0:r1]
+        x1 = xs[k + 1, r0:r1]
+        activate(act, aparam, xs[k, r0:r1], s)
+        np.dot(s, W[k].T, x1)
+        _euler(xs[k, r0:r1], x1, b[k], h, x1)
 
 
 @jit
-def outer_backward(xs, ps, W, b, h, act, aparam, ro, gW, gb, gP, s, ds, q, z, gz):
-    """Costates and Hamiltonian gradients of ``x' = W sigma(x) + b``.
+def outer_backward(xs, ps, W, b, h, act, aparam, ro, gW, gb, gP, ss, stored, q, z, gz, r0, r1):
+    """Costates and Hamiltonian gradients of ``x' = W sigma(x) + b`` on the rows ``r0:r1``.
 
     ``ro`` is the readout tuple (loss code, loss param, P, y, terminal, running, at_end);
-    ``gW`` (K, d, d), ``gb`` (K, d), ``gP`` (m, d) or (0, d) receive gradients; ``s``, ``ds``,
-    ``q`` (N, d), ``z``, ``gz`` (N, m) are scratch. Returns ``(Phi(X_K), sum_{k<K} Phi(X_k))``
-    (the sum is 0 without a running cost); the other backward kernels return the same.
+    ``gW`` (K, d, d), ``gb`` (K, d), ``gP`` (m, d) or (0, d) receive gradients; ``ss`` holds
+    the forward sweep's ``sigma(X_k)`` when ``stored``, else is (1, N, d) scratch; ``q``
+    (N_rows, d), ``z``, ``gz`` (N_rows, m) are scratch. Returns ``(Phi(X_K),
+    sum_{k<K} Phi(X_k))`` over these rows (the sum is 0 without a running cost); the other
+    backward kernels return the same.
     """
-    phi = _terminal(xs, ps, ro, gP, z, gz)
+    phi = _terminal(xs, ps, ro, gP, z, gz, r0, r1)
     run = 0.0
+    L = ps.shape[0]
     for k in range(W.shape[0] - 1, -1, -1):
-        activate_with_slope(act, aparam, xs[k], s, ds)
-        _scaled_gram(ps[k + 1], s, -h, gW[k])
-        _scaled_column_sums(ps[k + 1], -h, gb[k])
-        np.dot(ps[k + 1], W[k], q)
-        _multiply(q, ds)
-        _costate_step(ps[k + 1], h, q, ps[k])
-        run += _running(k, h, xs, ps, ro, gP, z, gz)
+        x, p_next, p = xs[k, r0:r1], ps[(k + 1) % L, r0:r1], ps[k % L, r0:r1]
+        s = ss[k % ss.shape[0], r0:r1]
+        if not stored:
+            activate(act, aparam, x, s)
+        _scaled_gram(p_next, s, -h, gW[k])
+        np.dot(p_next, W[k], q)
+        _costate_with_slope(act, aparam, x, s, q, p_next, h, p, gb[k])
+        run += _running(k, h, xs, ps, ro, gP, z, gz, r0, r1)
     return phi, run
 
 
 # ------------------------------------------------------------ "inner": sigma(W x + b)
 @jit
-def inner_forward(xs, W, b, h, act, aparam, s, zero_bias):
-    """States of ``x' = sigma(W x + b)``; arguments as :func:`outer_forward`."""
+def inner_forward(xs, W, b, h, act, aparam, ss, zero_bias, r0, r1):
+    """States of ``x' = sigma(W x + b)``; arguments as :func:`outer_forward`, ``ss``
+    receiving ``sigma(W_k X_k + b_k)``."""
     for k in range(W.shape[0]):
-        _affine(xs[k], W[k], b[k], s)
+        s = ss[k % ss.shape[0], r0:r1]
+        _affine(xs[k, r0:r1], W[k], b[k], s)
         activate(act, aparam, s, s)
-        _euler(xs[k], s, zero_bias, h, xs[k + 1])
+        _euler(xs[k, r0:r1], s, zero_bias, h, xs[k + 1, r0:r1])
 
 
 @jit
-def inner_backward(xs, ps, W, b, h, act, aparam, ro, gW, gb, gP, s, ds, q, z, gz):
-    """Costates and gradients of ``x' = sigma(W x + b)``; as :func:`outer_backward`."""
-    phi = _terminal(xs, ps, ro, gP, z, gz)
+def inner_backward(xs, ps, W, b, h, act, aparam, ro, gW, gb, gP, ss, stored, q, z, gz, r0, r1):
+    """Costates and gradients of ``x' = sigma(W x + b)``; as :func:`outer_backward` (with
+    ``stored``, the slope comes from the stored ``sigma`` values, so only activations in
+    :data:`SLOPE_FROM_VALUE` may be stored)."""
+    phi = _terminal(xs, ps, ro, gP, z, gz, r0, r1)
     run = 0.0
+    L = ps.shape[0]
     for k in range(W.shape[0] - 1, -1, -1):
-        _affine(xs[k], W[k], b[k], q)
-        activate_with_slope(act, aparam, q, s, ds)
-        _multiply(ds, ps[k + 1])  # a = sigma'(z) * p
-        _scaled_gram(ds, xs[k], -h, gW[k])
-        _scaled_column_sums(ds, -h, gb[k])
-        np.dot(ds, W[k], q)
-        _costate_step(ps[k + 1], h, q, ps[k])
-        run += _running(k, h, xs, ps, ro, gP, z, gz)
+        x, p_next, p = xs[k, r0:r1], ps[(k + 1) % L, r0:r1], ps[k % L, r0:r1]
+        s = ss[k % ss.shape[0], r0:r1]
+        if not stored:
+            _affine(x, W[k], b[k], q)
+            activate(act, aparam, q, s)
+        _weight_by_slope(act, aparam, q, s, p_next, q, gb[k])  # q <- sigma'(z) * p
+        for j in range(gb.shape[1]):
+            gb[k, j] *= -h
+        _scaled_gram(q, x, -h, gW[k])
+        np.dot(q, W[k], s)  # s reused; the stored values are not needed any more
+        _costate_step(p_next, h, s, p)
+        run += _running(k, h, xs, ps, ro, gP, z, gz, r0, r1)
     return phi, run
 
 
 # ------------------------------------------------------------ "diagonal": w * sigma(x)
 @jit
-def diagonal_forward(xs, w, h, act, aparam, s, zero_bias):
-    """States of ``x' = diag(w) sigma(x)``; ``w`` (K, d)."""
+def diagonal_forward(xs, w, h, act, aparam, s, zero_bias, r0, r1):
+    """States of ``x' = diag(w) sigma(x)`` on the rows ``r0:r1``; ``w`` (K, d)."""
     for k in range(w.shape[0]):
-        activate(act, aparam, xs[k], s)
+        activate(act, aparam, xs[k, r0:r1], s)
         for i in range(s.shape[0]):
             for j in range(s.shape[1]):
                 s[i, j] *= w[k, j]
-        _euler(xs[k], s, zero_bias, h, xs[k + 1])
+        _euler(xs[k, r0:r1], s, zero_bias, h, xs[k + 1, r0:r1])
 
 
 @jit
-def diagonal_backward(xs, ps, w, h, act, aparam, ro, gw, gP, s, ds, z, gz):
+def diagonal_backward(xs, ps, w, h, act, aparam, ro, gw, gP, s, ds, z, gz, r0, r1):
     """Costates and gradients of ``x' = diag(w) sigma(x)``; ``gw`` (K, d)."""
-    phi = _terminal(xs, ps, ro, gP, z, gz)
+    phi = _terminal(xs, ps, ro, gP, z, gz, r0, r1)
     run = 0.0
+    L = ps.shape[0]
     n, d = s.shape
     for k in range(w.shape[0] - 1, -1, -1):
-        activate_with_slope(act, aparam, xs[k], s, ds)
-        _multiply(s, ps[k + 1])
+        p_next = ps[(k + 1) % L, r0:r1]
+        activate_with_slope(act, aparam, xs[k, r0:r1], s, ds)
+        _multiply(s, p_next)
         _scaled_column_sums(s, -h, gw[k])
         for i in range(n):
             for j in range(d):
-                ds[i, j] *= w[k, j] * ps[k + 1, i, j]
-        _costate_step(ps[k + 1], h, ds, ps[k])
-        run += _running(k, h, xs, ps, ro, gP, z, gz)
+                ds[i, j] *= w[k, j] * p_next[i, j]
+        _costate_step(p_next, h, ds, ps[k % L, r0:r1])
+        run += _running(k, h, xs, ps, ro, gP, z, gz, r0, r1)
     return phi, run
 
 
 # --------------------------------------------- "features": A phi(Omega x + beta), fixed Omega
 @jit
-def features_forward(xs, A, omega, beta, h, feat, fparam, phi, zero_bias):
-    """States of ``x' = A phi(Omega x + beta)``.
+def features_forward(xs, A, omega, beta, h, feat, fparam, phi, zero_bias, r0, r1):
+    """States of ``x' = A phi(Omega x + beta)`` on the rows ``r0:r1``.
 
-    ``A`` (K, d, q), ``omega`` (q, d), ``beta`` (q,); ``phi`` (N, q) scratch.
+    ``A`` (K, d, q), ``omega`` (q, d), ``beta`` (q,); ``phi`` (N_rows, q) scratch.
     """
     for k in range(A.shape[0]):
-        _affine(xs[k], omega, beta, phi)
+        x1 = xs[k + 1, r0:r1]
+        _affine(xs[k, r0:r1], omega, beta, phi)
         activate(feat, fparam, phi, phi)
-        np.dot(phi, A[k].T, xs[k + 1])
-        _euler(xs[k], xs[k + 1], zero_bias, h, xs[k + 1])
+        np.dot(phi, A[k].T, x1)
+        _euler(xs[k, r0:r1], x1, zero_bias, h, x1)
 
 
 @jit
-def features_backward(xs, ps, A, omega, beta, h, feat, fparam, ro, gA, gP, zf, phi, dphi, q, z, gz):
+def features_backward(xs, ps, A, omega, beta, h, feat, fparam, ro, gA, gP, zf, phi, dphi, q, z,
+                      gz, r0, r1):
     """Costates and gradients of ``x' = A phi(Omega x + beta)``; ``gA`` (K, d, q).
 
-    ``zf``, ``phi``, ``dphi`` (N, q) and ``q`` (N, d) are scratch.
+    ``zf``, ``phi``, ``dphi`` (N_rows, q) and ``q`` (N_rows, d) are scratch.
     """
-    out = _terminal(xs, ps, ro, gP, z, gz)
+    out = _terminal(xs, ps, ro, gP, z, gz, r0, r1)
     run = 0.0
+    L = ps.shape[0]
     for k in range(A.shape[0] - 1, -1, -1):
-        _affine(xs[k], omega, beta, zf)
+        p_next = ps[(k + 1) % L, r0:r1]
+        _affine(xs[k, r0:r1], omega, beta, zf)
         activate_with_slope(feat, fparam, zf, phi, dphi)
-        _scaled_gram(ps[k + 1], phi, -h, gA[k])
-        np.dot(ps[k + 1], A[k], zf)  # zf reused: (p A) of shape (N, q)
+        _scaled_gram(p_next, phi, -h, gA[k])
+        np.dot(p_next, A[k], zf)  # zf reused: (p A) of shape (N, q)
         _multiply(dphi, zf)
         np.dot(dphi, omega, q)
-        _costate_step(ps[k + 1], h, q, ps[k])
-        run += _running(k, h, xs, ps, ro, gP, z, gz)
+        _costate_step(p_next, h, q, ps[k % L, r0:r1])
+        run += _running(k, h, xs, ps, ro, gP, z, gz, r0, r1)
     return out, run
 
 
 # ----------------------------------------- "perceptron": V sigma(W x + c) (Marion et al.)
 @jit
-def perceptron_forward(xs, V, W, c, h, act, aparam, s, zero_bias):
-    """States of ``x' = V sigma(W x + c)``; ``V`` (K, d, m), ``W`` (K, m, d), ``c`` (K, m).
-
-    ``s`` (N, m) scratch.
+def perceptron_forward(xs, V, W, c, h, act, aparam, s, zero_bias, r0, r1):
+    """States of ``x' = V sigma(W x + c)`` on the rows ``r0:r1``; ``V`` (K, d, m), ``W``
+    (K, m, d), ``c`` (K, m); ``s`` (N_rows, m) scratch.
     """
     for k in range(V.shape[0]):
-        _affine(xs[k], W[k], c[k], s)
+        x1 = xs[k + 1, r0:r1]
+        _affine(xs[k, r0:r1], W[k], c[k], s)
         activate(act, aparam, s, s)
-        np.dot(s, V[k].T, xs[k + 1])
-        _euler(xs[k], xs[k + 1], zero_bias, h, xs[k + 1])
+        np.dot(s, V[k].T, x1)
+        _euler(xs[k, r0:r1], x1, zero_bias, h, x1)
 
 
 @jit
-def perceptron_backward(xs, ps, V, W, c, h, act, aparam, ro, gV, gW, gc, gP, zw, s, ds, q, z, gz):
+def perceptron_backward(xs, ps, V, W, c, h, act, aparam, ro, gV, gW, gc, gP, zw, s, ds, q, z, gz,
+                        r0, r1):
     """Costates and gradients of ``x' = V sigma(W x + c)``.
 
-    ``zw``, ``s``, ``ds`` (N, m) and ``q`` (N, d) are scratch.
+    ``zw``, ``s``, ``ds`` (N_rows, m) and ``q`` (N_rows, d) are scratch.
     """
-    phi = _terminal(xs, ps, ro, gP, z, gz)
+    phi = _terminal(xs, ps, ro, gP, z, gz, r0, r1)
     run = 0.0
+    L = ps.shape[0]
     for k in range(V.shape[0] - 1, -1, -1):
-        _affine(xs[k], W[k], c[k], zw)
+        x, p_next = xs[k, r0:r1], ps[(k + 1) % L, r0:r1]
+        _affine(x, W[k], c[k], zw)
         activate_with_slope(act, aparam, zw, s, ds)
-        _scaled_gram(ps[k + 1], s, -h, gV[k])
-        np.dot(ps[k + 1], V[k], zw)  # zw reused: (p V) of shape (N, m)
+        _scaled_gram(p_next, s, -h, gV[k])
+        np.dot(p_next, V[k], zw)  # zw reused: (p V) of shape (N, m)
         _multiply(ds, zw)
-        _scaled_gram(ds, xs[k], -h, gW[k])
+        _scaled_gram(ds, x, -h, gW[k])
         _scaled_column_sums(ds, -h, gc[k])
         np.dot(ds, W[k], q)
-        _costate_step(ps[k + 1], h, q, ps[k])
-        run += _running(k, h, xs, ps, ro, gP, z, gz)
+        _costate_step(p_next, h, q, ps[k % L, r0:r1])
+        run += _running(k, h, xs, ps, ro, gP, z, gz, r0, r1)
     return phi, run
 
 
