@@ -61,11 +61,13 @@ class Field:
     # activations the forward sweep can hand to the backward sweep (None: it recomputes them)
     stores_activations = False
 
-    def activation_store(self, xs, store):
+    def activation_store(self, xs, store, workspace=None):
         """The array the sweeps keep activations in: (K, N, d) when ``store`` and the field
-        can reuse them (:attr:`stores_activations`), else (1, N, d) scratch."""
+        can reuse them (:attr:`stores_activations`), else (1, N, d) scratch; taken from
+        ``workspace`` (see :func:`pmp.value_and_grad`) when given."""
         K, n, d = xs.shape[0] - 1, xs.shape[1], xs.shape[2]
-        return np.empty((K if store and self.stores_activations else 1, n, d), dtype=xs.dtype)
+        shape = (K if store and self.stores_activations else 1, n, d)
+        return buffer(workspace, "activations", shape, xs.dtype)
 
     def forward(self, xs, controls, h, store=None):
         """Fill ``xs[1:]`` from ``xs[0]``; xs (K + 1, N, d).
@@ -125,6 +127,19 @@ class Field:
         return f"{type(self).__name__}(dim={self.dim}, activation={self.activation.name!r})"
 
 
+def buffer(workspace, name, shape, dtype):
+    """``workspace[name]`` if it has this shape and dtype, else a new array stored there
+    (``workspace`` None: a new array). Reusing the trajectories' buffers between iterations
+    saves faulting in fresh pages of a 50-200 MB allocation each time (measured: a large
+    part of an iteration on W2 and W3)."""
+    if workspace is None:
+        return np.empty(shape, dtype=dtype)
+    arr = workspace.get(name)
+    if arr is None or arr.shape != shape or arr.dtype != dtype:
+        arr = workspace[name] = np.empty(shape, dtype=dtype)
+    return arr
+
+
 def _scratch(xs, rows, *cols):
     """Work arrays of shape (rows, c) in the dtype of the states."""
     return [np.empty((rows, c), dtype=xs.dtype) for c in cols]
@@ -159,19 +174,30 @@ class Outer(Field):
         return self.activation.code in _sw.SLOPE_FROM_VALUE
 
     def _forward_rows(self, xs, controls, h, store, r0, r1):
-        a = self.activation
-        zero = np.zeros(self.dim, dtype=xs.dtype)
+        a, d = self.activation, self.dim
+        if self._small:
+            _sw.outer_forward_small(xs, controls["W"], controls["b"], h, a.code, a.param, store,
+                                    np.empty((2, d, r1 - r0), xs.dtype), *_scratch(xs, d, r1 - r0),
+                                    r0, r1)
+            return
+        zero = np.zeros(d, dtype=xs.dtype)
         self._forward_kernel(xs, controls["W"], controls["b"], h, a.code, a.param, store, zero,
                              r0, r1)
 
     def _backward_rows(self, xs, ps, controls, h, readout, grads, gP, store, stored, r0, r1):
-        a = self.activation
-        rows = r1 - r0
-        return self._backward_kernel(
-            xs, ps, controls["W"], controls["b"], h, a.code, a.param, readout,
-            grads["W"], grads["b"], gP, store, stored, *_scratch(xs, rows, self.dim),
-            *_readout_scratch(xs, rows, readout), r0, r1,
-        )
+        a, d, rows = self.activation, self.dim, r1 - r0
+        args = (xs, ps, controls["W"], controls["b"], h, a.code, a.param, readout, grads["W"],
+                grads["b"], gP, store, stored)
+        if self._small:
+            return _sw.outer_backward_small(*args, *_scratch(xs, d, rows, rows, rows, rows),
+                                            *_readout_scratch(xs, rows, readout), r0, r1)
+        return self._backward_kernel(*args, *_scratch(xs, rows, d),
+                                     *_readout_scratch(xs, rows, readout), r0, r1)
+
+    @property
+    def _small(self):
+        """Transposed small-dimension kernels (:data:`pmp._kernels.sweeps.SMALL_DIM`)."""
+        return type(self) is Outer and self.dim <= _sw.SMALL_DIM
 
 
 class Inner(Outer):

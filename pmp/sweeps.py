@@ -9,6 +9,7 @@ import numpy as np
 
 from ._kernels import readout as _ro
 from ._kernels import sweeps as _sw
+from .fields import buffer
 
 
 def _prepare(problem, controls, validate):
@@ -37,16 +38,17 @@ def forward(problem, controls, *, validate=True):
     return _forward(problem, controls)[0]
 
 
-def _forward(problem, controls, store=False):
+def _forward(problem, controls, store=False, workspace=None):
     """States and the activation store (kept for the backward sweep when ``store``)."""
-    xs = np.empty((problem.n_steps + 1, problem.n_samples, problem.dim), dtype=problem.dtype)
+    xs = buffer(workspace, "states", (problem.n_steps + 1, problem.n_samples, problem.dim),
+                problem.dtype)
     xs[0] = problem.x
-    kept = problem.field.activation_store(xs, store)
+    kept = problem.field.activation_store(xs, store, workspace)
     problem.field.forward(xs, controls, problem.h, kept)
     return xs, kept
 
 
-def _backward(problem, controls, xs, store=None, costates=True):
+def _backward(problem, controls, xs, store=None, costates=True, workspace=None):
     """Costates (``costates=False``: the last two slots only), full gradient dict and
     (Phi(X_K), sum_{k<K} Phi(X_k))."""
     grads = {n: np.empty(problem.control_shapes[n], dtype=problem.dtype)
@@ -54,7 +56,8 @@ def _backward(problem, controls, xs, store=None, costates=True):
     P = _P(problem, controls)
     gP = np.zeros((P.shape[0] if problem.trainable_readout else 0, problem.dim),
                   dtype=problem.dtype)
-    ps = np.empty_like(xs) if costates else np.empty((2,) + xs.shape[1:], dtype=xs.dtype)
+    ps = buffer(workspace, "costates", (xs.shape[0] if costates else 2,) + xs.shape[1:],
+                xs.dtype)
     phi, run = problem.field.backward(xs, ps, controls, problem.h, problem.readout_with(P),
                                       grads, gP, store)
     _finish_gradient(problem, controls, grads, gP)
@@ -131,7 +134,7 @@ def evaluate(problem, controls, *, states=None, validate=True):
     return _total(problem, controls, phi, run), grads, xs, ps
 
 
-def value_and_grad(problem, controls, *, segment=None, validate=True):
+def value_and_grad(problem, controls, *, segment=None, workspace=None, validate=True):
     """The discrete cost J and its exact gradient.
 
     Parameters
@@ -144,6 +147,10 @@ def value_and_grad(problem, controls, *, segment=None, validate=True):
         states instead of ``O(K)`` (``segment ~ sqrt(K)`` minimises it) for one extra
         forward sweep. The gradient is identical bit for bit to the unsegmented one; J
         agrees to rounding (the running-cost sum is added segment by segment).
+    workspace : dict, optional
+        Pass the same (initially empty) dict to successive calls to reuse the buffers of
+        the trajectories instead of allocating them each time; the trainers do. It holds
+        about states + costates of memory until you drop it.
 
     Returns
     -------
@@ -154,16 +161,16 @@ def value_and_grad(problem, controls, *, segment=None, validate=True):
     """
     controls = _prepare(problem, controls, validate)
     parts, grads = (_segmented(problem, controls, int(segment)) if segment is not None
-                    else _gradient(problem, controls))
+                    else _gradient(problem, controls, workspace))
     return parts["total"], grads
 
 
-def _gradient(problem, controls):
+def _gradient(problem, controls, workspace=None):
     """Cost parts and gradient, the fast way: the forward sweep keeps the activations for
     the backward sweep (where the field allows it) and only two costate slots are kept, so
     memory stays at about states + costates."""
-    xs, store = _forward(problem, controls, store=True)
-    _, grads, (phi, run) = _backward(problem, controls, xs, store, costates=False)
+    xs, store = _forward(problem, controls, True, workspace)
+    _, grads, (phi, run) = _backward(problem, controls, xs, store, False, workspace)
     return _total(problem, controls, phi, run), grads
 
 

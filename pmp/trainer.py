@@ -78,6 +78,7 @@ class Oracle:
         self.n_evals = 0
         self.stall_message = None
         self.stop_status = "stalled"
+        self.workspace = {}  # trajectory buffers reused by every gradient evaluation
 
     def get_state(self):
         """The sampling state (to checkpoint): RNG, current permutation and position."""
@@ -107,8 +108,8 @@ class Oracle:
     def evaluate(self, controls, step_size=float("nan")):
         """A :class:`Point`: cost parts and Riesz gradient at ``controls``."""
         self.n_evals += 1
-        parts, grads = (_gradient(self.batch, controls) if self.segment is None  # no costates
-                        else _segmented(self.batch, controls, self.segment))  # nor states
+        parts, grads = (_gradient(self.batch, controls, self.workspace) if self.segment is None
+                        else _segmented(self.batch, controls, self.segment))
         return self._point(controls, parts, grads, step_size)
 
     def sweep(self, controls, states=None, step_size=float("nan")):

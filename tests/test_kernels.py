@@ -5,6 +5,7 @@ import pytest
 import naive
 import pmp
 from pmp._kernels import activations as _act
+from pmp._kernels import sweeps as _sw
 from pmp.threads import row_blocks
 from pmp_cases import (ACTIVATIONS, FIELD_ACTIVATIONS, case_id, make_controls, make_problem,
                        relative_error, smooth_case)
@@ -330,3 +331,51 @@ def test_row_blocks_on_threads(field_act, config):
         assert relative_error(grads[name], single[1][name]) < 1e-13, name
         np.testing.assert_array_equal(fast[name], grads[name])
         np.testing.assert_array_equal(again[1][name], grads[name])
+
+
+# ------------------------------------------- "outer": small-dimension and general kernels
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@configs
+def test_outer_general_kernels(activation, config, monkeypatch):
+    """W1-sized states (d <= SMALL_DIM) take transposed kernels of their own; forcing the
+    general (BLAS) kernels gives the same sweeps to rounding, and both match the twins, with
+    stored or recomputed activations, full or rolling costates, one or three row blocks."""
+    loss, p, reg, lam1, running, terminal, projection = config
+    problem, controls = smooth_case("outer", activation, loss, p, reg=reg, lam1=lam1,
+                                    running=running, terminal=terminal, projection=projection,
+                                    n=200, min_margin=1e-9)
+    expected = naive.gradients(problem, controls)
+    results = []
+    for small_dim in (8, 0):
+        monkeypatch.setattr(_sw, "SMALL_DIM", small_dim)
+        assert problem.field._small == (small_dim == 8)
+        for n_threads in (1, 3):
+            with pmp.threads(n_threads):
+                parts, grads, xs, ps = pmp.evaluate(problem, controls)
+                J, fast = pmp.value_and_grad(problem, controls, workspace={})
+            assert relative_error(xs, naive.forward(problem, controls)) < RTOL64
+            assert relative_error(ps, naive.costates(problem, controls)) < RTOL64
+            assert J == parts["total"]
+            for name in expected:
+                assert relative_error(grads[name], expected[name]) < RTOL64, name
+                np.testing.assert_array_equal(fast[name], grads[name])
+            results.append((J, grads))
+    for J, grads in results[1:]:
+        assert J == pytest.approx(results[0][0], rel=1e-14)
+        for name in grads:
+            assert relative_error(grads[name], results[0][1][name]) < 1e-13
+
+
+@pytest.mark.parametrize("activation", ["tanh", "gelu"])
+def test_outer_wide_states(activation):
+    """The general kernels on states wider than SMALL_DIM."""
+    problem, controls = smooth_case("outer", activation, "cross_entropy", d=_sw.SMALL_DIM + 4,
+                                    n=150, running=0.5, projection="trainable")
+    assert not problem.field._small
+    J, grads = pmp.value_and_grad(problem, controls)
+    expected = naive.gradients(problem, controls)
+    assert J == pytest.approx(naive.cost(problem, controls)["total"], rel=RTOL64)
+    for name in expected:
+        assert relative_error(grads[name], expected[name]) < RTOL64, name
+    assert relative_error(pmp.backward(problem, controls),
+                          naive.costates(problem, controls)) < RTOL64
