@@ -1,133 +1,182 @@
-"""Time one training iteration of pmp on the workloads W1-W3 of the performance issue.
+"""Section ``iteration``: one training iteration of pmp against its peers and the flop floor.
 
-One iteration = forward sweep + costate sweep + gradient of every control + a gradient-
-descent update. Prints, per workload and dtype: the first-call time in a fresh process with
-an empty compilation cache (compile + one call), the median over >= 20 iterations, the flop
-model and the floor (flops / this machine's measured dense GEMM rate), and writes
-benchmarks/results/iteration.json and a Markdown table.
-
-    python benchmarks/bench_iteration.py [--only W1,W2] [--repeat 20]
-
-Flop model for "outer" (x' = W sigma(x) + b), N samples, dim d, K steps:
-forward  X_k -> sigma(X_k) W_k^T: 2 N d^2 per step; backward p W_k and p^T sigma(X_k):
-4 N d^2 per step; total 6 N d^2 K (+ O(N d K) elementwise, 2 activation evaluations per
-entry and step). Bytes: states and costates, (K + 1) N d each, written once and read once.
+Per workload W1-W3 and dtype float64 / float32: the median of pmp's iteration
+(:func:`benchmarks.common.iteration`), of each available peer's step
+(:mod:`benchmarks.peers`: the same cost, gradient and update in PyTorch, JAX, torchdiffeq)
+and of a dense GEMM (the floor), all measured interleaved. Every peer's J and gradient are
+checked against pmp first; in float64 a relative gradient error above
+:data:`GRAD_TOLERANCE` marks the peer FAILED and it gets no ratio.
 """
-import argparse
-import json
 import os
-import subprocess
-import sys
-import tempfile
-import time
 
-import numpy as np
+import pmp
+from benchmarks import peers
+from benchmarks.common import (BYTE_MODEL, FLOP_MODEL, Gemm, PmpIteration, describe, flops,
+                               interleaved_medians, log, number, seconds, table, target,
+                               trajectory_bytes, workload)
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
-
-import pmp  # noqa: E402
-
-
-def workload(name, dtype):
-    rng = np.random.default_rng(0)
-    if name == "W1":
-        x, y = pmp.datasets.rings(1024, seed=0, lift=3)
-        return pmp.Problem(x, y, T=10.0, n_steps=100, lam=1e-3, dtype=dtype)
-    if name == "W2":
-        x, y = pmp.datasets.digits()
-        return pmp.Problem(x, y, T=5.0, n_steps=50, loss="cross_entropy", projection="first",
-                           lam=1e-3, dtype=dtype)
-    if name == "W3":
-        x = rng.normal(size=(4096, 256))
-        y = rng.normal(size=(4096, 256))
-        return pmp.Problem(x, y, T=2.0, n_steps=20, lam=1e-3, projection=np.eye(256),
-                           dtype=dtype)
-    raise ValueError(name)
+NAME = "iteration"
+WORKLOADS = ("W1", "W2", "W3")
+DTYPES = ("float64", "float32")
+GRAD_TOLERANCE = {"float64": 1e-10}  # float32: the errors are reported, not judged
+PEER_LABELS = {"torch": "PyTorch", "jax": "JAX", "torchdiffeq": "torchdiffeq"}
+# workload -> (what pmp's time is divided by, limit): a peer's name, "best" peer or "floor"
+TARGETS = {"W1": (("jax", 0.2), ("torch", 0.05)),
+           "W2": (("best", 0.6), ("floor", 1.5)),
+           "W3": (("best", 0.75), ("floor", 1.2))}
 
 
-def flops(problem):
-    N, d, K = problem.n_samples, problem.dim, problem.n_steps
-    return 6.0 * N * d * d * K
+def check_peer(name, problem, controls, threads):
+    """Build the peer ``name`` at ``controls`` and check it against pmp.
+
+    Parameters
+    ----------
+    name : str
+        One of :func:`benchmarks.peers.available_peers`.
+    problem : pmp.Problem
+    controls : dict
+    threads : int
+
+    Returns
+    -------
+    peer : benchmarks.peers.Peer
+        Advanced by one step (the update check).
+    row : dict
+        ``peer, J_error, grad_error, update_error, compile_s, status`` ("ok" or "FAILED").
+    """
+    peer = peers.make_peer(name, problem, controls, threads=threads)
+    errors = peers.check_gradient(peer, problem, controls)
+    update = peers.check_step(peer, problem, controls)
+    tolerance = GRAD_TOLERANCE.get(problem.dtype.name)
+    failed = tolerance is not None and not errors["grad"] <= tolerance
+    return peer, dict(peer=name, J_error=errors["J"], grad_error=errors["grad"],
+                      update_error=update, compile_s=getattr(peer, "compile_seconds", None),
+                      status="FAILED" if failed else "ok")
 
 
-def gemm_rate(dtype, n=1024, repeat=5):
-    a = np.random.default_rng(0).normal(size=(n, n)).astype(dtype)
-    a @ a
-    best = np.inf
-    for _ in range(repeat):
-        t = time.perf_counter()
-        a @ a
-        best = min(best, time.perf_counter() - t)
-    return 2.0 * n**3 / best
+def measure(name, dtype, options):
+    """pmp, the peers and the GEMM floor on one workload, interleaved.
 
+    Parameters
+    ----------
+    name : str
+        Workload, "W1", "W2" or "W3".
+    dtype : {"float64", "float32"}
+    options : benchmarks.common.Options
 
-def iteration(problem, controls, lr=1e-3):
-    _, grads = pmp.value_and_grad(problem, controls, validate=False)
-    return {n: controls[n] - (lr / problem.h) * grads[n] for n in controls}
-
-
-def time_iterations(problem, repeat):
+    Returns
+    -------
+    dict
+        The workload's sizes, pmp's median, the GEMM rate, floor, bytes, bandwidth, the
+        best peer, ``peers``: one row per peer (see :func:`check_peer`) with its median
+        and ``pmp_over_peer`` (None when FAILED), and ``load``: the machine's 1-minute load
+        average before and after.
+    """
+    load = os.getloadavg()[0]
+    problem = workload(name, dtype)
     controls = pmp.init_controls(problem, scale=0.1)
-    controls = iteration(problem, controls)  # warm up
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        controls = iteration(problem, controls)
-        times.append(time.perf_counter() - t)
-    return float(np.median(times))
+    contestants = {"pmp": PmpIteration(problem, controls)}
+    peer_rows = []
+    for peer_name in peers.available_peers():
+        peer, row = check_peer(peer_name, problem, controls, options.threads)
+        log(NAME, f"{name} {dtype}: {peer_name} J error {row['J_error']:.1e}, gradient error "
+                  f"{row['grad_error']:.1e}, update error {row['update_error']:.1e} "
+                  f"({row['status']})")
+        contestants[peer_name] = peer
+        peer_rows.append(row)
+    gemm = Gemm(problem.dtype)
+    contestants["gemm"] = gemm
+    medians = interleaved_medians({n: c.step for n, c in contestants.items()}, options.repeat)
+    pmp_s = medians["pmp"]
+    for row in peer_rows:
+        row["median_s"] = medians[row["peer"]]
+        row["pmp_over_peer"] = pmp_s / row["median_s"] if row["status"] == "ok" else None
+    valid = [row for row in peer_rows if row["status"] == "ok"]
+    best = min(valid, key=lambda row: row["median_s"]) if valid else None
+    rate = gemm.flops / medians["gemm"]
+    floor = flops(problem) / rate
+    traffic = 2 * trajectory_bytes(problem)
+    result = dict(workload=name, **describe(problem), pmp_s=pmp_s, gflop=flops(problem) / 1e9,
+                  gemm_gflops=rate / 1e9, floor_s=floor, pmp_over_floor=pmp_s / floor,
+                  trajectory_bytes=trajectory_bytes(problem), bandwidth_gbs=traffic / pmp_s / 1e9,
+                  best_peer=best and best["peer"], best_peer_s=best and best["median_s"],
+                  pmp_over_best=best and pmp_s / best["median_s"], peers=peer_rows,
+                  load=dict(start=load, end=os.getloadavg()[0]))
+    log(NAME, f"{name} {dtype}: pmp {seconds(pmp_s)}, " + ", ".join(
+        f"{r['peer']} {seconds(r['median_s'])}" for r in peer_rows)
+        + f", floor {seconds(floor)} (pmp x{pmp_s / floor:.2f})")
+    return result
 
 
-def first_call(name, dtype):
-    """Compile + first iteration in a fresh process with an empty numba cache."""
-    code = (f"import time, sys; sys.path.insert(0, {os.path.dirname(HERE)!r}); "
-            f"t = time.perf_counter(); import pmp; "
-            f"from benchmarks.bench_iteration import workload, iteration; "
-            f"p = workload({name!r}, {dtype!r}); "
-            f"iteration(p, pmp.init_controls(p, scale=0.1)); "
-            f"print(time.perf_counter() - t)")
-    with tempfile.TemporaryDirectory() as cache:
-        env = dict(os.environ, NUMBA_CACHE_DIR=cache, PMP_NO_CACHE="0")
-        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                             text=True, check=True, cwd=os.path.dirname(HERE))
-    return float(out.stdout.strip().splitlines()[-1])
+def targets_of(row):
+    """The targets of the issue for one workload row."""
+    label = f"{row['workload']} {row['dtype']}: pmp / "
+    by_peer = {r["peer"]: r for r in row["peers"]}
+    out = []
+    for versus, limit in TARGETS[row["workload"]]:
+        if versus == "floor":
+            out.append(target(NAME, label + "GEMM floor", row["pmp_over_floor"], limit))
+        elif versus == "best":
+            note = "" if row["best_peer"] else "no peer passed the gradient check"
+            out.append(target(NAME, label + "best peer", row["pmp_over_best"], limit,
+                              note=note or f"best: {PEER_LABELS[row['best_peer']]}"))
+        else:
+            peer = by_peer.get(versus)
+            note = ("not installed" if peer is None else
+                    "FAILED the gradient check" if peer["status"] != "ok" else "")
+            out.append(target(NAME, label + PEER_LABELS[versus],
+                              peer and peer["pmp_over_peer"], limit, note=note))
+    return out
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", default="W1,W2,W3")
-    parser.add_argument("--repeat", type=int, default=20)
-    parser.add_argument("--no-first-call", action="store_true")
-    args = parser.parse_args(argv)
-    rows = []
-    for dtype in ("float64", "float32"):
-        rate = gemm_rate(np.dtype(dtype))
-        for name in args.only.split(","):
-            problem = workload(name, dtype)
-            first = None if args.no_first_call else first_call(name, dtype)
-            median = time_iterations(problem, args.repeat)
-            floor = flops(problem) / rate
-            rows.append(dict(workload=name, dtype=dtype, n_samples=problem.n_samples,
-                             dim=problem.dim, n_steps=problem.n_steps,
-                             median_s=median, first_call_s=first, gflop=flops(problem) / 1e9,
-                             gemm_gflops=rate / 1e9, floor_s=floor, ratio_to_floor=median / floor))
-            r = rows[-1]
-            print(f"{name} {dtype}: median {median * 1e3:9.3f} ms  first call "
-                  f"{'-' if first is None else f'{first:6.2f} s'}  flops {r['gflop']:.3g} G  "
-                  f"floor {floor * 1e3:8.3f} ms  (x{r['ratio_to_floor']:.2f})", flush=True)
-    os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
-    with open(os.path.join(HERE, "results", "iteration.json"), "w") as f:
-        json.dump(dict(machine=dict(cores=os.cpu_count()), rows=rows), f, indent=1)
-    table = ["| workload | dtype | median / iteration | first call (compile) | GFLOP | "
-             "floor | ratio to floor |", "|---|---|---|---|---|---|---|"]
-    for r in rows:
-        first = "-" if r["first_call_s"] is None else f"{r['first_call_s']:.1f} s"
-        table.append(f"| {r['workload']} | {r['dtype']} | {r['median_s'] * 1e3:.2f} ms | {first} | "
-                     f"{r['gflop']:.3g} | {r['floor_s'] * 1e3:.2f} ms | {r['ratio_to_floor']:.1f}x |")
-    with open(os.path.join(HERE, "results", "iteration.md"), "w") as f:
-        f.write("\n".join(table) + "\n")
-    print("\n".join(table))
+def run(options):
+    """Run the section.
+
+    Parameters
+    ----------
+    options : benchmarks.common.Options
+
+    Returns
+    -------
+    dict
+        ``rows`` (one per workload and dtype, see :func:`measure`), ``peers_available``,
+        ``flop_model``, ``byte_model`` and ``targets``.
+    """
+    log(NAME, f"peers available: {', '.join(peers.available_peers()) or 'none'}")
+    rows = [measure(name, dtype, options) for dtype in DTYPES for name in WORKLOADS]
+    return dict(rows=rows, peers_available=peers.available_peers(), flop_model=FLOP_MODEL,
+                byte_model=BYTE_MODEL, grad_tolerance=GRAD_TOLERANCE,
+                targets=[t for row in rows for t in targets_of(row)])
 
 
-if __name__ == "__main__":
-    main()
+def markdown(result):
+    """The section's report: pmp against the floor, then the peers."""
+    lines = ["Median time of one iteration (forward + costates + gradient + GD update); pmp, "
+             "the peers and the GEMM of the floor are measured interleaved in this run.", "",
+             "* Flop model: " + result["flop_model"],
+             "* Byte model: " + result["byte_model"], ""]
+    lines += table(
+        ["workload", "dtype", "N x d x K", "pmp", "best peer", "pmp / best", "GFLOP",
+         "GEMM GFLOP/s", "floor", "pmp / floor", "states + costates", "implied GB/s",
+         "load avg."],
+        [[r["workload"], r["dtype"], f"{r['n_samples']} x {r['dim']} x {r['n_steps']}",
+          seconds(r["pmp_s"]),
+          "-" if r["best_peer"] is None else
+          f"{PEER_LABELS[r['best_peer']]} {seconds(r['best_peer_s'])}",
+          number(r["pmp_over_best"], ".2f", "x"), number(r["gflop"]),
+          number(r["gemm_gflops"], ".1f"), seconds(r["floor_s"]),
+          number(r["pmp_over_floor"], ".2f", "x"),
+          number(r["trajectory_bytes"] / 1e6, ".1f", " MB"), number(r["bandwidth_gbs"], ".2f"),
+          f"{r['load']['start']:.1f} - {r['load']['end']:.1f}"]
+         for r in result["rows"]])
+    lines += ["", f"Peers (gradient checked against pmp's; float64 must agree to "
+                  f"{GRAD_TOLERANCE['float64']:g} relative, else FAILED and no ratio):", ""]
+    lines += table(
+        ["workload", "dtype", "peer", "median / step", "pmp / peer", "J rel. error",
+         "gradient rel. error", "update rel. error", "compile", "status"],
+        [[r["workload"], r["dtype"], PEER_LABELS[p["peer"]], seconds(p["median_s"]),
+          number(p["pmp_over_peer"], ".3g", "x"), number(p["J_error"], ".1e"),
+          number(p["grad_error"], ".1e"), number(p["update_error"], ".1e"),
+          seconds(p["compile_s"]), p["status"]]
+         for r in result["rows"] for p in r["peers"]])
+    return lines

@@ -1,18 +1,22 @@
-"""Benchmarks of the MSA family (not tests).
+"""Benchmarks of the MSA family.
 
-1. Cost of one E-MSA iteration relative to one GD iteration on the workloads W1 and W2
-   (bench_iteration.py): median over ``--repeat`` iterations each, measured in one run. The
-   E-MSA iteration is forward + backward + per-step maximisation (fixed rho; the adaptive rule
-   adds a forward sweep per candidate), the GD one forward + backward + update.
-2. Time to target on the toy problem of Li, Chen, Tai & E (JMLR 2018): y = sin(x) on
-   [-pi, pi], 100 training points, the input repeated over 5 coordinates, the output the sum
-   of the coordinates, 20 residual tanh layers, T = 5, lam = 1e-3, zero initial controls.
-   Iterations and seconds until the training loss Phi(x(T)) first reaches ``--target``;
-   the step sizes and fixed rho are tuned on a small grid (the best run is reported).
+1. Section ``msa`` of the suite (``python benchmarks/run.py --only msa``): the cost of one
+   E-MSA iteration (adaptive rho; field "outer", whose Hamiltonian maximiser is exact)
+   relative to one GD iteration on the workloads W1 and W2. Both run through
+   :func:`pmp.iterate` from the same controls, their iterations interleaved; the start and
+   the first (compiling) update are not timed. An adaptive E-MSA iteration is a
+   maximisation and a forward sweep of the candidate, plus the costate sweep when the
+   candidate is accepted; the acceptance rate is reported.
+2. Time to target on the toy problem of Li, Chen, Tai & E (JMLR 2018), run by this script:
+   y = sin(x) on [-pi, pi], 100 training points, the input repeated over 5 coordinates, the
+   output the sum of the coordinates, 20 residual tanh layers, T = 5, lam = 1e-3, zero
+   initial controls. Iterations and seconds until the training loss Phi(x(T)) first reaches
+   ``--target``; the step sizes and fixed rho are tuned on a small grid (the best run is
+   reported).
 
-    python benchmarks/bench_msa.py [--repeat 20] [--target 1e-3] [--max-iter 2000]
+    python benchmarks/bench_msa.py [--target 1e-3] [--max-iter 2000]
 
-Writes benchmarks/results/msa.json and msa.md.
+writes benchmarks/results/msa_toy.json and msa_toy.md.
 """
 import argparse
 import json
@@ -25,16 +29,79 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
 import pmp  # noqa: E402
-from benchmarks.bench_iteration import workload  # noqa: E402
+from benchmarks.common import (interleaved_medians, log, number, seconds, table,  # noqa: E402
+                               target, workload)
+
+NAME = "msa"
+WORKLOADS = ("W1", "W2")
+RATIO_LIMIT = 2.5  # target: one E-MSA iteration <= 2.5 GD iterations
+GD_LR = 1e-3
 
 
-def median_iteration(problem, method, repeat, **options):
-    times = []
-    for state in pmp.iterate(problem, method, max_iter=repeat + 1, gtol=0.0,
-                             controls=pmp.init_controls(problem, scale=0.1), **options):
-        if state.iteration >= 2:  # skip the start and the first (compiling) update
-            times.append(state.wall_time)
-    return float(np.median(times))
+def measure(name, options):
+    """Median GD and adaptive E-MSA iterations on workload ``name`` (float64), interleaved.
+
+    Parameters
+    ----------
+    name : str
+        Workload.
+    options : benchmarks.common.Options
+
+    Returns
+    -------
+    dict
+        ``workload, gd_s, emsa_s, ratio, accepted`` (fraction of the timed E-MSA
+        iterations whose candidate was accepted) and ``final_rho``.
+    """
+    problem = workload(name, "float64")
+    start = pmp.init_controls(problem, scale=0.1)
+    runs = {method: pmp.iterate(problem, method, controls=start, max_iter=10**9, gtol=0.0,
+                                **kwargs)
+            for method, kwargs in (("gd", dict(lr=GD_LR)), ("emsa", {}))}
+    for states in runs.values():
+        next(states)  # iteration 0: the initial sweep, not an update
+    emsa_states = []
+    medians = interleaved_medians(
+        {"gd": lambda: next(runs["gd"]),
+         "emsa": lambda: emsa_states.append(next(runs["emsa"]))}, options.repeat)
+    timed = emsa_states[1:]  # the first call is the untimed warm-up
+    accepted = sum(s.extra.get("accepted", 1.0) for s in timed) / len(timed)
+    row = dict(workload=name, gd_s=medians["gd"], emsa_s=medians["emsa"],
+               ratio=medians["emsa"] / medians["gd"], accepted=accepted,
+               final_rho=emsa_states[-1].extra.get("rho"))
+    log(NAME, f"{name}: GD {seconds(row['gd_s'])}, E-MSA {seconds(row['emsa_s'])} per "
+              f"iteration (ratio {row['ratio']:.2f}, {accepted:.0%} accepted)")
+    return row
+
+
+def run(options):
+    """Run the section ``msa``.
+
+    Parameters
+    ----------
+    options : benchmarks.common.Options
+
+    Returns
+    -------
+    dict
+        ``rows`` (see :func:`measure`) and ``targets``.
+    """
+    rows = [measure(name, options) for name in WORKLOADS]
+    return dict(rows=rows, targets=[target(NAME, f"{r['workload']}: E-MSA / GD iteration",
+                                           r["ratio"], RATIO_LIMIT) for r in rows])
+
+
+def markdown(result):
+    """The section's report."""
+    lines = [f"Median time of one iteration through `pmp.iterate` (float64), interleaved: GD "
+             f"(lr = {GD_LR:g}) and the E-MSA with its defaults (adaptive rho; for the field "
+             f"\"outer\" the maximiser is exact: closed form for rho = 0, else Cholesky or "
+             f"preconditioned CG, see `pmp.maximize`).", ""]
+    return lines + table(
+        ["workload", "GD / iteration", "E-MSA / iteration", "E-MSA / GD", "E-MSA accepted",
+         "final rho"],
+        [[r["workload"], seconds(r["gd_s"]), seconds(r["emsa_s"]), f"{r['ratio']:.2f}x",
+          f"{r['accepted']:.0%}", number(r["final_rho"])] for r in result["rows"]])
 
 
 def li_toy(field):
@@ -74,26 +141,14 @@ def time_to_target(problem, method, options, target, max_iter, time_limit):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeat", type=int, default=20)
+    """Li et al.'s toy: iterations and seconds to the target loss, per method."""
+    parser = argparse.ArgumentParser(description="Time to target on Li et al.'s toy problem.")
     parser.add_argument("--target", type=float, default=1e-3)
     parser.add_argument("--max-iter", type=int, default=2000)
     parser.add_argument("--time-limit", type=float, default=60.0,
                         help="seconds per run of the time-to-target table")
     args = parser.parse_args(argv)
-    out = dict(per_iteration=[], time_to_target={})
-    for name in ("W1", "W2"):
-        problem = workload(name, "float64")
-        gd = median_iteration(problem, "gd", args.repeat, lr=1e-3)
-        emsa = median_iteration(problem, "emsa", args.repeat, rho=1.0, adaptive=False)
-        # inexact: 3 conjugate-gradient iterations per step (matters only above n_direct)
-        inexact = median_iteration(problem, "emsa", args.repeat, rho=1.0, adaptive=False,
-                                   max_inner=3)
-        out["per_iteration"].append(dict(workload=name, gd_s=gd, emsa_s=emsa, ratio=emsa / gd,
-                                         emsa_cg3_s=inexact, ratio_cg3=inexact / gd))
-        print(f"{name}: GD {gd * 1e3:.2f} ms, E-MSA {emsa * 1e3:.2f} ms per iteration "
-              f"(ratio {emsa / gd:.2f}); with 3 CG iterations {inexact * 1e3:.2f} ms "
-              f"(ratio {inexact / gd:.2f})", flush=True)
+    out = {}
     for field in ("inner", "outer"):
         problem = li_toy(field)
         rows = []
@@ -107,26 +162,23 @@ def main(argv=None):
             sec = "-" if row["seconds"] is None else f"{row['seconds']:.2f}"
             print(f"toy {field}: {method} {row['options']}: iterations {it}, seconds {sec}, "
                   f"loss {row['final_loss']:.3g} ({row['status']})", flush=True)
-        out["time_to_target"][field] = rows
+        out[field] = rows
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
-    with open(os.path.join(HERE, "results", "msa.json"), "w") as f:
-        json.dump(out, f, indent=1, default=str)
-    lines = ["| workload | GD / iteration | E-MSA (exact) | ratio | E-MSA (3 CG iterations) | "
-             "ratio |", "|---|---|---|---|---|---|"]
-    lines += [f"| {r['workload']} | {r['gd_s'] * 1e3:.2f} ms | {r['emsa_s'] * 1e3:.2f} ms | "
-              f"{r['ratio']:.2f} | {r['emsa_cg3_s'] * 1e3:.2f} ms | {r['ratio_cg3']:.2f} |"
-              for r in out["per_iteration"]]
-    for field, rows in out["time_to_target"].items():
-        lines += ["", f"Li et al.'s toy, field {field!r}, target training loss {args.target:g}:",
-                  "", "| method | options | iterations | seconds | loss reached |",
-                  "|---|---|---|---|---|"]
-        for r in rows:
-            opts = ", ".join(f"{k}={v}" for k, v in r["options"].items()) or "-"
-            it = "not reached" if r["iterations"] is None else r["iterations"]
-            sec = "-" if r["seconds"] is None else f"{r['seconds']:.2f}"
-            lines.append(f"| {r['method']} | {opts} | {it} | {sec} | {r['final_loss']:.3g} |")
-    with open(os.path.join(HERE, "results", "msa.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
+    with open(os.path.join(HERE, "results", "msa_toy.json"), "w") as f:
+        json.dump(dict(target=args.target, time_to_target=out), f, indent=1, default=str)
+    lines = []
+    for field, rows in out.items():
+        lines += [f"Li et al.'s toy, field {field!r}, target training loss {args.target:g}:",
+                  ""]
+        lines += table(["method", "options", "iterations", "seconds", "loss reached"],
+                       [[r["method"],
+                         ", ".join(f"{k}={v}" for k, v in r["options"].items()) or "-",
+                         "not reached" if r["iterations"] is None else r["iterations"],
+                         number(r["seconds"], ".2f"), number(r["final_loss"])]
+                        for r in rows])
+        lines.append("")
+    with open(os.path.join(HERE, "results", "msa_toy.md"), "w") as f:
+        f.write("\n".join(lines))
     print("\n".join(lines))
 
 

@@ -160,8 +160,8 @@ def value_and_grad(problem, controls, *, segment=None, workspace=None, validate=
         of the smooth part only; frozen entries are zero).
     """
     controls = _prepare(problem, controls, validate)
-    parts, grads = (_segmented(problem, controls, int(segment)) if segment is not None
-                    else _gradient(problem, controls, workspace))
+    parts, grads = (_segmented(problem, controls, int(segment), workspace)
+                    if segment is not None else _gradient(problem, controls, workspace))
     return parts["total"], grads
 
 
@@ -174,7 +174,7 @@ def _gradient(problem, controls, workspace=None):
     return _total(problem, controls, phi, run), grads
 
 
-def _segmented(problem, controls, segment):
+def _segmented(problem, controls, segment, workspace=None):
     """Cost parts and gradient with states stored every ``segment`` steps (checkpointing in
     time); one Python iteration per segment, the steps stay in the kernels."""
     if segment < 1:
@@ -183,12 +183,13 @@ def _segmented(problem, controls, segment):
     bounds = list(range(0, K, segment)) + [K]
     names = problem.control_names
     shape = (problem.n_samples, problem.dim)
-    boundary = np.empty((len(bounds), *shape), dtype=problem.dtype)
-    buffer = np.empty((segment + 1, *shape), dtype=problem.dtype)
+    boundary = buffer(workspace, "boundary", (len(bounds), *shape), problem.dtype)
+    states = buffer(workspace, "states", (segment + 1, *shape), problem.dtype)
+    kept = field.activation_store(states, True, workspace)
     boundary[0] = problem.x
     for j in range(len(bounds) - 1):  # forward: keep the boundary states only
         k0, k1 = bounds[j], bounds[j + 1]
-        xs = buffer[:k1 - k0 + 1]
+        xs = states[:k1 - k0 + 1]
         xs[0] = boundary[j]
         field.forward(xs, {n: controls[n][k0:k1] for n in names}, h)
         boundary[j + 1] = xs[-1]
@@ -196,13 +197,12 @@ def _segmented(problem, controls, segment):
     P = _P(problem, controls)
     gP = np.zeros((P.shape[0] if problem.trainable_readout else 0, problem.dim),
                   dtype=problem.dtype)
-    costate = np.empty_like(buffer)
+    costate = buffer(workspace, "costates", states.shape, problem.dtype)
     p_next, phi, run = None, 0.0, 0.0
     for j in range(len(bounds) - 2, -1, -1):  # backward, recomputing each segment
         k0, k1 = bounds[j], bounds[j + 1]
-        xs, ps = buffer[:k1 - k0 + 1], costate[:k1 - k0 + 1]
+        xs, ps, store = states[:k1 - k0 + 1], costate[:k1 - k0 + 1], kept[:k1 - k0]
         xs[0] = boundary[j]
-        store = field.activation_store(xs, True)
         field.forward(xs, {n: controls[n][k0:k1] for n in names}, h, store)
         at_end = p_next is None
         if not at_end:

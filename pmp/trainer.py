@@ -109,7 +109,7 @@ class Oracle:
         """A :class:`Point`: cost parts and Riesz gradient at ``controls``."""
         self.n_evals += 1
         parts, grads = (_gradient(self.batch, controls, self.workspace) if self.segment is None
-                        else _segmented(self.batch, controls, self.segment))
+                        else _segmented(self.batch, controls, self.segment, self.workspace))
         return self._point(controls, parts, grads, step_size)
 
     def sweep(self, controls, states=None, step_size=float("nan")):

@@ -1,0 +1,110 @@
+"""Section ``startup``: time from launching ``pmp train`` to its first iteration.
+
+``python -m pmp train --out TMP --set train.max_iter=1 --print-every 1`` trains the built-in
+demo (E-MSA on the lifted rings) for one iteration in a fresh process. The runner prints a
+progress line per iteration when its output is not a terminal; the time to the line of
+iteration 1 is interpreter start-up + imports + compilation (or loading the numba cache) +
+the initial sweep + one E-MSA iteration. The process's total time (which adds writing the
+run file) is reported too.
+
+* cold: ``NUMBA_CACHE_DIR`` set to a new, empty directory (everything is compiled);
+* warm: a second process with the same cache directory (everything is loaded).
+
+With ``--quick`` the cold run is skipped and the warm run uses pmp's default cache, after
+one untimed run that fills it if it is stale.
+"""
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+from benchmarks.common import ROOT, log, seconds, table, target
+
+NAME = "startup"
+LIMITS = {"cold": 30.0, "warm": 2.0}  # seconds to the first iteration
+FIRST_ITERATION = re.compile(r"^\s*iter\s+1\s")
+
+
+def time_train(cache_dir=None):
+    """Run the demo's first iteration in a fresh ``pmp train`` process.
+
+    Parameters
+    ----------
+    cache_dir : str, optional
+        ``NUMBA_CACHE_DIR`` of the process (default: pmp's own cache beside its sources).
+
+    Returns
+    -------
+    dict
+        ``first_iteration_s``: from launching the process to the progress line of
+        iteration 1; ``total_s``: until the process exits.
+    """
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("NUMBA_CACHE_DIR", "PMP_NO_CACHE", "PMP_DISABLE_JIT",
+                        "NUMBA_DISABLE_JIT")}
+    if cache_dir is not None:
+        env["NUMBA_CACHE_DIR"] = cache_dir
+    with tempfile.TemporaryDirectory(prefix="pmp-bench-run-") as out:
+        command = [sys.executable, "-m", "pmp", "train", "--out", os.path.join(out, "run"),
+                   "--set", "train.max_iter=1", "--print-every", "1"]
+        start = time.perf_counter()
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True)
+        first, output = None, []
+        for line in process.stdout:
+            output.append(line)
+            if first is None and FIRST_ITERATION.match(line):
+                first = time.perf_counter() - start
+        process.wait()
+        total = time.perf_counter() - start
+    if process.returncode != 0 or first is None:
+        raise RuntimeError(f"{' '.join(command)} failed (exit status {process.returncode}, "
+                           f"first iteration {'not ' if first is None else ''}seen):\n"
+                           + "".join(output[-20:]))
+    return dict(first_iteration_s=first, total_s=total)
+
+
+def run(options):
+    """Run the section.
+
+    Parameters
+    ----------
+    options : benchmarks.common.Options
+        ``quick`` skips the cold run.
+
+    Returns
+    -------
+    dict
+        ``rows``: ``run`` ("cold" or "warm"), ``cache`` (description), ``first_iteration_s``,
+        ``total_s``, ``limit_s``; and ``targets``.
+    """
+    rows = []
+
+    def measure(kind, cache, cache_dir):
+        row = dict(run=kind, cache=cache, **time_train(cache_dir), limit_s=LIMITS[kind])
+        log(NAME, f"{kind}: first iteration after {seconds(row['first_iteration_s'])}, "
+                  f"process {seconds(row['total_s'])}")
+        rows.append(row)
+
+    if options.quick:
+        time_train()  # fills pmp's default cache if it is stale
+        measure("warm", "pmp's default cache, filled by a previous run", None)
+    else:
+        with tempfile.TemporaryDirectory(prefix="pmp-bench-numba-") as cache_dir:
+            measure("cold", "empty (new NUMBA_CACHE_DIR)", cache_dir)
+            measure("warm", "the cold run's NUMBA_CACHE_DIR", cache_dir)
+    return dict(rows=rows, targets=[target(NAME, f"{r['run']} start: time to first iteration",
+                                           r["first_iteration_s"], r["limit_s"]) for r in rows])
+
+
+def markdown(result):
+    """The section's report."""
+    lines = ["`python -m pmp train --set train.max_iter=1` on the built-in demo (E-MSA, rings "
+             "lifted to R^3, N = 256, K = 100) in a fresh process: time from the launch to "
+             "the progress line of iteration 1, and to the process's exit.", ""]
+    return lines + table(
+        ["run", "numba cache", "time to first iteration", "process total", "target"],
+        [[r["run"], r["cache"], seconds(r["first_iteration_s"]), seconds(r["total_s"]),
+          f"<= {r['limit_s']:g} s"] for r in result["rows"]])

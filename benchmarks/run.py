@@ -1,0 +1,196 @@
+"""Run pmp's benchmark suite and write benchmarks/results/results.json and results.md.
+
+    python benchmarks/run.py [--quick] [--only SECTIONS] [--repeat N] [--out DIR]
+
+Sections (in this order; ``--only iteration,msa`` runs a subset):
+
+1. ``iteration``: one training iteration of pmp against PyTorch / JAX / torchdiffeq peers
+   and the GEMM flop floor, W1-W3 in float64 and float32 (bench_iteration.py).
+2. ``msa``: one adaptive E-MSA iteration against one GD iteration, W1 and W2 (bench_msa.py).
+3. ``startup``: ``pmp train`` on the demo to its first iteration, cold and warm numba cache
+   (bench_startup.py).
+4. ``scaling``: time against N and against K (line fits), and 1 against 2 threads
+   (bench_scaling.py).
+5. ``memory``: peak RSS of one iteration against states + costates + controls, with and
+   without checkpointing (bench_memory.py).
+
+pmp, BLAS and the peers use 2 threads. Whatever is compared is measured interleaved within
+one run: the machine may be shared and noisy, so compare ratios within a run, not times
+across runs. ``--quick`` takes 3 repeats instead of 20 and skips the cold start-up (a few
+minutes); the full run takes about 10-15 minutes on 2 cores. The results files are rewritten
+after every section, so an interrupted run keeps what it measured.
+"""
+import argparse
+import importlib
+import json
+import os
+import platform
+import sys
+import time
+from importlib import metadata
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+import pmp  # noqa: E402
+from benchmarks.common import Options, table  # noqa: E402
+
+SECTIONS = ("iteration", "msa", "startup", "scaling", "memory")
+TITLES = {"iteration": "Iteration: pmp, its peers and the flop floor",
+          "msa": "E-MSA against GD",
+          "startup": "Start-up of `pmp train`",
+          "scaling": "Scaling in N, K and threads",
+          "memory": "Memory"}
+PACKAGES = ("numpy", "numba", "llvmlite", "scipy", "threadpoolctl", "torch", "jax", "jaxlib",
+            "torchdiffeq")
+
+
+def cpu_model():
+    """The CPU's model name from /proc/cpuinfo (else :func:`platform.processor`)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine():
+    """The machine, the versions and the BLAS libraries loaded in this process."""
+    from threadpoolctl import threadpool_info
+
+    versions = {}
+    for package in PACKAGES:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    blas = [dict(internal_api=lib.get("internal_api"), version=lib.get("version"),
+                 architecture=lib.get("architecture"), threading_layer=lib.get("threading_layer"),
+                 filepath=lib.get("filepath"))
+            for lib in threadpool_info() if lib.get("user_api") == "blas"]
+    return dict(cpu=cpu_model(), cores_available=pmp.available_cores(),
+                cpu_count=os.cpu_count(), platform=platform.platform(),
+                python=platform.python_version(), pmp=pmp.__version__, versions=versions,
+                blas=blas)
+
+
+def machine_markdown(info, load):
+    """The machine table."""
+    rows = [["CPU", info["cpu"]],
+            ["cores available", f"{info['cores_available']} (of {info['cpu_count']})"],
+            ["load average (1 min) at start / end",
+             f"{load['start'][0]:.2f} / {load['end'][0]:.2f}"],
+            ["platform", info["platform"]],
+            ["Python", info["python"]], ["pmp", info["pmp"]]]
+    rows += [[package, version or "not installed"]
+             for package, version in info["versions"].items()]
+    rows += [["BLAS", f"{lib['internal_api']} {lib['version']} ({lib['architecture']}, "
+                      f"{lib['threading_layer']}): `{lib['filepath']}`"] for lib in info["blas"]]
+    return table(["", ""], rows)
+
+
+def targets_markdown(targets):
+    """One line per target."""
+    def value(t):
+        return "-" if t["value"] is None else f"{t['value']:.3g}"
+
+    return table(["section", "target", "measured", "limit", "result", "note"],
+                 [[t["section"], t["target"], value(t), f"{t['op']} {t['limit']:g}",
+                   f"**{t['status']}**", t["note"]] for t in targets])
+
+
+def report(results):
+    """results.md from the results."""
+    settings = results["settings"]
+    targets = results["targets"]
+    counts = {s: sum(t["status"] == s for t in targets) for s in ("PASS", "MISS", "n/a")}
+    lines = ["# pmp benchmark results", "",
+             f"`{settings['command']}` on {settings['started']}: "
+             f"{'quick' if settings['quick'] else 'full'} run, {settings['repeat']} timed "
+             f"repeats per median, {settings['threads']} threads (pmp, BLAS, the peers), "
+             f"{settings['duration_s'] / 60:.1f} min. Everything compared is measured "
+             f"interleaved in this run; the machine may be shared and noisy, so compare "
+             f"ratios within a run rather than times across runs.", "",
+             f"## Targets: {counts['PASS']} PASS, {counts['MISS']} MISS, {counts['n/a']} n/a",
+             ""]
+    lines += targets_markdown(targets)
+    lines += ["", "## Machine", ""] + machine_markdown(results["machine"], results["load"])
+    for number, name in enumerate(SECTIONS, 1):
+        if name in results["sections"]:
+            section = results["sections"][name]
+            lines += ["", f"## {number}. {TITLES[name]} (`{name}`, "
+                          f"{section['duration_s']:.0f} s)", ""]
+            lines += importlib.import_module(f"benchmarks.bench_{name}").markdown(section)
+    return "\n".join(lines) + "\n"
+
+
+def write(results, directory):
+    """Write results.json and results.md into ``directory``."""
+    os.makedirs(directory, exist_ok=True)
+    with open(os.path.join(directory, "results.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    with open(os.path.join(directory, "results.md"), "w") as f:
+        f.write(report(results))
+
+
+def parse_sections(text):
+    """The sections of ``--only`` (comma-separated), in the suite's order."""
+    wanted = [s.strip() for s in text.split(",") if s.strip()]
+    unknown = sorted(set(wanted) - set(SECTIONS))
+    if unknown or not wanted:
+        raise argparse.ArgumentTypeError(f"unknown sections {', '.join(unknown) or '(none)'}; "
+                                         f"choose from {', '.join(SECTIONS)}")
+    return [s for s in SECTIONS if s in wanted]
+
+
+def _positive(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def main(argv=None):
+    """Run the selected sections (command line ``argv``), writing the results after each."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="3 repeats, no cold start-up: a few minutes")
+    parser.add_argument("--only", type=parse_sections, default=list(SECTIONS),
+                        metavar="SECTIONS", help=f"comma-separated subset of {','.join(SECTIONS)}")
+    parser.add_argument("--repeat", type=_positive, help="timed repeats per median (default 20, "
+                                                   "3 with --quick)")
+    parser.add_argument("--out", default=os.path.join(HERE, "results"),
+                        help="directory of results.json and results.md")
+    args = parser.parse_args(argv)
+    options = Options(quick=args.quick, repeat=args.repeat or (3 if args.quick else 20))
+    pmp.set_threads(options.threads)
+    start = time.perf_counter()
+    results = dict(
+        settings=dict(command=" ".join(["python benchmarks/run.py"] + (argv or sys.argv[1:])),
+                      started=time.strftime("%Y-%m-%d %H:%M:%S %Z"), quick=options.quick,
+                      repeat=options.repeat, threads=options.threads, sections=args.only,
+                      duration_s=0.0),
+        load=dict(start=os.getloadavg(), end=os.getloadavg()), machine=machine(), sections={},
+        targets=[])
+    for name in args.only:
+        print(f"== {name}", flush=True)
+        section_start = time.perf_counter()
+        module = importlib.import_module(f"benchmarks.bench_{name}")
+        section = module.run(options)
+        section["duration_s"] = time.perf_counter() - section_start
+        results["sections"][name] = section
+        results["targets"] += section["targets"]
+        results["settings"]["duration_s"] = time.perf_counter() - start
+        results["load"]["end"] = os.getloadavg()
+        results["machine"] = machine()  # the BLAS libraries the section loaded too
+        write(results, args.out)
+    print(report(results))
+    print(f"written: {os.path.join(args.out, 'results.json')} and results.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
