@@ -32,6 +32,7 @@ from scipy.optimize import minimize
 from ._kernels import maximize as _mx
 from ._validation import integer, real
 from .objectives import H1, L1, L2, L1Elementwise, step_norms_squared
+from .threads import blocks, map_blocks
 
 _REG_CODES = {L2: _mx.L2, H1: _mx.L2, L1: _mx.L1_GROUP, L1Elementwise: _mx.L1_ELEMENTWISE}
 
@@ -189,11 +190,13 @@ class Maximizer:
         U_new = np.empty_like(U_old)
         info = np.zeros((problem.n_steps, 4))
         reg = problem.reg
-        _mx.linear_maximize(kind, xs, ps, omega.astype(dt), beta.astype(dt), code, param,
-                            Kt.astype(dt), use_Kt, U_old, free, _REG_CODES[type(reg)],
-                            reg.lam, getattr(reg, "bound", np.inf), rho, h1_diag,
-                            h1_rhs.astype(dt), self.n_direct, self.tol, self.max_inner, U_new,
-                            info)
+        args = (kind, xs, ps, omega.astype(dt), beta.astype(dt), code, param, Kt.astype(dt),
+                use_Kt, U_old, free, _REG_CODES[type(reg)], reg.lam,
+                getattr(reg, "bound", np.inf), rho, h1_diag, h1_rhs.astype(dt), self.n_direct,
+                self.tol, self.max_inner, U_new, info)
+        # the steps are independent: one block of steps per thread
+        map_blocks(lambda k0, k1, _: _mx.linear_maximize(*args, k0, k1),
+                   blocks(problem.n_steps))
         new = dict(controls)
         new.update(self._unpack(U_new, controls))
         return new, MaximizeInfo(*info.T)

@@ -83,8 +83,14 @@ def threads(n):
 def row_blocks(n_rows):
     """Bounds ``[0, ..., n_rows]`` of the row blocks a sweep is split into: one per thread,
     at least :data:`MIN_ROWS_PER_BLOCK` rows each."""
-    count = max(1, min(get_threads(), n_rows // MIN_ROWS_PER_BLOCK))
-    return [n_rows * i // count for i in range(count + 1)]
+    return blocks(n_rows, MIN_ROWS_PER_BLOCK)
+
+
+def blocks(n_items, min_size=1):
+    """Bounds ``[0, ..., n_items]`` of at most one block per thread, at least ``min_size``
+    items each."""
+    count = max(1, min(get_threads(), n_items // min_size))
+    return [n_items * i // count for i in range(count + 1)]
 
 
 def _executor(n):

@@ -98,18 +98,34 @@ def test_maximizer_is_the_argmax_of_the_augmented_hamiltonian(field, kw, rho, re
         assert info.residual[k] < (1e-9 if field in LINEAR else 1e-6)
 
 
+@pytest.mark.parametrize("frozen", [False, True], ids=["free", "frozen"])
 @pytest.mark.parametrize("field,kw", [f for f in FIELDS if f[0] in LINEAR],
                          ids=[f for f, _ in FIELDS if f in LINEAR])
-def test_direct_and_conjugate_gradient_solves_agree(field, kw):
-    problem = small_problem(field, kw)
+def test_direct_and_conjugate_gradient_solves_agree(field, kw, frozen):
+    problem = small_problem(field, kw, n_steps=5)
+    if frozen:  # a random pattern of frozen entries in the first control
+        name = problem.control_names[0]
+        mask = np.random.default_rng(1).random(problem.control_shapes[name]) < 0.3
+        problem = small_problem(field, kw, n_steps=5, frozen={name: mask})
     old = pmp.init_controls(problem, scale=0.5, seed=2)
     xs, ps = sweeps(problem, old)
     direct, _ = Maximizer(problem, n_direct=10**6).maximize(problem, old, xs, ps, 0.9)
     cg, info = Maximizer(problem, n_direct=0, tol=1e-13).maximize(problem, old, xs, ps, 0.9)
     for n in direct:
         np.testing.assert_allclose(cg[n], direct[n], rtol=1e-9, atol=1e-12)
+    for n, mask in problem.frozen.items():  # frozen entries keep their value
+        np.testing.assert_array_equal(cg[n][mask], old[n][mask])
+        np.testing.assert_array_equal(direct[n][mask], old[n][mask])
     if field != "diagonal":
         assert np.all(info.iterations >= 1)
+    # the steps are solved in blocks on threads: the same result bitwise for any count
+    for n_direct in (0, 10**6):
+        with pmp.threads(1):
+            one, _ = Maximizer(problem, n_direct=n_direct).maximize(problem, old, xs, ps, 0.9)
+        with pmp.threads(3):
+            three, _ = Maximizer(problem, n_direct=n_direct).maximize(problem, old, xs, ps, 0.9)
+        for n in one:
+            np.testing.assert_array_equal(one[n], three[n])
 
 
 @pytest.mark.parametrize("reg", ["l1", "l1elem"])

@@ -31,6 +31,7 @@ import numpy as np
 
 from ._jit import jit
 from .activations import activate_with_curvature, activate_with_slope
+from .sweeps import _dot
 
 L2 = 0
 L1_GROUP = 1
@@ -84,8 +85,14 @@ def _apply(V, S, p, dpsi, Kt, use_Kt, coef_I, rho, free, out, t1, t2, dq):
 
 
 @jit
-def _explicit(S, p, dpsi, Kt, use_Kt, coef_I, rho, M):
-    """The matrix of ``coef_I I + rho A`` on row-major ``vec(U)``; M (d q, d q)."""
+def _explicit(S, p, dpsi, Kt, use_Kt, coef_I, rho, M, pT, scratch):
+    """The matrix of ``coef_I I + rho A`` on row-major ``vec(U)``; M (d q, d q).
+
+    The costate term's (c, c2) block is ``N k~_{c c2} sum_i psi'_ic psi'_ic2 p_i p_i^T``: dot
+    products of the rows of ``pT`` (d, N) scratch, ``p`` transposed; scratch (2, N). This
+    direct path serves ``d q <= n_direct`` only, where one BLAS call per small block costs
+    more than the block itself.
+    """
     n, d = p.shape
     q = S.shape[0]
     M[:, :] = 0.0
@@ -94,19 +101,41 @@ def _explicit(S, p, dpsi, Kt, use_Kt, coef_I, rho, M):
             M[r * q + c, r * q + c] += coef_I
             for c2 in range(q):
                 M[r * q + c, r * q + c2] += rho * S[c, c2]
+    for i in range(n):
+        for r in range(d):
+            pT[r, i] = p[i, r]
+    pair, weighted = scratch[0], scratch[1]
     for c in range(q):
-        for c2 in range(q):
+        for c2 in range(c, q):
             k = Kt[c, c2] if use_Kt else (1.0 if c == c2 else 0.0)
             if k == 0.0:
                 continue
+            nonzero = False
             for i in range(n):
-                w = rho * n * k * dpsi[i, c] * dpsi[i, c2]
-                if w == 0.0:
-                    continue
-                for r in range(d):
-                    a = w * p[i, r]
-                    for r2 in range(d):
-                        M[r * q + c, r2 * q + c2] += a * p[i, r2]
+                pair[i] = dpsi[i, c] * dpsi[i, c2]
+                nonzero |= pair[i] != 0.0
+            if not nonzero:  # e.g. the bias column of "outer"
+                continue
+            w = rho * n * k
+            for r in range(d):
+                for i in range(n):
+                    weighted[i] = pair[i] * pT[r, i]
+                for r2 in range(r if c2 == c else 0, d):
+                    v = w * _dot(weighted, pT[r2])
+                    M[r * q + c, r2 * q + c2] += v
+                    if c2 != c or r2 != r:  # the block (c2, c) is the transpose of (c, c2)
+                        M[r2 * q + c2, r * q + c] += v
+
+
+@jit
+def _matvec(M, V, out):
+    """``vec(out) = M vec(V)`` (row-major vec)."""
+    flat_v, flat_out = V.reshape(V.size), out.reshape(out.size)
+    for i in range(M.shape[0]):
+        acc = 0.0
+        for j in range(M.shape[1]):
+            acc += M[i, j] * flat_v[j]
+        flat_out[i] = acc
 
 
 @jit
@@ -163,8 +192,9 @@ def _l1_value(kind, U):
 
 @jit
 def linear_maximize(kind, xs, ps, omega, beta, code, param, Kt, use_Kt, U_old, free, reg,
-                    lam, bound, rho, h1_diag, h1_rhs, n_direct, tol, max_inner, U_new, info):
-    """Maximise Psi~_k for every step of a field linear in the control.
+                    lam, bound, rho, h1_diag, h1_rhs, n_direct, tol, max_inner, U_new, info,
+                    k0, k1):
+    """Maximise Psi~_k for the steps ``k0 <= k < k1`` of a field linear in the control.
 
     Parameters
     ----------
@@ -194,8 +224,10 @@ def linear_maximize(kind, xs, ps, omega, beta, code, param, Kt, use_Kt, U_old, f
         Relative tolerance and iteration cap of CG / FISTA.
     info : ndarray, shape (K, 4)
         Receives gain, residual, iterations, switching function per step.
+    k0, k1 : int
+        The steps to solve (every step is independent: blocks of steps run on threads).
     """
-    K, n, d = xs.shape[0] - 1, xs.shape[1], xs.shape[2]
+    n, d = xs.shape[1], xs.shape[2]
     q = U_old.shape[2]
     dt = xs.dtype
     psi = np.empty((n, q), dt)
@@ -208,8 +240,10 @@ def linear_maximize(kind, xs, ps, omega, beta, code, param, Kt, use_Kt, U_old, f
     G = np.empty((d, q), dt)
     S = np.empty((q, q), dt)
     work = np.empty((6, d, q), dt)
-    M = np.empty((d * q, d * q), np.float64) if d * q <= n_direct else np.empty((0, 0))
-    for k in range(K):
+    direct = d * q <= n_direct
+    M = np.empty((d * q, d * q), np.float64) if direct else np.empty((0, 0))
+    pT, pair_scratch = np.empty((d, n), dt), np.empty((2, n), dt)
+    for k in range(k0, k1):
         p = ps[k + 1]
         _psi(kind, xs[k], omega, beta, code, param, psi, dpsi, s, ds)
         np.dot(p.T, psi, G)
@@ -234,8 +268,8 @@ def linear_maximize(kind, xs, ps, omega, beta, code, param, Kt, use_Kt, U_old, f
                     for c in range(q):
                         delta[r, c] = g[r, c] / coef
                 iters = 0
-            elif d * q <= n_direct:
-                _explicit(S, p, dpsi, Kt, use_Kt, coef, rho, M)
+            elif direct:
+                _explicit(S, p, dpsi, Kt, use_Kt, coef, rho, M, pT, pair_scratch)
                 for a in range(d * q):
                     if not fr.reshape(d * q)[a]:
                         M[a, :] = 0.0
@@ -249,7 +283,10 @@ def linear_maximize(kind, xs, ps, omega, beta, code, param, Kt, use_Kt, U_old, f
                 iters = _cg(S, p, dpsi, Kt, use_Kt, coef, rho, fr, g, delta, tol, max_inner,
                             work, t1, t2)
             Md = work[5]
-            _apply(delta, S, p, dpsi, Kt, use_Kt, coef, rho, fr, Md, t1, t2, work[4])
+            if quadratic and direct:  # the explicit matrix is at hand (0 on frozen entries)
+                _matvec(M, delta, Md)
+            else:
+                _apply(delta, S, p, dpsi, Kt, use_Kt, coef, rho, fr, Md, t1, t2, work[4])
             for r in range(d):
                 for c in range(q):
                     Un[r, c] = Uo[r, c] + delta[r, c]
@@ -285,35 +322,58 @@ def linear_maximize(kind, xs, ps, omega, beta, code, param, Kt, use_Kt, U_old, f
 def _cg(S, p, dpsi, Kt, use_Kt, coef, rho, fr, g, x, tol, max_iter, work, t1, t2):
     """Preconditioned CG for ``M x = g`` on the free entries; returns the iterations.
 
-    The preconditioner is ``I_d (x) B`` with ``B = coef I + rho (S + diag(D))``, ``D_c`` the
-    costate term's diagonal averaged over the rows: exact for the ``I (x) S`` part, one
-    q x q inverse per step and a (d, q) x (q, q) product per iteration.
+    The preconditioner is a Kronecker-product approximation of ``M``. Approximating
+    ``psi'_ic psi'_ic2 ~ w_i beta_c beta_c2`` (``beta_c^2`` the mean of ``psi'_c^2`` over the
+    rows, ``w_i`` the row's share) turns the costate term into ``Q V K^`` with the (d, d) Gram
+    ``Q = N p^T diag(w) p`` and ``K^ = diag(beta) K~ diag(beta)``; with ``S = E diag(lam) E^T``
+    and ``Q = F diag(mu) F^T`` the approximation ``coef V + rho (V S + Q V K^)`` is diagonal
+    in the bases F, E up to the off-diagonal of ``E^T K^ E``, which is dropped:
+    ``P^-1 R = F ((F^T R E) / D) E^T``, ``D_rj = coef + rho (lam_j + mu_r kappa_j)``. It is
+    exact for the ``I (x) S`` part and cuts the iterations 3-7 times against the exact
+    inverse of that part alone (measured on W2: 13 against 40-90). Setup: one (d, N) x (N, d)
+    product and two symmetric eigensolves per step; four small products per iteration.
     """
     d, q = g.shape
     n = p.shape[0]
     r, z, pdir = work[2], work[3], work[4]
     Ap = np.empty((d, q), g.dtype)
     scratch = np.empty((d, q), g.dtype)
-    costate_diag = np.dot((p * p).T, dpsi * dpsi)  # (d, q): sum_i p_ir^2 psi'_ic^2
-    B = np.zeros((q, q))
+    beta2 = np.zeros(q)
+    weights = np.zeros(n)
+    for i in range(n):
+        for c in range(q):
+            v = dpsi[i, c] * dpsi[i, c]
+            beta2[c] += v
+            weights[i] += v
+    total = 0.0
     for c in range(q):
-        for c2 in range(q):
-            B[c, c2] = rho * S[c, c2]
-        mean = 0.0
+        total += beta2[c]
+        beta2[c] /= n
+    scaled = np.empty((n, d), g.dtype)
+    for i in range(n):
+        w = n * weights[i] / total if total > 0.0 else 0.0  # mean 1 over the rows
         for rr in range(d):
-            mean += costate_diag[rr, c]
-        B[c, c] += coef + rho * n * (Kt[c, c] if use_Kt else 1.0) * mean / d
-    B_inv = np.linalg.inv(B).astype(g.dtype)
+            scaled[i, rr] = n * w * p[i, rr]  # Q = N p^T diag(w) p
+    lam_S, E = np.linalg.eigh(S.astype(np.float64))
+    mu, F = np.linalg.eigh(np.dot(scaled.T, p).astype(np.float64))
+    D = np.empty((d, q), g.dtype)
+    for j in range(q):
+        kappa = 0.0
+        for c in range(q):
+            for c2 in range(q):
+                k = Kt[c, c2] if use_Kt else (1.0 if c == c2 else 0.0)
+                kappa += E[c, j] * E[c2, j] * k * math.sqrt(beta2[c] * beta2[c2])
+        for rr in range(d):
+            D[rr, j] = coef + rho * (lam_S[j] + mu[rr] * kappa)
+    E = E.astype(g.dtype)
+    F = F.astype(g.dtype)
+    FtR, rotated = np.empty((d, q), g.dtype), np.empty((d, q), g.dtype)
     x[:, :] = 0.0
     r[:, :] = g
     norm_g = math.sqrt(_vdot(g, g))
     if norm_g == 0.0:
         return 0
-    np.dot(r, B_inv, z)
-    for rr in range(d):
-        for c in range(q):
-            if not fr[rr, c]:
-                z[rr, c] = 0.0
+    _precondition(r, F, E, D, fr, z, FtR, rotated)
     pdir[:, :] = z
     rz = _vdot(r, z)
     it = 0
@@ -327,11 +387,7 @@ def _cg(S, p, dpsi, Kt, use_Kt, coef, rho, fr, g, x, tol, max_iter, work, t1, t2
                 r[rr, c] -= alpha * Ap[rr, c]
         if math.sqrt(_vdot(r, r)) <= tol * norm_g:
             break
-        np.dot(r, B_inv, z)
-        for rr in range(d):
-            for c in range(q):
-                if not fr[rr, c]:
-                    z[rr, c] = 0.0
+        _precondition(r, F, E, D, fr, z, FtR, rotated)
         rz_new = _vdot(r, z)
         beta = rz_new / rz
         rz = rz_new
@@ -339,6 +395,22 @@ def _cg(S, p, dpsi, Kt, use_Kt, coef, rho, fr, g, x, tol, max_iter, work, t1, t2
             for c in range(q):
                 pdir[rr, c] = z[rr, c] + beta * pdir[rr, c]
     return it
+
+
+@jit
+def _precondition(R, F, E, D, fr, out, FtR, rotated):
+    """``out = P^-1 R`` of :func:`_cg` on the free entries; FtR, rotated (d, q) scratch."""
+    np.dot(F.T, R, FtR)
+    np.dot(FtR, E, rotated)
+    for rr in range(R.shape[0]):
+        for c in range(R.shape[1]):
+            rotated[rr, c] /= D[rr, c]
+    np.dot(F, rotated, FtR)
+    np.dot(FtR, E.T, out)
+    for rr in range(R.shape[0]):
+        for c in range(R.shape[1]):
+            if not fr[rr, c]:
+                out[rr, c] = 0.0
 
 
 @jit
