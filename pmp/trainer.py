@@ -79,6 +79,9 @@ class Oracle:
         self.stall_message = None
         self.stop_status = "stalled"
         self.workspace = {}  # trajectory buffers reused by every gradient evaluation
+        # states and costates of the MSA family: the current point's and a candidate's,
+        # swapped when a candidate becomes the current point
+        self._trajectories, self._spare = ({}, {}), 1
 
     def get_state(self):
         """The sampling state (to checkpoint): RNG, current permutation and position."""
@@ -113,9 +116,14 @@ class Oracle:
         return self._point(controls, parts, grads, step_size)
 
     def sweep(self, controls, states=None, step_size=float("nan")):
-        """:meth:`evaluate` and the states and costates (``states`` given: no forward)."""
+        """:meth:`evaluate` and the states and costates (``states`` given: no forward).
+
+        They become the current trajectories: valid until the next call of :meth:`sweep`
+        (with :meth:`value_and_states` in between, whose states are a candidate's)."""
         self.n_evals += 1
-        parts, grads, xs, ps = evaluate(self.batch, controls, states=states, validate=False)
+        parts, grads, xs, ps = evaluate(self.batch, controls, states=states, validate=False,
+                                        workspace=self._trajectories[self._spare])
+        self._spare = 1 - self._spare
         return self._point(controls, parts, grads, step_size), xs, ps
 
     def _point(self, controls, parts, grads, step_size):
@@ -127,9 +135,11 @@ class Oracle:
         return self.value_and_states(controls)[0]
 
     def value_and_states(self, controls):
-        """Cost parts and states (one forward sweep)."""
+        """Cost parts and states (one forward sweep) of a candidate: the current trajectories
+        of :meth:`sweep` stay valid; pass the states to :meth:`sweep` to accept it."""
         self.n_evals += 1
-        return cost_and_states(self.batch, controls, validate=False)
+        return cost_and_states(self.batch, controls, validate=False,
+                               workspace=self._trajectories[self._spare])
 
     def norm(self, riesz):
         return grad_norm(self.problem, riesz)

@@ -338,3 +338,27 @@ def test_switching_function_ignores_frozen_entries():
     _, info = Maximizer(problem).maximize(problem, controls, xs, ps, 0.0)
     # G for b is the sum of the costates p_{k+1}; W's entries are frozen
     np.testing.assert_allclose(info.switching, np.linalg.norm(ps[1:, 0], axis=1), rtol=1e-12)
+
+
+def test_candidate_sweeps_leave_the_current_trajectories_intact():
+    """The MSA oracle reuses two sets of trajectory buffers: a candidate's forward sweep must
+    not touch the current point's states and costates, which a rejection goes on using."""
+    from pmp.trainer import Oracle
+    problem = small_problem("outer", {})
+    u = pmp.init_controls(problem, scale=0.5, seed=2)
+    v = pmp.init_controls(problem, scale=0.5, seed=3)
+    oracle = Oracle(problem)
+    _, xs, ps = oracle.sweep(u)
+    xs_copy, ps_copy = xs.copy(), ps.copy()
+    for _ in range(2):  # two rejected candidates
+        parts, xs_v = oracle.value_and_states(v)
+        np.testing.assert_array_equal(xs, xs_copy)
+        np.testing.assert_array_equal(ps, ps_copy)
+    point, xs_new, ps_new = oracle.sweep(v, states=xs_v)  # accepted
+    expected = pmp.evaluate(problem, v)
+    np.testing.assert_array_equal(xs_new, expected[2])
+    np.testing.assert_array_equal(ps_new, expected[3])
+    assert parts["total"] == pytest.approx(expected[0]["total"], rel=1e-14)
+    _, xs_u, _ = oracle.sweep(u)  # a full sweep after an accepted candidate
+    np.testing.assert_array_equal(xs_u, xs_copy)
+    np.testing.assert_array_equal(xs_new, expected[2])

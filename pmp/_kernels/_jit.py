@@ -6,7 +6,8 @@ options below apply everywhere:
 * ``cache=True``: compiled machine code is written next to the sources (or to
   ``NUMBA_CACHE_DIR``) and a warm process loads it instead of compiling again.
 * ``fastmath=False``: results must match the NumPy twins in ``tests/`` to rounding, and
-  reductions must be reproducible bit for bit.
+  reductions must be reproducible bit for bit. The one exception is :func:`jit_sum`, for
+  the short dot products and sums of the small-d kernels.
 * ``nogil=True``: kernels release the GIL, so threads (a notebook's, Dask's) can overlap them.
 * ``error_model="numpy"``: division by zero gives inf/nan like NumPy instead of raising, so
   kernels never raise; the Python wrappers check results.
@@ -27,6 +28,11 @@ import numba
 
 CACHE = os.environ.get("PMP_NO_CACHE", "0") != "1"
 OPTIONS = dict(cache=CACHE, fastmath=False, nogil=True, error_model="numpy")
+# A strict left-to-right sum is one chain of dependent additions that LLVM may not
+# vectorise; allowing it to reassociate (and fuse multiply-adds) runs a dot product of
+# 1024 doubles 4x faster (measured: 64 against 260 ns). The order it picks is fixed in the
+# compiled code, so results stay reproducible run to run and for any thread count.
+SUM_OPTIONS = dict(OPTIONS, fastmath={"reassoc", "contract"})
 
 
 
@@ -65,8 +71,15 @@ if os.environ.get("PMP_DISABLE_JIT", "0") == "1":  # pragma: no cover - debuggin
     def jit(func):
         return func
 
+    jit_sum = jit
+
 else:
 
     def jit(func):
         """Compile ``func`` with pmp's JIT options (lazily, on first call)."""
         return numba.njit(**OPTIONS)(func)
+
+    def jit_sum(func):
+        """:func:`jit` for a reduction loop and nothing else: its additions may be
+        reassociated (vectorised) and fused with the multiplications."""
+        return numba.njit(**SUM_OPTIONS)(func)

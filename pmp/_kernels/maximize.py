@@ -31,7 +31,7 @@ import numpy as np
 
 from ._jit import jit
 from .activations import activate_with_curvature, activate_with_slope
-from .sweeps import _dot
+from .sweeps import _dot, _transpose_in
 
 L2 = 0
 L1_GROUP = 1
@@ -65,6 +65,11 @@ def _psi(kind, x, omega, beta, code, param, psi, dpsi, s, ds):
 def _apply(V, S, p, dpsi, Kt, use_Kt, coef_I, rho, free, out, t1, t2, dq):
     """``out = free * (coef_I V + rho A(V))``; t1, t2 (N, q), dq (d, q) scratch."""
     n = p.shape[0]
+    if rho == 0.0:
+        for r in range(out.shape[0]):
+            for c in range(out.shape[1]):
+                out[r, c] = coef_I * V[r, c] if free[r, c] else 0.0
+        return
     np.dot(V, S, out)
     np.dot(p, V, t1)
     for i in range(n):
@@ -85,15 +90,14 @@ def _apply(V, S, p, dpsi, Kt, use_Kt, coef_I, rho, free, out, t1, t2, dq):
 
 
 @jit
-def _explicit(S, p, dpsi, Kt, use_Kt, coef_I, rho, M, pT, scratch):
+def _explicit(S, pT, dpsiT, Kt, use_Kt, coef_I, rho, M, scratch):
     """The matrix of ``coef_I I + rho A`` on row-major ``vec(U)``; M (d q, d q).
 
     The costate term's (c, c2) block is ``N k~_{c c2} sum_i psi'_ic psi'_ic2 p_i p_i^T``: dot
-    products of the rows of ``pT`` (d, N) scratch, ``p`` transposed; scratch (2, N). This
-    direct path serves ``d q <= n_direct`` only, where one BLAS call per small block costs
-    more than the block itself.
+    products of the rows of ``pT`` (d, N) and ``dpsiT`` (q, N), ``p`` and ``psi'``
+    transposed; scratch (2, N).
     """
-    n, d = p.shape
+    d, n = pT.shape
     q = S.shape[0]
     M[:, :] = 0.0
     for r in range(d):
@@ -101,9 +105,6 @@ def _explicit(S, p, dpsi, Kt, use_Kt, coef_I, rho, M, pT, scratch):
             M[r * q + c, r * q + c] += coef_I
             for c2 in range(q):
                 M[r * q + c, r * q + c2] += rho * S[c, c2]
-    for i in range(n):
-        for r in range(d):
-            pT[r, i] = p[i, r]
     pair, weighted = scratch[0], scratch[1]
     for c in range(q):
         for c2 in range(c, q):
@@ -112,7 +113,7 @@ def _explicit(S, p, dpsi, Kt, use_Kt, coef_I, rho, M, pT, scratch):
                 continue
             nonzero = False
             for i in range(n):
-                pair[i] = dpsi[i, c] * dpsi[i, c2]
+                pair[i] = dpsiT[c, i] * dpsiT[c2, i]
                 nonzero |= pair[i] != 0.0
             if not nonzero:  # e.g. the bias column of "outer"
                 continue
@@ -125,6 +126,34 @@ def _explicit(S, p, dpsi, Kt, use_Kt, coef_I, rho, M, pT, scratch):
                     M[r * q + c, r2 * q + c2] += v
                     if c2 != c or r2 != r:  # the block (c2, c) is the transpose of (c, c2)
                         M[r2 * q + c2, r * q + c] += v
+
+
+@jit
+def _small_products(kind, x, p, omega, beta, code, param, psi, dpsi, s, ds, xT, pT, psiT,
+                    dpsiT, G, S):
+    """For the direct path (small d and q, where one BLAS call per product costs more than
+    the product): ``psi``, ``psi'`` transposed into ``psiT``, ``dpsiT`` (q, N), ``p`` into
+    ``pT`` (d, N), and ``G = p^T psi``, ``S = psi^T psi / N`` by dot products of their rows.
+    For "outer" the activations run on the rows of ``xT`` (d, N), ``x`` transposed, and
+    ``psi``, ``dpsi`` are not filled."""
+    q = psiT.shape[0]
+    d, n = pT.shape
+    if kind == OUTER:
+        _transpose_in(x, xT)
+        for j in range(d):
+            activate_with_slope(code, param, xT[j], psiT[j], dpsiT[j])
+        psiT[d, :] = 1.0
+        dpsiT[d, :] = 0.0
+    else:
+        _psi(kind, x, omega, beta, code, param, psi, dpsi, s, ds)
+        _transpose_in(psi, psiT)
+        _transpose_in(dpsi, dpsiT)
+    _transpose_in(p, pT)
+    for c in range(q):
+        for r in range(d):
+            G[r, c] = _dot(pT[r], psiT[c])
+        for c2 in range(c, q):
+            S[c, c2] = S[c2, c] = _dot(psiT[c], psiT[c2]) / n
 
 
 @jit
@@ -242,15 +271,24 @@ def linear_maximize(kind, xs, ps, omega, beta, code, param, Kt, use_Kt, U_old, f
     work = np.empty((6, d, q), dt)
     direct = d * q <= n_direct
     M = np.empty((d * q, d * q), np.float64) if direct else np.empty((0, 0))
-    pT, pair_scratch = np.empty((d, n), dt), np.empty((2, n), dt)
+    # transposed copies for the small problems of the direct path
+    xT, pT = np.empty((d, n), dt), np.empty((d, n), dt)
+    psiT, dpsiT = np.empty((q, n), dt), np.empty((q, n), dt)
+    pair_scratch = np.empty((2, n), dt)
     for k in range(k0, k1):
         p = ps[k + 1]
-        _psi(kind, xs[k], omega, beta, code, param, psi, dpsi, s, ds)
-        np.dot(p.T, psi, G)
-        np.dot(psi.T, psi, S)
-        for c in range(q):
-            for c2 in range(q):
-                S[c, c2] /= n
+        if direct:
+            _small_products(kind, xs[k], p, omega, beta, code, param, psi, dpsi, s, ds, xT,
+                            pT, psiT, dpsiT, G, S)
+            if kind == OUTER and reg != L2:  # the l1 solver works on the row-major arrays
+                _psi(kind, xs[k], omega, beta, code, param, psi, dpsi, s, ds)
+        else:
+            _psi(kind, xs[k], omega, beta, code, param, psi, dpsi, s, ds)
+            np.dot(p.T, psi, G)
+            np.dot(psi.T, psi, S)
+            for c in range(q):
+                for c2 in range(q):
+                    S[c, c2] /= n
         Uo, Un, fr = U_old[k], U_new[k], free[k]
         coef = h1_diag[k] + (2.0 * lam if reg == L2 else 0.0)
         # g = gradient of Psi~ at U_old (per unit time)
@@ -269,7 +307,7 @@ def linear_maximize(kind, xs, ps, omega, beta, code, param, Kt, use_Kt, U_old, f
                         delta[r, c] = g[r, c] / coef
                 iters = 0
             elif direct:
-                _explicit(S, p, dpsi, Kt, use_Kt, coef, rho, M, pT, pair_scratch)
+                _explicit(S, pT, dpsiT, Kt, use_Kt, coef, rho, M, pair_scratch)
                 for a in range(d * q):
                     if not fr.reshape(d * q)[a]:
                         M[a, :] = 0.0

@@ -15,7 +15,7 @@ the loss values they met on the way.
 """
 import numpy as np
 
-from ._jit import jit
+from ._jit import jit, jit_sum
 from .activations import (IDENTITY, RELU, SIGMOID, TANH, activate, activate_with_slope,
                           value_and_slope)
 from .readout import pull_back
@@ -224,46 +224,22 @@ def outer_backward(xs, ps, W, b, h, act, aparam, ro, gW, gb, gP, ss, stored, q, 
 SMALL_DIM = 8
 
 
-@jit
+@jit_sum
 def _dot(x, y):
-    """``sum_i x[i] y[i]`` over 8 interleaved partial sums: a strict left-to-right sum is one
-    chain of dependent additions that cannot use SIMD (no fastmath); this order is fixed too,
-    so results stay reproducible."""
-    n = x.shape[0]
-    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0.0
-    n8 = n - n % 8
-    for i in range(0, n8, 8):
-        a0 += x[i] * y[i]
-        a1 += x[i + 1] * y[i + 1]
-        a2 += x[i + 2] * y[i + 2]
-        a3 += x[i + 3] * y[i + 3]
-        a4 += x[i + 4] * y[i + 4]
-        a5 += x[i + 5] * y[i + 5]
-        a6 += x[i + 6] * y[i + 6]
-        a7 += x[i + 7] * y[i + 7]
-    for i in range(n8, n):
-        a0 += x[i] * y[i]
-    return ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))
+    """``sum_i x[i] y[i]``, vectorised (see :func:`pmp._kernels._jit.jit_sum`)."""
+    acc = 0.0
+    for i in range(x.shape[0]):
+        acc += x[i] * y[i]
+    return acc
 
 
-@jit
+@jit_sum
 def _sum(x):
-    """``sum_i x[i]`` in the order of :func:`_dot`."""
-    n = x.shape[0]
-    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0.0
-    n8 = n - n % 8
-    for i in range(0, n8, 8):
-        a0 += x[i]
-        a1 += x[i + 1]
-        a2 += x[i + 2]
-        a3 += x[i + 3]
-        a4 += x[i + 4]
-        a5 += x[i + 5]
-        a6 += x[i + 6]
-        a7 += x[i + 7]
-    for i in range(n8, n):
-        a0 += x[i]
-    return ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))
+    """``sum_i x[i]``, vectorised (see :func:`pmp._kernels._jit.jit_sum`)."""
+    acc = 0.0
+    for i in range(x.shape[0]):
+        acc += x[i]
+    return acc
 
 
 @jit
