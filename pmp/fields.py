@@ -80,7 +80,7 @@ class Field:
         map_blocks(lambda r0, r1, i: self._forward_rows(xs, controls, h, store, r0, r1),
                    row_blocks(xs.shape[1]))
 
-    def backward(self, xs, ps, controls, h, readout, grads, gP, store=None):
+    def backward(self, xs, ps, controls, h, readout, grads, gP, store=None, forward=False):
         """Fill ``ps`` and ``grads`` (dict, Hamiltonian part); return ``(Phi(X_K), sum_{k<K}
         Phi(X_k))``.
 
@@ -89,6 +89,10 @@ class Field:
         overwritten) or None. Row blocks run on separate threads; each block sums its
         gradient in its own arrays and the blocks' sums are added in a fixed order, so a
         given thread count gives bitwise-reproducible results.
+
+        ``forward=True`` runs :meth:`forward` first, block by block (``xs[0]`` set, ``store``
+        from :meth:`activation_store`): a block's costates depend on its own rows only, so
+        each thread runs both sweeps on its rows without waiting for the others.
         """
         stored = store is not None and store.shape[0] == xs.shape[0] - 1 \
             and self.stores_activations
@@ -100,6 +104,8 @@ class Field:
                                     np.zeros_like(gP)) for _ in bounds[2:]]
 
         def block(r0, r1, i):
+            if forward:
+                self._forward_rows(xs, controls, h, store, r0, r1)
             weight = (r1 - r0) / n  # Phi is a mean over all rows: weigh the block's mean
             code, param, P, y, terminal, running, at_end = readout
             rows = (code, param, P, y[r0:r1], terminal * weight, running * weight, at_end)

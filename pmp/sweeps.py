@@ -38,19 +38,23 @@ def forward(problem, controls, *, validate=True):
     return _forward(problem, controls)[0]
 
 
-def _forward(problem, controls, store=False, workspace=None):
-    """States and the activation store (kept for the backward sweep when ``store``)."""
+def _forward(problem, controls, store=False, workspace=None, run=True):
+    """States and the activation store (kept for the backward sweep when ``store``);
+    ``run=False``: ``xs[0]`` set, the sweep left to the caller."""
     xs = buffer(workspace, "states", (problem.n_steps + 1, problem.n_samples, problem.dim),
                 problem.dtype)
     xs[0] = problem.x
     kept = problem.field.activation_store(xs, store, workspace)
-    problem.field.forward(xs, controls, problem.h, kept)
+    if run:
+        problem.field.forward(xs, controls, problem.h, kept)
     return xs, kept
 
 
-def _backward(problem, controls, xs, store=None, costates=True, workspace=None):
+def _backward(problem, controls, xs, store=None, costates=True, workspace=None,
+              forward=False):
     """Costates (``costates=False``: the last two slots only), full gradient dict and
-    (Phi(X_K), sum_{k<K} Phi(X_k))."""
+    (Phi(X_K), sum_{k<K} Phi(X_k)); ``forward``: run the forward sweep first, in the same
+    row blocks (see :meth:`pmp.fields.Field.backward`)."""
     grads = {n: np.empty(problem.control_shapes[n], dtype=problem.dtype)
              for n in problem.control_names}
     P = _P(problem, controls)
@@ -59,7 +63,7 @@ def _backward(problem, controls, xs, store=None, costates=True, workspace=None):
     ps = buffer(workspace, "costates", (xs.shape[0] if costates else 2,) + xs.shape[1:],
                 xs.dtype)
     phi, run = problem.field.backward(xs, ps, controls, problem.h, problem.readout_with(P),
-                                      grads, gP, store)
+                                      grads, gP, store, forward)
     _finish_gradient(problem, controls, grads, gP)
     return ps, grads, (phi, run)
 
@@ -171,8 +175,8 @@ def _gradient(problem, controls, workspace=None):
     """Cost parts and gradient, the fast way: the forward sweep keeps the activations for
     the backward sweep (where the field allows it) and only two costate slots are kept, so
     memory stays at about states + costates."""
-    xs, store = _forward(problem, controls, True, workspace)
-    _, grads, (phi, run) = _backward(problem, controls, xs, store, False, workspace)
+    xs, store = _forward(problem, controls, True, workspace, run=False)
+    _, grads, (phi, run) = _backward(problem, controls, xs, store, False, workspace, True)
     return _total(problem, controls, phi, run), grads
 
 
