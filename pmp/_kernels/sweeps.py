@@ -261,14 +261,20 @@ def _transpose_out(t, a):
 @jit
 def outer_forward_small(xs, W, b, h, act, aparam, ss, xt, st, r0, r1):
     """:func:`outer_forward` for a small ``d``; ``xt``, ``st`` (2, d, N_rows) and (d, N_rows)
-    scratch."""
-    d = xt.shape[1]
+    scratch.
+
+    A full store ``ss`` keeps sigma(X_k) *transposed within the block*: its rows ``r0:r1``
+    hold a (d, N_rows) array, the layout :func:`outer_backward_small` reads, so neither
+    sweep transposes it. Both must therefore run on the same row blocks.
+    """
+    d, n = st.shape
     _transpose_in(xs[0, r0:r1], xt[0])
+    keep = ss.shape[0] == W.shape[0]  # keep sigma(X_k) for the backward sweep
     for k in range(W.shape[0]):
         x, x1 = xt[k % 2], xt[(k + 1) % 2]
+        if keep:
+            st = ss[k, r0:r1].reshape((d, n))
         activate(act, aparam, x, st)
-        if ss.shape[0] == W.shape[0]:  # keep sigma(X_k) for the backward sweep
-            _transpose_out(st, ss[k, r0:r1])
         for j in range(d):
             c = b[k, j]
             for i in range(x.shape[1]):
@@ -295,7 +301,7 @@ def outer_backward_small(xs, ps, W, b, h, act, aparam, ro, gW, gb, gP, ss, store
     keep = L == W.shape[0] + 1 or ro[5] != 0.0  # full costates wanted, or a running cost
     for k in range(W.shape[0] - 1, -1, -1):
         if stored:  # then the slope follows from sigma alone (SLOPE_FROM_VALUE)
-            _transpose_in(ss[k % ss.shape[0], r0:r1], st)
+            st = ss[k, r0:r1].reshape((d, n))  # transposed in the block: see the forward
         else:
             _transpose_in(xs[k, r0:r1], xt)
             activate(act, aparam, xt, st)
