@@ -103,9 +103,13 @@ class Field:
         outputs = [(grads, gP)] + [({k: np.empty_like(v) for k, v in grads.items()},
                                     np.zeros_like(gP)) for _ in bounds[2:]]
 
+        # the backward sweep with stored activations reads no state but X_K, unless a
+        # running cost needs them all
+        final_only = stored and readout[5] == 0.0
+
         def block(r0, r1, i):
             if forward:
-                self._forward_rows(xs, controls, h, store, r0, r1)
+                self._forward_rows(xs, controls, h, store, r0, r1, final_only)
             weight = (r1 - r0) / n  # Phi is a mean over all rows: weigh the block's mean
             code, param, P, y, terminal, running, at_end = readout
             rows = (code, param, P, y[r0:r1], terminal * weight, running * weight, at_end)
@@ -121,8 +125,9 @@ class Field:
         return (sum(p[0] for p in parts), sum(p[1] for p in parts)) if len(parts) > 1 \
             else parts[0]
 
-    def _forward_rows(self, xs, controls, h, store, r0, r1):
-        """The forward kernel on the rows ``r0:r1``."""
+    def _forward_rows(self, xs, controls, h, store, r0, r1, final_only=False):
+        """The forward kernel on the rows ``r0:r1``; ``final_only``: only ``X_K`` is needed
+        (a kernel may skip writing the other states)."""
         raise NotImplementedError
 
     def _backward_rows(self, xs, ps, controls, h, readout, grads, gP, store, stored, r0, r1):
@@ -179,12 +184,12 @@ class Outer(Field):
     def stores_activations(self):
         return self.activation.code in _sw.SLOPE_FROM_VALUE
 
-    def _forward_rows(self, xs, controls, h, store, r0, r1):
+    def _forward_rows(self, xs, controls, h, store, r0, r1, final_only=False):
         a, d = self.activation, self.dim
         if self._small:
             _sw.outer_forward_small(xs, controls["W"], controls["b"], h, a.code, a.param, store,
                                     np.empty((2, d, r1 - r0), xs.dtype), *_scratch(xs, d, r1 - r0),
-                                    r0, r1)
+                                    final_only, r0, r1)
             return
         zero = np.zeros(d, dtype=xs.dtype)
         self._forward_kernel(xs, controls["W"], controls["b"], h, a.code, a.param, store, zero,
@@ -234,7 +239,7 @@ class Diagonal(Field):
     def homogeneous(self):
         return True
 
-    def _forward_rows(self, xs, controls, h, store, r0, r1):
+    def _forward_rows(self, xs, controls, h, store, r0, r1, final_only=False):
         a = self.activation
         (s,) = _scratch(xs, r1 - r0, self.dim)
         zero = np.zeros(self.dim, dtype=xs.dtype)
@@ -301,7 +306,7 @@ class Features(Field):
     def _fixed(self, xs):
         return self.omega.astype(xs.dtype), self.beta.astype(xs.dtype)
 
-    def _forward_rows(self, xs, controls, h, store, r0, r1):
+    def _forward_rows(self, xs, controls, h, store, r0, r1, final_only=False):
         (phi,) = _scratch(xs, r1 - r0, self.width)
         zero = np.zeros(self.dim, dtype=xs.dtype)
         _sw.features_forward(xs, controls["A"], *self._fixed(xs), h, self.feature_code,
@@ -334,7 +339,7 @@ class Perceptron(Field):
         d, m = self.dim, self.width
         return {"V": (d, m), "W": (m, d), "c": (m,)}
 
-    def _forward_rows(self, xs, controls, h, store, r0, r1):
+    def _forward_rows(self, xs, controls, h, store, r0, r1, final_only=False):
         a = self.activation
         (s,) = _scratch(xs, r1 - r0, self.width)
         zero = np.zeros(self.dim, dtype=xs.dtype)

@@ -396,11 +396,13 @@ def _cg(S, p, dpsi, Kt, use_Kt, coef, rho, fr, g, x, tol, max_iter, work, t1, t2
     mu, F = np.linalg.eigh(np.dot(scaled.T, p).astype(np.float64))
     D = np.empty((d, q), g.dtype)
     for j in range(q):
-        kappa = 0.0
+        kappa = 0.0  # (E^T K^ E)_jj
         for c in range(q):
-            for c2 in range(q):
-                k = Kt[c, c2] if use_Kt else (1.0 if c == c2 else 0.0)
-                kappa += E[c, j] * E[c2, j] * k * math.sqrt(beta2[c] * beta2[c2])
+            if use_Kt:
+                for c2 in range(q):
+                    kappa += E[c, j] * E[c2, j] * Kt[c, c2] * math.sqrt(beta2[c] * beta2[c2])
+            else:
+                kappa += E[c, j] * E[c, j] * beta2[c]
         for rr in range(d):
             D[rr, j] = coef + rho * (lam_S[j] + mu[rr] * kappa)
     E = E.astype(g.dtype)

@@ -259,9 +259,9 @@ def _transpose_out(t, a):
 
 
 @jit
-def outer_forward_small(xs, W, b, h, act, aparam, ss, xt, st, r0, r1):
+def outer_forward_small(xs, W, b, h, act, aparam, ss, xt, st, final_only, r0, r1):
     """:func:`outer_forward` for a small ``d``; ``xt``, ``st`` (2, d, N_rows) and (d, N_rows)
-    scratch.
+    scratch; ``final_only``: write ``X_K`` only (the states are kept transposed in between).
 
     A full store ``ss`` keeps sigma(X_k) *transposed within the block*: its rows ``r0:r1``
     hold a (d, N_rows) array, the layout :func:`outer_backward_small` reads, so neither
@@ -285,7 +285,8 @@ def outer_forward_small(xs, W, b, h, act, aparam, ss, xt, st, r0, r1):
                     x1[j, i] += w * st[m, i]
             for i in range(x.shape[1]):
                 x1[j, i] = x[j, i] + h * x1[j, i]
-        _transpose_out(x1, xs[k + 1, r0:r1])
+        if not final_only or k == W.shape[0] - 1:
+            _transpose_out(x1, xs[k + 1, r0:r1])
 
 
 @jit
