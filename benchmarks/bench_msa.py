@@ -50,8 +50,8 @@ def measure(name, options):
     Returns
     -------
     dict
-        ``workload, gd_s, emsa_s, ratio, accepted`` (fraction of the timed E-MSA
-        iterations whose candidate was accepted) and ``final_rho``.
+        ``workload, gd_s, emsa_s, ratio, accepted`` (fraction of the E-MSA iterations of
+        the measurement whose candidate was accepted) and ``final_rho``.
     """
     problem = workload(name, "float64")
     start = pmp.init_controls(problem, scale=0.1)
@@ -64,7 +64,7 @@ def measure(name, options):
     medians = interleaved_medians(
         {"gd": lambda: next(runs["gd"]),
          "emsa": lambda: emsa_states.append(next(runs["emsa"]))}, options.repeat)
-    timed = emsa_states[1:]  # the first call is the untimed warm-up
+    timed = emsa_states[1:]  # after the first (compiling) update; warm-up calls included
     accepted = sum(s.extra.get("accepted", 1.0) for s in timed) / len(timed)
     row = dict(workload=name, gd_s=medians["gd"], emsa_s=medians["emsa"],
                ratio=medians["emsa"] / medians["gd"], accepted=accepted,

@@ -191,13 +191,17 @@ class Gemm:
 
 
 # -------------------------------------------------------------------------------- timing
-def interleaved_medians(steps, repeat, *, rounds=4, pause=0.2, progress=None):
+def interleaved_medians(steps, repeat, *, rounds=4, pause=0.2, warmup=0.2, progress=None):
     """Median wall time of each callable, measured interleaved.
 
     Each callable is called once untimed (compilation, first allocations), then ``repeat``
     times timed, in ``min(rounds, repeat)`` blocks; the callables take turns block by
     block, so a change of the machine's load affects them alike. A pause before each block
-    lets the idle threads of the previous one (BLAS, OpenMP) stop spinning.
+    lets the idle threads of the previous one (BLAS, OpenMP) stop spinning; untimed calls
+    for ``warmup`` seconds (at least one) after it bring the callable back to the steady
+    state of a training loop, whose iterations run back to back (measured on W1: the first
+    calls after a pause run up to 2.5x slower, and the median of 20 calls comes within 5% of
+    the steady state only after about 0.2 s of calls).
 
     Parameters
     ----------
@@ -209,6 +213,8 @@ def interleaved_medians(steps, repeat, *, rounds=4, pause=0.2, progress=None):
         Number of blocks per callable.
     pause : float
         Seconds of sleep before each block.
+    warmup : float
+        Seconds of untimed calls (at least one) after the pause.
     progress : callable, optional
         Called with a short message after every round.
 
@@ -225,6 +231,10 @@ def interleaved_medians(steps, repeat, *, rounds=4, pause=0.2, progress=None):
         count = repeat * (r + 1) // n_rounds - repeat * r // n_rounds
         for name, step in steps.items():
             time.sleep(pause)
+            warm = time.perf_counter() + warmup
+            step()
+            while time.perf_counter() < warm:
+                step()
             for _ in range(count):
                 start = time.perf_counter()
                 step()
