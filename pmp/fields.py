@@ -80,7 +80,8 @@ class Field:
         map_blocks(lambda r0, r1, i: self._forward_rows(xs, controls, h, store, r0, r1),
                    row_blocks(xs.shape[1]))
 
-    def backward(self, xs, ps, controls, h, readout, grads, gP, store=None, forward=False):
+    def backward(self, xs, ps, controls, h, readout, grads, gP, store=None, forward=False,
+                 statistics=None):
         """Fill ``ps`` and ``grads`` (dict, Hamiltonian part); return ``(Phi(X_K), sum_{k<K}
         Phi(X_k))``.
 
@@ -93,6 +94,9 @@ class Field:
         ``forward=True`` runs :meth:`forward` first, block by block (``xs[0]`` set, ``store``
         from :meth:`activation_store`): a block's costates depend on its own rows only, so
         each thread runs both sweeps on its rows without waiting for the others.
+
+        ``statistics``, a tuple of arrays (see :meth:`maximize_statistics`), receives the sums
+        over the rows that the MSA's maximisation needs, computed on the way.
         """
         stored = store is not None and store.shape[0] == xs.shape[0] - 1 \
             and self.stores_activations
@@ -102,6 +106,8 @@ class Field:
         bounds = row_blocks(n)
         outputs = [(grads, gP)] + [({k: np.empty_like(v) for k, v in grads.items()},
                                     np.zeros_like(gP)) for _ in bounds[2:]]
+        block_statistics = [statistics] + [tuple(np.empty_like(a) for a in statistics)
+                                           for _ in bounds[2:]] if statistics else None
 
         # the backward sweep with stored activations reads no state but X_K, unless a
         # running cost needs them all
@@ -113,8 +119,9 @@ class Field:
             weight = (r1 - r0) / n  # Phi is a mean over all rows: weigh the block's mean
             code, param, P, y, terminal, running, at_end = readout
             rows = (code, param, P, y[r0:r1], terminal * weight, running * weight, at_end)
+            extra = {} if statistics is None else {"statistics": block_statistics[i]}
             phi, run = self._backward_rows(xs, ps, controls, h, rows, *outputs[i], store,
-                                           stored, r0, r1)
+                                           stored, r0, r1, **extra)
             return weight * phi, weight * run
 
         parts = map_blocks(block, bounds)
@@ -122,6 +129,9 @@ class Field:
             for name in grads:
                 grads[name] += block_grads[name]
             gP += block_gP
+        for sums in (block_statistics or [])[1:]:
+            for total, part in zip(statistics, sums):
+                total += part
         return (sum(p[0] for p in parts), sum(p[1] for p in parts)) if len(parts) > 1 \
             else parts[0]
 
@@ -133,6 +143,11 @@ class Field:
     def _backward_rows(self, xs, ps, controls, h, readout, grads, gP, store, stored, r0, r1):
         """The backward kernel on the rows ``r0:r1`` (``readout`` holds their targets)."""
         raise NotImplementedError
+
+    def maximize_statistics(self, n_steps):
+        """Shapes of the arrays the costate sweep can fill with what the MSA's maximisation
+        needs (:meth:`backward`), or None where the maximiser reads the trajectories."""
+        return None
 
     def __repr__(self):
         return f"{type(self).__name__}(dim={self.dim}, activation={self.activation.name!r})"
@@ -195,13 +210,18 @@ class Outer(Field):
         self._forward_kernel(xs, controls["W"], controls["b"], h, a.code, a.param, store, zero,
                              r0, r1)
 
-    def _backward_rows(self, xs, ps, controls, h, readout, grads, gP, store, stored, r0, r1):
+    def _backward_rows(self, xs, ps, controls, h, readout, grads, gP, store, stored, r0, r1,
+                       statistics=None):
         a, d, rows = self.activation, self.dim, r1 - r0
         args = (xs, ps, controls["W"], controls["b"], h, a.code, a.param, readout, grads["W"],
                 grads["b"], gP, store, stored)
         if self._small:
+            if statistics is None:
+                statistics = tuple(np.empty(shape, xs.dtype)
+                                   for shape in self.maximize_statistics(0))
             return _sw.outer_backward_small(*args, *_scratch(xs, d, rows, rows, rows, rows),
-                                            *_readout_scratch(xs, rows, readout), r0, r1)
+                                            *_readout_scratch(xs, rows, readout), *statistics,
+                                            r0, r1)
         return self._backward_kernel(*args, *_scratch(xs, rows, d),
                                      *_readout_scratch(xs, rows, readout), r0, r1)
 
@@ -209,6 +229,15 @@ class Outer(Field):
     def _small(self):
         """Transposed small-dimension kernels (:data:`pmp._kernels.sweeps.SMALL_DIM`)."""
         return type(self) is Outer and self.dim <= _sw.SMALL_DIM
+
+    def maximize_statistics(self, n_steps):
+        """For small d, the shapes of ``G_k``, ``S_k`` and the costate Gram blocks ``Q_k``
+        (see :func:`pmp._kernels.sweeps.outer_backward_small`): they spare the maximiser
+        its own pass over the trajectories."""
+        if not self._small:
+            return None
+        d = self.dim
+        return (n_steps, d, d + 1), (n_steps, d + 1, d + 1), (n_steps, d, d, d)
 
 
 class Inner(Outer):

@@ -119,7 +119,7 @@ class Maximizer:
             raise ValueError(f"reg={reg.name!r} needs a finite bound for the MSA: without it "
                              "the Hamiltonian is unbounded above where |G_k| > lam")
 
-    def maximize(self, problem, controls, xs, ps, rho=0.0):
+    def maximize(self, problem, controls, xs, ps, rho=0.0, statistics=None):
         """New controls maximising Psi~_k at every step.
 
         Parameters
@@ -132,6 +132,10 @@ class Maximizer:
             States and costates at ``u_old``.
         rho : float
             E-MSA penalty (0: plain MSA).
+        statistics : tuple of ndarray, optional
+            What the costate sweep computed for the maximisation
+            (:meth:`pmp.fields.Field.maximize_statistics`) on these ``xs``, ``ps``: used
+            instead of a pass over them where the solver allows (l2, direct solve).
 
         Returns
         -------
@@ -146,7 +150,7 @@ class Maximizer:
             raise ValueError("reg='l1' (group norm) with frozen entries needs the frozen "
                              "entries to be 0 for the MSA maximiser")
         if self.field in ("outer", "features"):
-            return self._linear(problem, controls, xs, ps, rho)
+            return self._linear(problem, controls, xs, ps, rho, statistics)
         if self.field == "diagonal":
             return self._diagonal(problem, controls, xs, ps, rho)
         return self._general(problem, controls, xs, ps, rho)
@@ -169,7 +173,7 @@ class Maximizer:
         return {n: ~problem.frozen[n] if n in problem.frozen
                 else np.ones(problem.control_shapes[n], bool) for n in names}
 
-    def _linear(self, problem, controls, xs, ps, rho):
+    def _linear(self, problem, controls, xs, ps, rho, statistics):
         field = problem.field
         names = field.control_names
         U_old = np.ascontiguousarray(self._pack(controls), dtype=problem.dtype)
@@ -194,6 +198,11 @@ class Maximizer:
                 use_Kt, U_old, free, _REG_CODES[type(reg)], reg.lam,
                 getattr(reg, "bound", np.inf), rho, h1_diag, h1_rhs.astype(dt), self.n_direct,
                 self.tol, self.max_inner, U_new, info)
+        if statistics is None:
+            d, q = U_old.shape[1:]
+            statistics = (np.empty((0, d, q), dt), np.empty((0, q, q), dt),
+                          np.empty((0, d, d, d), dt))
+        args += tuple(statistics)
         # the steps are independent: one block of steps per thread
         map_blocks(lambda k0, k1, _: _mx.linear_maximize(*args, k0, k1),
                    blocks(problem.n_steps))

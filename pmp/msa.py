@@ -58,7 +58,8 @@ class MSA(Method):
     def _candidate(self, maximizer, oracle, point, xs, ps, rho):
         """The maximiser's controls and history extras; None at a fixed point."""
         old = point.controls
-        new, info = maximizer.maximize(oracle.batch, old, xs, ps, rho)
+        new, info = maximizer.maximize(oracle.batch, old, xs, ps, rho,
+                                       statistics=oracle.statistics)
         step = max(float(np.max(np.abs(new[n] - old[n]))) for n in old)
         size = max(1.0, max(float(np.max(np.abs(old[n]))) for n in old))
         if step <= self.xtol * size:

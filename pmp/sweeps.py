@@ -38,23 +38,26 @@ def forward(problem, controls, *, validate=True):
     return _forward(problem, controls)[0]
 
 
-def _forward(problem, controls, store=False, workspace=None, run=True):
+def _forward(problem, controls, store=False, workspace=None, run=True, activations=None):
     """States and the activation store (kept for the backward sweep when ``store``);
-    ``run=False``: ``xs[0]`` set, the sweep left to the caller."""
+    ``run=False``: ``xs[0]`` set, the sweep left to the caller. The store's buffer comes
+    from ``activations`` (a workspace dict) if given, else from ``workspace``."""
     xs = buffer(workspace, "states", (problem.n_steps + 1, problem.n_samples, problem.dim),
                 problem.dtype)
     xs[0] = problem.x
-    kept = problem.field.activation_store(xs, store, workspace)
+    kept = problem.field.activation_store(xs, store,
+                                          workspace if activations is None else activations)
     if run:
         problem.field.forward(xs, controls, problem.h, kept)
     return xs, kept
 
 
 def _backward(problem, controls, xs, store=None, costates=True, workspace=None,
-              forward=False):
+              forward=False, statistics=None):
     """Costates (``costates=False``: the last two slots only), full gradient dict and
     (Phi(X_K), sum_{k<K} Phi(X_k)); ``forward``: run the forward sweep first, in the same
-    row blocks (see :meth:`pmp.fields.Field.backward`)."""
+    row blocks; ``statistics``: filled for the maximiser (see
+    :meth:`pmp.fields.Field.backward`)."""
     grads = {n: np.empty(problem.control_shapes[n], dtype=problem.dtype)
              for n in problem.control_names}
     P = _P(problem, controls)
@@ -63,7 +66,7 @@ def _backward(problem, controls, xs, store=None, costates=True, workspace=None,
     ps = buffer(workspace, "costates", (xs.shape[0] if costates else 2,) + xs.shape[1:],
                 xs.dtype)
     phi, run = problem.field.backward(xs, ps, controls, problem.h, problem.readout_with(P),
-                                      grads, gP, store, forward)
+                                      grads, gP, store, forward, statistics)
     _finish_gradient(problem, controls, grads, gP)
     return ps, grads, (phi, run)
 
@@ -264,13 +267,18 @@ def cost_and_states(problem, controls, *, workspace=None, validate=True):
     """
     controls = _prepare(problem, controls, validate)
     xs = _forward(problem, controls, workspace=workspace)[0]
+    return _cost_of_states(problem, controls, xs), xs
+
+
+def _cost_of_states(problem, controls, xs):
+    """Cost parts from the states of the forward sweep."""
     P = _P(problem, controls)
     if problem.running != 0.0:
         phis = losses_with(problem, xs, P)
         phi, run = phis[-1], float(np.sum(phis[:-1]))
     else:
         phi, run = losses_with(problem, xs[-1:], P)[0], 0.0
-    return _total(problem, controls, float(phi), run), xs
+    return _total(problem, controls, float(phi), run)
 
 
 def hamiltonian(problem, controls, states, costates):

@@ -25,7 +25,8 @@ from . import msa, optimizers
 from ._validation import integer, lookup, real
 from .optimizers import Method, Point
 from .problem import init_controls
-from .sweeps import _gradient, _segmented, cost, cost_and_states, evaluate, grad_norm, riesz_gradient
+from .sweeps import (_backward, _cost_of_states, _forward, _gradient, _segmented, _total,
+                     _trajectory, cost, grad_norm, riesz_gradient)
 
 METHODS = {cls.name: cls for cls in optimizers.GRADIENT_METHODS + msa.MSA_METHODS}
 METHOD_NAMES = tuple(sorted(METHODS))
@@ -80,8 +81,11 @@ class Oracle:
         self.stop_status = "stalled"
         self.workspace = {}  # trajectory buffers reused by every gradient evaluation
         # states and costates of the MSA family: the current point's and a candidate's,
-        # swapped when a candidate becomes the current point
+        # swapped when a candidate becomes the current point; one activation store, kept
+        # from a forward sweep for the costate sweep that follows it
         self._trajectories, self._spare = ({}, {}), 1
+        self._activations, self._kept = {}, None
+        self.statistics = None
 
     def get_state(self):
         """The sampling state (to checkpoint): RNG, current permutation and position."""
@@ -119,11 +123,26 @@ class Oracle:
         """:meth:`evaluate` and the states and costates (``states`` given: no forward).
 
         They become the current trajectories: valid until the next call of :meth:`sweep`
-        (with :meth:`value_and_states` in between, whose states are a candidate's)."""
+        (with :meth:`value_and_states` in between, whose states are a candidate's).
+        :attr:`statistics` then holds what the maximiser needs of them, where the field's
+        costate sweep computes it (:meth:`pmp.fields.Field.maximize_statistics`)."""
         self.n_evals += 1
-        parts, grads, xs, ps = evaluate(self.batch, controls, states=states, validate=False,
-                                        workspace=self._trajectories[self._spare])
+        workspace = self._trajectories[self._spare]
+        if states is None:
+            xs, kept = _forward(self.batch, controls, True, workspace,
+                                activations=self._activations)
+        elif self._kept is not None and states is self._kept[0]:
+            xs, kept = self._kept
+        else:
+            xs, kept = _trajectory(self.batch, states, "states"), None
+        self._kept = None  # the costate sweep may overwrite the store
+        shapes = self.batch.field.maximize_statistics(self.batch.n_steps)
+        self.statistics = None if shapes is None else \
+            tuple(np.empty(shape, self.batch.dtype) for shape in shapes)
+        ps, grads, (phi, run) = _backward(self.batch, controls, xs, kept, True, workspace,
+                                          statistics=self.statistics)
         self._spare = 1 - self._spare
+        parts = _total(self.batch, controls, phi, run)
         return self._point(controls, parts, grads, step_size), xs, ps
 
     def _point(self, controls, parts, grads, step_size):
@@ -138,8 +157,10 @@ class Oracle:
         """Cost parts and states (one forward sweep) of a candidate: the current trajectories
         of :meth:`sweep` stay valid; pass the states to :meth:`sweep` to accept it."""
         self.n_evals += 1
-        return cost_and_states(self.batch, controls, validate=False,
-                               workspace=self._trajectories[self._spare])
+        xs, kept = _forward(self.batch, controls, True, self._trajectories[self._spare],
+                            activations=self._activations)
+        self._kept = (xs, kept)
+        return _cost_of_states(self.batch, controls, xs), xs
 
     def norm(self, riesz):
         return grad_norm(self.problem, riesz)

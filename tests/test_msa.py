@@ -362,3 +362,38 @@ def test_candidate_sweeps_leave_the_current_trajectories_intact():
     _, xs_u, _ = oracle.sweep(u)  # a full sweep after an accepted candidate
     np.testing.assert_array_equal(xs_u, xs_copy)
     np.testing.assert_array_equal(xs_new, expected[2])
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+@pytest.mark.parametrize("running", [0.0, 0.5])
+@pytest.mark.parametrize("activation", ["tanh", "sigmoid", "softplus"])
+def test_costate_sweep_statistics_for_the_maximiser(activation, running, threads):
+    """For "outer" with small d the costate sweep sums what the maximiser needs (G_k, S_k and
+    the costate Gram blocks); they match NumPy on the trajectories, and the maximiser gives
+    the same controls with them as from its own pass over the trajectories."""
+    from pmp.trainer import Oracle
+    rng = np.random.default_rng(4)
+    x, y = rng.normal(size=(200, 3)), rng.normal(size=200)
+    problem = pmp.Problem(x, y, field="outer", activation=activation, T=1.0, n_steps=4,
+                          lam=0.3, running=running)
+    u = pmp.init_controls(problem, scale=0.5, seed=2)
+    with pmp.threads(threads):
+        oracle = Oracle(problem)
+        _, xs, ps = oracle.sweep(u)
+        G, S, Q = oracle.statistics
+        for k in range(problem.n_steps):
+            s, ds = naive.sigma(problem, xs[k])
+            psi = np.hstack([s, np.ones((len(s), 1))])
+            p = ps[k + 1]
+            np.testing.assert_allclose(G[k], p.T @ psi, rtol=1e-12, atol=1e-15)
+            np.testing.assert_allclose(S[k], psi.T @ psi, rtol=1e-12)
+            for c in range(problem.dim):
+                np.testing.assert_allclose(Q[k, c], (p * ds[:, c:c + 1] ** 2).T @ p,
+                                           rtol=1e-12, atol=1e-18)
+        for rho in (0.0, 0.7):
+            own, _ = Maximizer(problem).maximize(problem, u, xs, ps, rho)
+            swept, info = Maximizer(problem).maximize(problem, u, xs, ps, rho,
+                                                      statistics=oracle.statistics)
+            for n in own:
+                np.testing.assert_allclose(swept[n], own[n], rtol=1e-11, atol=1e-14)
+            assert np.all(info.residual < 1e-9)

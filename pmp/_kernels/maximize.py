@@ -99,12 +99,7 @@ def _explicit(S, pT, dpsiT, Kt, use_Kt, coef_I, rho, M, scratch):
     """
     d, n = pT.shape
     q = S.shape[0]
-    M[:, :] = 0.0
-    for r in range(d):
-        for c in range(q):
-            M[r * q + c, r * q + c] += coef_I
-            for c2 in range(q):
-                M[r * q + c, r * q + c2] += rho * S[c, c2]
+    _explicit_data_part(S, d, coef_I, rho, M)
     pair, weighted = scratch[0], scratch[1]
     for c in range(q):
         for c2 in range(c, q):
@@ -126,6 +121,31 @@ def _explicit(S, pT, dpsiT, Kt, use_Kt, coef_I, rho, M, scratch):
                     M[r * q + c, r2 * q + c2] += v
                     if c2 != c or r2 != r:  # the block (c2, c) is the transpose of (c, c2)
                         M[r2 * q + c2, r * q + c] += v
+
+
+@jit
+def _explicit_data_part(S, d, coef_I, rho, M):
+    """``M = coef_I I + rho (I_d (x) S)`` on row-major ``vec(U)``, U (d, q)."""
+    q = S.shape[0]
+    M[:, :] = 0.0
+    for r in range(d):
+        for c in range(q):
+            M[r * q + c, r * q + c] += coef_I
+            for c2 in range(q):
+                M[r * q + c, r * q + c2] += rho * S[c, c2]
+
+
+@jit
+def _explicit_outer(S, Q, n, coef_I, rho, M):
+    """:func:`_explicit` for "outer" from the costate Gram blocks ``Q`` (d, d, d) of the
+    costate sweep: block (c, c) is ``N Q[c]``, the bias column has none."""
+    d = Q.shape[0]
+    q = S.shape[0]
+    _explicit_data_part(S, d, coef_I, rho, M)
+    for c in range(d):
+        for r in range(d):
+            for r2 in range(d):
+                M[r * q + c, r2 * q + c] += rho * n * Q[c, r, r2]
 
 
 @jit
@@ -222,7 +242,7 @@ def _l1_value(kind, U):
 @jit
 def linear_maximize(kind, xs, ps, omega, beta, code, param, Kt, use_Kt, U_old, free, reg,
                     lam, bound, rho, h1_diag, h1_rhs, n_direct, tol, max_inner, U_new, info,
-                    k0, k1):
+                    sG, sS, sQ, k0, k1):
     """Maximise Psi~_k for the steps ``k0 <= k < k1`` of a field linear in the control.
 
     Parameters
@@ -253,6 +273,11 @@ def linear_maximize(kind, xs, ps, omega, beta, code, param, Kt, use_Kt, U_old, f
         Relative tolerance and iteration cap of CG / FISTA.
     info : ndarray, shape (K, 4)
         Receives gain, residual, iterations, switching function per step.
+    sG, sS, sQ : ndarray, shape (K, d, q), (K, q, q), (K, d, d, d), or empty
+        "outer" only: the sums ``p^T psi``, ``psi^T psi`` and ``sum_i psi'_ic^2 p_i p_i^T``
+        per step from the costate sweep
+        (:func:`pmp._kernels.sweeps.outer_backward_small`); used instead of a pass over
+        ``xs``, ``ps`` for l2 with the direct solve.
     k0, k1 : int
         The steps to solve (every step is independent: blocks of steps run on threads).
     """
@@ -275,9 +300,17 @@ def linear_maximize(kind, xs, ps, omega, beta, code, param, Kt, use_Kt, U_old, f
     xT, pT = np.empty((d, n), dt), np.empty((d, n), dt)
     psiT, dpsiT = np.empty((q, n), dt), np.empty((q, n), dt)
     pair_scratch = np.empty((2, n), dt)
+    from_sweep = sG.shape[0] > 0 and direct and reg == L2
     for k in range(k0, k1):
         p = ps[k + 1]
-        if direct:
+        if from_sweep:
+            for r in range(d):
+                for c in range(q):
+                    G[r, c] = sG[k, r, c]
+            for c in range(q):
+                for c2 in range(q):
+                    S[c, c2] = sS[k, c, c2] / n
+        elif direct:
             _small_products(kind, xs[k], p, omega, beta, code, param, psi, dpsi, s, ds, xT,
                             pT, psiT, dpsiT, G, S)
             if kind == OUTER and reg != L2:  # the l1 solver works on the row-major arrays
@@ -307,7 +340,10 @@ def linear_maximize(kind, xs, ps, omega, beta, code, param, Kt, use_Kt, U_old, f
                         delta[r, c] = g[r, c] / coef
                 iters = 0
             elif direct:
-                _explicit(S, pT, dpsiT, Kt, use_Kt, coef, rho, M, pair_scratch)
+                if from_sweep:
+                    _explicit_outer(S, sQ[k], n, coef, rho, M)
+                else:
+                    _explicit(S, pT, dpsiT, Kt, use_Kt, coef, rho, M, pair_scratch)
                 for a in range(d * q):
                     if not fr.reshape(d * q)[a]:
                         M[a, :] = 0.0

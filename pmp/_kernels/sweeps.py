@@ -291,15 +291,24 @@ def outer_forward_small(xs, W, b, h, act, aparam, ss, xt, st, final_only, r0, r1
 
 @jit
 def outer_backward_small(xs, ps, W, b, h, act, aparam, ro, gW, gb, gP, ss, stored, xt, st, pt,
-                         qt, z, gz, r0, r1):
+                         qt, z, gz, sG, sS, sQ, r0, r1):
     """:func:`outer_backward` for a small ``d``; ``xt``, ``st``, ``pt``, ``qt`` (d, N_rows)
-    scratch."""
+    scratch.
+
+    ``sG`` (K, d, d + 1), ``sS`` (K, d + 1, d + 1), ``sQ`` (K, d, d, d), unless empty
+    (shape[0] == 0), receive the sums over the rows that the MSA's maximisation needs
+    (:func:`pmp._kernels.maximize.linear_maximize`): ``G_k = p^T [sigma 1]``,
+    ``[sigma 1]^T [sigma 1]`` and, for every column c, ``sum_i sigma'_ic^2 p_i p_i^T``, with
+    ``p = p_{k+1}`` and ``sigma = sigma(X_k)``, while both are at hand.
+    """
     phi = _terminal(xs, ps, ro, gP, z, gz, r0, r1)
     run = 0.0
     L = ps.shape[0]
     d, n = pt.shape
     _transpose_in(ps[W.shape[0] % L, r0:r1], pt)
     keep = L == W.shape[0] + 1 or ro[5] != 0.0  # full costates wanted, or a running cost
+    statistics = sG.shape[0] > 0
+    weights = np.empty((2, n if statistics else 0), pt.dtype)
     for k in range(W.shape[0] - 1, -1, -1):
         if stored:  # then the slope follows from sigma alone (SLOPE_FROM_VALUE)
             st = ss[k, r0:r1].reshape((d, n))  # transposed in the block: see the forward
@@ -307,9 +316,17 @@ def outer_backward_small(xs, ps, W, b, h, act, aparam, ro, gW, gb, gP, ss, store
             _transpose_in(xs[k, r0:r1], xt)
             activate(act, aparam, xt, st)
         for j in range(d):
-            gb[k, j] = -h * _sum(pt[j])
+            total = _sum(pt[j])
+            gb[k, j] = -h * total
             for m in range(d):
-                gW[k, j, m] = -h * _dot(pt[j], st[m])
+                g = _dot(pt[j], st[m])
+                gW[k, j, m] = -h * g
+                if statistics:
+                    sG[k, j, m] = g
+            if statistics:
+                sG[k, j, d] = total
+        if statistics:
+            _maximize_statistics(act, aparam, xt, st, pt, sS[k], sQ[k], weights)
         for m in range(d):  # q = p W, row by row
             for i in range(n):
                 qt[m, i] = 0.0
@@ -332,6 +349,29 @@ def outer_backward_small(xs, ps, W, b, h, act, aparam, ro, gW, gb, gP, ss, store
             run += _running(k, h, xs, ps, ro, gP, z, gz, r0, r1)
             _transpose_in(ps[k % L, r0:r1], pt)
     return phi, run
+
+
+@jit
+def _maximize_statistics(act, aparam, xt, st, pt, S, Q, scratch):
+    """``S = [sigma 1]^T [sigma 1]`` (d + 1, d + 1) and ``Q[c] = sum_i sigma'_ic^2 p_i p_i^T``
+    (d, d, d) of one step, from the transposed ``st``, ``pt`` (d, N_rows) (``xt``: the
+    states, read for the slope unless it follows from sigma); scratch (2, N_rows)."""
+    d, n = pt.shape
+    for c in range(d):
+        for c2 in range(c, d):
+            S[c, c2] = S[c2, c] = _dot(st[c], st[c2])
+        S[c, d] = S[d, c] = _sum(st[c])
+    S[d, d] = n
+    w, weighted = scratch[0], scratch[1]
+    for c in range(d):
+        for i in range(n):
+            slope = _slope(act, aparam, xt[c, i], st[c, i])
+            w[i] = slope * slope
+        for r in range(d):
+            for i in range(n):
+                weighted[i] = w[i] * pt[r, i]
+            for r2 in range(r, d):
+                Q[c, r, r2] = Q[c, r2, r] = _dot(weighted, pt[r2])
 
 
 # ------------------------------------------------------------ "inner": sigma(W x + b)
