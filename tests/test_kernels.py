@@ -53,6 +53,24 @@ def test_activation_value_and_slope(name, slope):
     np.testing.assert_allclose(ds, nds, rtol=RTOL64, atol=4e-16)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_tanh_within_3_ulp(dtype):
+    """pmp's vectorised tanh (float64 and float32 algorithms) against tanh in float64,
+    in units in the last place of the dtype, over the whole range and at tiny values."""
+    z = np.concatenate([np.linspace(-25.0, 25.0, 200001), np.logspace(-40, 1.3, 20000),
+                        -np.logspace(-40, 1.3, 20000), [0.0, -0.0, np.inf, -np.inf]])
+    z = z.astype(dtype)
+    s, ds = np.empty_like(z), np.empty_like(z)
+    _act.activate_with_slope(_act.TANH, 0.0, z, s, ds)
+    exact = np.tanh(z.astype(np.float64))
+    ulp = np.spacing(np.abs(exact).astype(dtype)).astype(np.float64)
+    assert np.max(np.abs(s.astype(np.float64) - exact) / ulp) <= 3.0
+    assert np.isnan(_act.fast_tanh32(np.float32(np.nan)))
+    only = np.empty_like(z)
+    _act.activate(_act.TANH, 0.0, z, only)
+    np.testing.assert_array_equal(only, s)
+
+
 def test_activation_kink_conventions():
     assert pmp.activations.Activation("relu").value_and_slope(0.0)[1] == 0.0
     assert pmp.activations.Activation("leaky_relu", 0.3).value_and_slope(0.0)[1] == 0.3

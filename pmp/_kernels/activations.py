@@ -7,6 +7,8 @@ leaky_relu'(0) = slope.
 """
 import math
 
+import numpy as np
+
 from ._jit import jit
 
 TANH = 0
@@ -25,6 +27,13 @@ _LN2_LO = 1.90821492927058770002e-10
 _INV_LN2 = 1.44269504088896338700e00
 _E2, _E3, _E4, _E5, _E6, _E7, _E8, _E9, _E10, _E11, _E12, _E13 = (
     1.0 / math.factorial(k) for k in range(2, 14))
+# fast_tanh32: the same in float32 (numba types these globals as float32 constants): an
+# ln2 split whose high part is exact times n for |n| < 2^9 (fdlibm's expf), Taylor to r^7
+_F32 = np.float32
+_LN2_HI_32, _LN2_LO_32, _INV_LN2_32 = _F32(6.9314575195e-01), _F32(1.4286067653e-06), \
+    _F32(1.4426950408889634)
+_F2, _F3, _F4, _F5, _F6, _F7 = (_F32(1.0 / math.factorial(k)) for k in range(2, 8))
+_ONE_32, _TWO_32, _HALF_32, _MINUS_TWO_32, _CLAMP_32 = (_F32(v) for v in (1, 2, 0.5, -2, 10))
 _INV_SQRT2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
@@ -62,6 +71,23 @@ def fast_tanh(v):
     m = (1.0 + p) * (1.0 / float(1 << k)) - 1.0 if k > 0 else p
     t = math.copysign(-m / (2.0 + m), v)
     return t if v == v else v  # NaN in, NaN out
+
+
+@jit
+def fast_tanh32(v):
+    """:func:`fast_tanh` in float32 arithmetic for float32 ``v``, to within 3 ulp of float32
+    (0.45 against 0.81 ns per value for the float64 algorithm on float32 data). ``|v|`` is
+    clamped at 10, where tanh rounds to 1 in float32."""
+    a = min(abs(v), _CLAMP_32)
+    y = _MINUS_TWO_32 * a
+    n = _F32(math.floor(y * _INV_LN2_32 + _HALF_32))
+    r = (y - n * _LN2_HI_32) - n * _LN2_LO_32
+    r2 = r * r
+    p = r + r2 * ((_F2 + _F3 * r) + r2 * ((_F4 + _F5 * r) + r2 * (_F6 + _F7 * r)))
+    k = int(-n)
+    m = (_ONE_32 + p) * (_ONE_32 / _F32(1 << k)) - _ONE_32 if k > 0 else p
+    t = math.copysign(-m / (_TWO_32 + m), v)
+    return t if v == v else v
 
 
 @jit
@@ -142,7 +168,11 @@ def activate_with_curvature(code, param, z, s, ds, dds):
 def activate(code, param, z, s):
     """``s = sigma(z)``; ``z``, ``s``: C-contiguous, same shape (may be the same array)."""
     zf, sf = z.reshape(z.size), s.reshape(s.size)  # flat loops vectorise for any width
-    if code == TANH:  # a loop of its own, so that it vectorises
+    if code == TANH and zf.itemsize == 4:  # loops of their own, so that they vectorise
+        for i in range(zf.size):
+            sf[i] = fast_tanh32(zf[i])
+        return
+    if code == TANH:
         for i in range(zf.size):
             sf[i] = fast_tanh(zf[i])
         return
@@ -154,6 +184,12 @@ def activate(code, param, z, s):
 def activate_with_slope(code, param, z, s, ds):
     """``s = sigma(z)``, ``ds = sigma'(z)``; C-contiguous arrays of one shape."""
     zf, sf, dsf = z.reshape(z.size), s.reshape(s.size), ds.reshape(ds.size)
+    if code == TANH and zf.itemsize == 4:
+        for i in range(zf.size):
+            t = fast_tanh32(zf[i])
+            sf[i] = t
+            dsf[i] = _ONE_32 - t * t
+        return
     if code == TANH:
         for i in range(zf.size):
             t = fast_tanh(zf[i])
