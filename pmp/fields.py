@@ -77,6 +77,7 @@ class Field:
         """
         if store is None:
             store = self.activation_store(xs, False)
+        h = xs.dtype.type(h)  # float32 sweeps stay in float32 arithmetic
         map_blocks(lambda r0, r1, i: self._forward_rows(xs, controls, h, store, r0, r1),
                    row_blocks(xs.shape[1]))
 
@@ -102,6 +103,7 @@ class Field:
             and self.stores_activations
         if store is None:
             store = self.activation_store(xs, False)
+        h = xs.dtype.type(h)
         n = xs.shape[1]
         bounds = row_blocks(n)
         outputs = [(grads, gP)] + [({k: np.empty_like(v) for k, v in grads.items()},

@@ -36,10 +36,21 @@ def _affine(x, W, c, z):
 
 @jit
 def _euler(x, f, b, h, x_next):
-    """``x_next = x + h (f + b)``; b (d,) is broadcast over rows."""
+    """``x_next = x + h (f + b)``; b (d,) is broadcast over rows; ``x_next`` must not be
+    ``f`` (see :func:`_euler_in_place`)."""
     for i in range(x.shape[0]):
         for j in range(x.shape[1]):
             x_next[i, j] = x[i, j] + h * (f[i, j] + b[j])
+
+
+@jit
+def _euler_in_place(x, f, b, h):
+    """``f = x + h (f + b)``. A loop of its own: written as :func:`_euler` with
+    ``x_next = f``, the store aliases a load, LLVM's run-time overlap check fails and the
+    loop runs scalar (measured on W2: 48 us against 17 in float64, 7 in float32)."""
+    for i in range(x.shape[0]):
+        for j in range(x.shape[1]):
+            f[i, j] = x[i, j] + h * (f[i, j] + b[j])
 
 
 @jit
@@ -188,7 +199,7 @@ def outer_forward(xs, W, b, h, act, aparam, ss, zero_bias, r0, r1):
         x1 = xs[k + 1, r0:r1]
         activate(act, aparam, xs[k, r0:r1], s)
         np.dot(s, W[k].T, x1)
-        _euler(xs[k, r0:r1], x1, b[k], h, x1)
+        _euler_in_place(xs[k, r0:r1], x1, b[k], h)
 
 
 @jit
@@ -454,7 +465,7 @@ def features_forward(xs, A, omega, beta, h, feat, fparam, phi, zero_bias, r0, r1
         _affine(xs[k, r0:r1], omega, beta, phi)
         activate(feat, fparam, phi, phi)
         np.dot(phi, A[k].T, x1)
-        _euler(xs[k, r0:r1], x1, zero_bias, h, x1)
+        _euler_in_place(xs[k, r0:r1], x1, zero_bias, h)
 
 
 @jit
@@ -491,7 +502,7 @@ def perceptron_forward(xs, V, W, c, h, act, aparam, s, zero_bias, r0, r1):
         _affine(xs[k, r0:r1], W[k], c[k], s)
         activate(act, aparam, s, s)
         np.dot(s, V[k].T, x1)
-        _euler(xs[k, r0:r1], x1, zero_bias, h, x1)
+        _euler_in_place(xs[k, r0:r1], x1, zero_bias, h)
 
 
 @jit
