@@ -194,18 +194,25 @@ class Maximizer:
         U_new = np.empty_like(U_old)
         info = np.zeros((problem.n_steps, 4))
         reg = problem.reg
-        args = (kind, xs, ps, omega.astype(dt), beta.astype(dt), code, param, Kt.astype(dt),
-                use_Kt, U_old, free, _REG_CODES[type(reg)], reg.lam,
-                getattr(reg, "bound", np.inf), rho, h1_diag, h1_rhs.astype(dt), self.n_direct,
+        common = (kind, xs, ps, omega.astype(dt), beta.astype(dt), code, param, Kt.astype(dt),
+                  use_Kt, U_old, free)
+        h1 = (h1_diag, h1_rhs.astype(dt))
+        d, q = U_old.shape[1:]
+        if not reg.smooth:
+            kernel = _mx.linear_maximize_l1
+            args = common + (_REG_CODES[type(reg)], reg.lam, reg.bound, rho) + h1 + (
                 self.tol, self.max_inner, U_new, info)
-        if statistics is None:
-            d, q = U_old.shape[1:]
-            statistics = (np.empty((0, d, q), dt), np.empty((0, q, q), dt),
-                          np.empty((0, d, d, d), dt))
-        args += tuple(statistics)
+        elif d * q <= self.n_direct or (rho == 0.0 and not np.any(h1_diag)):
+            if statistics is None:
+                statistics = (np.empty((0, d, q), dt), np.empty((0, q, q), dt),
+                              np.empty((0, d, d, d), dt))
+            kernel = _mx.linear_maximize_direct
+            args = common + (reg.lam, rho) + h1 + (U_new, info) + tuple(statistics)
+        else:
+            kernel = _mx.linear_maximize_cg
+            args = common + (reg.lam, rho) + h1 + (self.tol, self.max_inner, U_new, info)
         # the steps are independent: one block of steps per thread
-        map_blocks(lambda k0, k1, _: _mx.linear_maximize(*args, k0, k1),
-                   blocks(problem.n_steps))
+        map_blocks(lambda k0, k1, _: kernel(*args, k0, k1), blocks(problem.n_steps))
         new = dict(controls)
         new.update(self._unpack(U_new, controls))
         return new, MaximizeInfo(*info.T)

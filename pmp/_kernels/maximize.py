@@ -239,70 +239,92 @@ def _l1_value(kind, U):
     return acc
 
 
-@jit
-def linear_maximize(kind, xs, ps, omega, beta, code, param, Kt, use_Kt, U_old, free, reg,
-                    lam, bound, rho, h1_diag, h1_rhs, n_direct, tol, max_inner, U_new, info,
-                    sG, sS, sQ, k0, k1):
-    """Maximise Psi~_k for the steps ``k0 <= k < k1`` of a field linear in the control.
+# The three solvers are three kernels (chosen by pmp.maximize), so that a run compiles only
+# the one it uses: numba compiles every branch of a function, and the CG and FISTA code
+# would add about 7 s to the first run of the demo's E-MSA. Their common arguments:
+#   kind              OUTER or FEATURES
+#   xs, ps            (K + 1, N, d) states and (batch) costates from the sweeps at U_old
+#   omega, beta       (q, d), (q,) fixed features (unused for OUTER)
+#   code, param       activation (feature map) code and parameter
+#   Kt, use_Kt        (q, q) Omega Omega^T, read when use_Kt
+#   U_old, U_new      (K, d, q)
+#   free              (K, d, q) bool, False for frozen entries (kept at U_old)
+#   lam, rho          weight of the regulariser, E-MSA penalty (0: plain MSA)
+#   h1_diag, h1_rhs   (K,), (K, d, q) Jacobi terms of the H^1 regulariser (zeros without it)
+#   info              (K, 4) receives gain, residual, iterations, switching function per step
+#   k0, k1            the steps to solve (independent: blocks of steps run on threads)
 
-    Parameters
-    ----------
-    kind : int
-        OUTER or FEATURES.
-    xs, ps : ndarray, shape (K + 1, N, d)
-        States and (batch) costates from the sweeps at ``U_old``.
-    omega, beta : ndarray, shape (q, d), (q,)
-        Fixed features (unused for OUTER).
-    code, param : int, float
-        Activation (feature map) code and parameter.
-    Kt : ndarray, shape (q, q)
-        ``Omega Omega^T`` (read when ``use_Kt``).
-    U_old, U_new : ndarray, shape (K, d, q)
-    free : ndarray of bool, shape (K, d, q)
-        False for frozen entries (kept at ``U_old``).
-    reg : int
-        L2, L1_GROUP or L1_ELEMENTWISE; ``lam``, ``bound`` its weight and bound.
-    rho : float
-        E-MSA penalty (0: plain MSA).
-    h1_diag : ndarray, shape (K,)
-    h1_rhs : ndarray, shape (K, d, q)
-        Jacobi terms of the H^1 regulariser (zeros without it).
-    n_direct : int
-        Largest ``d q`` solved by Cholesky; above it, conjugate gradients.
-    tol, max_inner : float, int
-        Relative tolerance and iteration cap of CG / FISTA.
-    info : ndarray, shape (K, 4)
-        Receives gain, residual, iterations, switching function per step.
-    sG, sS, sQ : ndarray, shape (K, d, q), (K, q, q), (K, d, d, d), or empty
-        "outer" only: the sums ``p^T psi``, ``psi^T psi`` and ``sum_i psi'_ic^2 p_i p_i^T``
-        per step from the costate sweep
-        (:func:`pmp._kernels.sweeps.outer_backward_small`); used instead of a pass over
-        ``xs``, ``ps`` for l2 with the direct solve.
-    k0, k1 : int
-        The steps to solve (every step is independent: blocks of steps run on threads).
+
+@jit
+def _products(kind, x, p, omega, beta, code, param, psi, dpsi, s, ds, G, S):
+    """``psi``, ``psi'`` at ``x``, ``G = p^T psi`` and ``S = psi^T psi / N`` (BLAS)."""
+    _psi(kind, x, omega, beta, code, param, psi, dpsi, s, ds)
+    np.dot(p.T, psi, G)
+    np.dot(psi.T, psi, S)
+    for c in range(S.shape[0]):
+        for c2 in range(S.shape[1]):
+            S[c, c2] /= x.shape[0]
+
+
+@jit
+def _old_gradient(G, h1r, coef, Uo, fr, g):
+    """``g`` = the gradient of Psi~ at ``U_old`` (per unit time) on the free entries."""
+    for r in range(g.shape[0]):
+        for c in range(g.shape[1]):
+            g[r, c] = (G[r, c] + h1r[r, c] - coef * Uo[r, c]) if fr[r, c] else 0.0
+
+
+@jit
+def _closed_form(g, coef, fr, delta, Md):
+    """The maximiser of ``<g, D> - coef |D|^2 / 2`` (l2 without rho and h1): ``g / coef``;
+    ``Md = coef delta``."""
+    for r in range(g.shape[0]):
+        for c in range(g.shape[1]):
+            delta[r, c] = g[r, c] / coef
+            Md[r, c] = coef * delta[r, c] if fr[r, c] else 0.0
+
+
+@jit
+def _l2_result(g, delta, Md, Uo, Un, iters, info_k):
+    """``U_new = U_old + delta``; gain ``<g, delta> - delta.M delta / 2``, residual
+    ``|g - M delta|`` and iterations into ``info_k``."""
+    resid = 0.0
+    for r in range(g.shape[0]):
+        for c in range(g.shape[1]):
+            Un[r, c] = Uo[r, c] + delta[r, c]
+            resid += (g[r, c] - Md[r, c]) ** 2
+    info_k[0] = _vdot(g, delta) - 0.5 * _vdot(delta, Md)
+    info_k[1] = math.sqrt(resid)
+    info_k[2] = iters
+
+
+@jit
+def linear_maximize_direct(kind, xs, ps, omega, beta, code, param, Kt, use_Kt, U_old, free,
+                           lam, rho, h1_diag, h1_rhs, U_new, info, sG, sS, sQ, k0, k1):
+    """l2: maximise Psi~_k for the steps ``k0 <= k < k1`` by the closed form (``rho = 0``,
+    no h1 term) or a direct solve of the explicit (d q, d q) matrix (small ``d q``).
+
+    ``sG``, ``sS``, ``sQ`` (K, d, q), (K, q, q), (K, d, d, d), unless empty: "outer" only,
+    the sums ``p^T psi``, ``psi^T psi`` and ``sum_i psi'_ic^2 p_i p_i^T`` per step from the
+    costate sweep (:func:`pmp._kernels.sweeps.outer_backward_small`), used instead of a pass
+    over ``xs``, ``ps``.
     """
     n, d = xs.shape[1], xs.shape[2]
     q = U_old.shape[2]
     dt = xs.dtype
-    psi = np.empty((n, q), dt)
-    dpsi = np.empty((n, q), dt)
+    psi, dpsi = np.empty((n, q), dt), np.empty((n, q), dt)
     width = d if kind == OUTER else q
-    s = np.empty((n, width), dt)
-    ds = np.empty((n, width), dt)
-    t1 = np.empty((n, q), dt)
-    t2 = np.empty((n, q), dt)
-    G = np.empty((d, q), dt)
-    S = np.empty((q, q), dt)
-    work = np.empty((6, d, q), dt)
-    direct = d * q <= n_direct
-    M = np.empty((d * q, d * q), np.float64) if direct else np.empty((0, 0))
-    # transposed copies for the small problems of the direct path
+    s, ds = np.empty((n, width), dt), np.empty((n, width), dt)
+    G, S = np.empty((d, q), dt), np.empty((q, q), dt)
+    g, delta, Md = np.empty((d, q), dt), np.empty((d, q), dt), np.empty((d, q), dt)
+    solves = rho != 0.0 or np.any(h1_diag[k0:k1] != 0.0)  # else only the closed form
+    M = np.empty((d * q, d * q) if solves else (0, 0), np.float64)
+    # transposed copies: small products by dot products rather than BLAS calls
     xT, pT = np.empty((d, n), dt), np.empty((d, n), dt)
     psiT, dpsiT = np.empty((q, n), dt), np.empty((q, n), dt)
     pair_scratch = np.empty((2, n), dt)
-    from_sweep = sG.shape[0] > 0 and direct and reg == L2
+    from_sweep = sG.shape[0] > 0
     for k in range(k0, k1):
-        p = ps[k + 1]
         if from_sweep:
             for r in range(d):
                 for c in range(q):
@@ -310,86 +332,105 @@ def linear_maximize(kind, xs, ps, omega, beta, code, param, Kt, use_Kt, U_old, f
             for c in range(q):
                 for c2 in range(q):
                     S[c, c2] = sS[k, c, c2] / n
-        elif direct:
-            _small_products(kind, xs[k], p, omega, beta, code, param, psi, dpsi, s, ds, xT,
-                            pT, psiT, dpsiT, G, S)
-            if kind == OUTER and reg != L2:  # the l1 solver works on the row-major arrays
-                _psi(kind, xs[k], omega, beta, code, param, psi, dpsi, s, ds)
         else:
-            _psi(kind, xs[k], omega, beta, code, param, psi, dpsi, s, ds)
-            np.dot(p.T, psi, G)
-            np.dot(psi.T, psi, S)
-            for c in range(q):
-                for c2 in range(q):
-                    S[c, c2] /= n
+            _small_products(kind, xs[k], ps[k + 1], omega, beta, code, param, psi, dpsi, s, ds,
+                            xT, pT, psiT, dpsiT, G, S)
         Uo, Un, fr = U_old[k], U_new[k], free[k]
-        coef = h1_diag[k] + (2.0 * lam if reg == L2 else 0.0)
-        # g = gradient of Psi~ at U_old (per unit time)
-        g = work[0]
-        for r in range(d):
-            for c in range(q):
-                g[r, c] = (G[r, c] + h1_rhs[k, r, c] - coef * Uo[r, c]) if fr[r, c] else 0.0
-        # the switching function over the free entries (frozen ones do not switch)
+        coef = h1_diag[k] + 2.0 * lam
+        _old_gradient(G, h1_rhs[k], coef, Uo, fr, g)
+        info[k, 3] = _switching(L2, G, fr)
+        if rho == 0.0 and h1_diag[k] == 0.0:
+            _closed_form(g, coef, fr, delta, Md)
+            _l2_result(g, delta, Md, Uo, Un, 0, info[k])
+            continue
+        if from_sweep:
+            _explicit_outer(S, sQ[k], n, coef, rho, M)
+        else:
+            _explicit(S, pT, dpsiT, Kt, use_Kt, coef, rho, M, pair_scratch)
+        flat_free = fr.reshape(d * q)
+        for a in range(d * q):
+            if not flat_free[a]:  # frozen: the identity row, and g = 0 there
+                M[a, :] = 0.0
+                M[:, a] = 0.0
+                M[a, a] = 1.0
+        sol = np.linalg.solve(M, g.reshape(d * q).astype(np.float64))
+        flat_delta = delta.reshape(d * q)
+        for a in range(d * q):
+            flat_delta[a] = sol[a]
+        _matvec(M, delta, Md)
+        _l2_result(g, delta, Md, Uo, Un, 1, info[k])
+
+
+@jit
+def linear_maximize_cg(kind, xs, ps, omega, beta, code, param, Kt, use_Kt, U_old, free, lam,
+                       rho, h1_diag, h1_rhs, tol, max_inner, U_new, info, k0, k1):
+    """l2: maximise Psi~_k for the steps ``k0 <= k < k1`` by preconditioned conjugate
+    gradients with matrix-free products (large ``d q``), to the relative tolerance ``tol``
+    or ``max_inner`` iterations."""
+    n, d = xs.shape[1], xs.shape[2]
+    q = U_old.shape[2]
+    dt = xs.dtype
+    psi, dpsi = np.empty((n, q), dt), np.empty((n, q), dt)
+    width = d if kind == OUTER else q
+    s, ds = np.empty((n, width), dt), np.empty((n, width), dt)
+    t1, t2 = np.empty((n, q), dt), np.empty((n, q), dt)
+    G, S = np.empty((d, q), dt), np.empty((q, q), dt)
+    work = np.empty((6, d, q), dt)
+    g, delta, Md = work[0], work[1], work[5]
+    for k in range(k0, k1):
+        p = ps[k + 1]
+        _products(kind, xs[k], p, omega, beta, code, param, psi, dpsi, s, ds, G, S)
+        Uo, Un, fr = U_old[k], U_new[k], free[k]
+        coef = h1_diag[k] + 2.0 * lam
+        _old_gradient(G, h1_rhs[k], coef, Uo, fr, g)
+        info[k, 3] = _switching(L2, G, fr)
+        if rho == 0.0 and h1_diag[k] == 0.0:
+            _closed_form(g, coef, fr, delta, Md)
+            _l2_result(g, delta, Md, Uo, Un, 0, info[k])
+            continue
+        iters = _cg(S, p, dpsi, Kt, use_Kt, coef, rho, fr, g, delta, tol, max_inner, work, t1,
+                    t2)
+        _apply(delta, S, p, dpsi, Kt, use_Kt, coef, rho, fr, Md, t1, t2, work[4])
+        _l2_result(g, delta, Md, Uo, Un, iters, info[k])
+
+
+@jit
+def linear_maximize_l1(kind, xs, ps, omega, beta, code, param, Kt, use_Kt, U_old, free, reg,
+                       lam, bound, rho, h1_diag, h1_rhs, tol, max_inner, U_new, info, k0, k1):
+    """l1 (``reg`` L1_GROUP or L1_ELEMENTWISE) with the bound ``bound``: maximise Psi~_k for
+    the steps ``k0 <= k < k1`` by the switching law (``rho = 0``, no h1 term) or FISTA."""
+    n, d = xs.shape[1], xs.shape[2]
+    q = U_old.shape[2]
+    dt = xs.dtype
+    psi, dpsi = np.empty((n, q), dt), np.empty((n, q), dt)
+    width = d if kind == OUTER else q
+    s, ds = np.empty((n, width), dt), np.empty((n, width), dt)
+    t1, t2 = np.empty((n, q), dt), np.empty((n, q), dt)
+    G, S = np.empty((d, q), dt), np.empty((q, q), dt)
+    work = np.empty((6, d, q), dt)
+    for k in range(k0, k1):
+        p = ps[k + 1]
+        _products(kind, xs[k], p, omega, beta, code, param, psi, dpsi, s, ds, G, S)
+        Uo, Un, fr = U_old[k], U_new[k], free[k]
         info[k, 3] = _switching(reg, G, fr)
         quadratic = rho != 0.0 or h1_diag[k] != 0.0
-        if reg == L2:
-            delta = work[1]
-            if not quadratic:
-                for r in range(d):
-                    for c in range(q):
-                        delta[r, c] = g[r, c] / coef
-                iters = 0
-            elif direct:
-                if from_sweep:
-                    _explicit_outer(S, sQ[k], n, coef, rho, M)
-                else:
-                    _explicit(S, pT, dpsiT, Kt, use_Kt, coef, rho, M, pair_scratch)
-                for a in range(d * q):
-                    if not fr.reshape(d * q)[a]:
-                        M[a, :] = 0.0
-                        M[:, a] = 0.0
-                        M[a, a] = 1.0
-                sol = np.linalg.solve(M, g.reshape(d * q).astype(np.float64))
-                for a in range(d * q):
-                    delta.reshape(d * q)[a] = sol[a]
-                iters = 1
-            else:
-                iters = _cg(S, p, dpsi, Kt, use_Kt, coef, rho, fr, g, delta, tol, max_inner,
-                            work, t1, t2)
-            Md = work[5]
-            if quadratic and direct:  # the explicit matrix is at hand (0 on frozen entries)
-                _matvec(M, delta, Md)
-            else:
-                _apply(delta, S, p, dpsi, Kt, use_Kt, coef, rho, fr, Md, t1, t2, work[4])
-            for r in range(d):
-                for c in range(q):
-                    Un[r, c] = Uo[r, c] + delta[r, c]
-            info[k, 0] = _vdot(g, delta) - 0.5 * _vdot(delta, Md)
-            resid = 0.0
-            for r in range(d):
-                for c in range(q):
-                    resid += (g[r, c] - Md[r, c]) ** 2
-            info[k, 1] = math.sqrt(resid)
-            info[k, 2] = iters
-        else:
-            iters, resid = _l1_step(reg, S, p, dpsi, Kt, use_Kt, h1_diag[k], rho, fr, G,
-                                    h1_rhs[k], Uo, Un, lam, bound, quadratic, tol, max_inner,
-                                    work, t1, t2)
-            # gain: <G + h1_rhs, dU> - lam (r(U) - r(U_old)) - 1/2 dU.M dU - h1_diag <U_old, dU>
-            delta = work[1]
-            for r in range(d):
-                for c in range(q):
-                    delta[r, c] = Un[r, c] - Uo[r, c]
-            Md = work[5]
-            _apply(delta, S, p, dpsi, Kt, use_Kt, h1_diag[k], rho, fr, Md, t1, t2, work[4])
-            lin = 0.0
-            for r in range(d):
-                for c in range(q):
-                    lin += (G[r, c] + h1_rhs[k, r, c] - h1_diag[k] * Uo[r, c]) * delta[r, c]
-            info[k, 0] = lin - lam * (_l1_value(reg, Un) - _l1_value(reg, Uo)) \
-                - 0.5 * _vdot(delta, Md)
-            info[k, 1] = resid
-            info[k, 2] = iters
+        iters, resid = _l1_step(reg, S, p, dpsi, Kt, use_Kt, h1_diag[k], rho, fr, G,
+                                h1_rhs[k], Uo, Un, lam, bound, quadratic, tol, max_inner,
+                                work, t1, t2)
+        # gain: <G + h1_rhs, dU> - lam (r(U) - r(U_old)) - 1/2 dU.M dU - h1_diag <U_old, dU>
+        delta, Md = work[1], work[5]
+        for r in range(d):
+            for c in range(q):
+                delta[r, c] = Un[r, c] - Uo[r, c]
+        _apply(delta, S, p, dpsi, Kt, use_Kt, h1_diag[k], rho, fr, Md, t1, t2, work[4])
+        lin = 0.0
+        for r in range(d):
+            for c in range(q):
+                lin += (G[r, c] + h1_rhs[k, r, c] - h1_diag[k] * Uo[r, c]) * delta[r, c]
+        info[k, 0] = lin - lam * (_l1_value(reg, Un) - _l1_value(reg, Uo)) \
+            - 0.5 * _vdot(delta, Md)
+        info[k, 1] = resid
+        info[k, 2] = iters
 
 
 @jit
