@@ -375,9 +375,14 @@ def _maximize_statistics(act, aparam, xt, st, pt, S, Q, scratch):
     S[d, d] = n
     w, weighted = scratch[0], scratch[1]
     for c in range(d):
-        for i in range(n):
-            slope = _slope(act, aparam, xt[c, i], st[c, i])
-            w[i] = slope * slope
+        if act == TANH:  # a loop of its own, so that it vectorises
+            for i in range(n):
+                slope = 1.0 - st[c, i] * st[c, i]
+                w[i] = slope * slope
+        else:
+            for i in range(n):
+                slope = _slope(act, aparam, xt[c, i], st[c, i])
+                w[i] = slope * slope
         for r in range(d):
             for i in range(n):
                 weighted[i] = w[i] * pt[r, i]
