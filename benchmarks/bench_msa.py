@@ -9,10 +9,10 @@
    candidate is accepted; the acceptance rate is reported.
 2. Time to target on the toy problem of Li, Chen, Tai & E (JMLR 2018), run by this script:
    y = sin(x) on [-pi, pi], 100 training points, the input repeated over 5 coordinates, the
-   output the sum of the coordinates, 20 residual tanh layers, T = 5, lam = 1e-3, zero
-   initial controls. Iterations and seconds until the training loss Phi(x(T)) first reaches
-   ``--target``; the step sizes and fixed rho are tuned on a small grid (the best run is
-   reported).
+   output the sum of the coordinates, 20 residual tanh layers, T = 5, lam = 1e-3, small
+   random initial controls (N(0, 0.01 / fan_in), seed 0). Iterations and seconds until the
+   training loss Phi(x(T)) first reaches ``--target``; the step sizes and fixed rho are
+   tuned on a small grid (the best run is reported).
 
     python benchmarks/bench_msa.py [--target 1e-3] [--max-iter 2000]
 
@@ -126,7 +126,10 @@ METHODS = [
 
 
 def time_to_target(problem, method, options, target, max_iter, time_limit):
-    start = pmp.init_controls(problem, scheme="zeros")
+    # small random controls: from zero ones the 5 identical coordinates stay identical under
+    # any gradient method (pmp treats them alike to the last bit), which then converges to
+    # the best symmetric network (loss 2.2e-3); only rounding in E-MSA's solves breaks that
+    start = pmp.init_controls(problem, scale=0.1, seed=0)
     reached, last = None, None
     for state in pmp.iterate(problem, method, controls=start, max_iter=max_iter, gtol=0.0,
                              time_limit=time_limit, **options):

@@ -362,20 +362,25 @@ def linear_maximize_direct(kind, xs, ps, omega, beta, code, param, Kt, use_Kt, U
 
 
 @jit
+def _matrix_free_scratch(kind, xs, q):
+    """Work arrays of the CG and FISTA kernels: psi, psi' (N, q), the activation's (N, d or
+    q), two (N, q) for the matrix-free products, G (d, q), S (q, q) and six (d, q)."""
+    n, d = xs.shape[1], xs.shape[2]
+    dt = xs.dtype
+    width = d if kind == OUTER else q
+    return (np.empty((n, q), dt), np.empty((n, q), dt), np.empty((n, width), dt),
+            np.empty((n, width), dt), np.empty((n, q), dt), np.empty((n, q), dt),
+            np.empty((d, q), dt), np.empty((q, q), dt), np.empty((6, d, q), dt))
+
+
+@jit
 def linear_maximize_cg(kind, xs, ps, omega, beta, code, param, Kt, use_Kt, U_old, free, lam,
                        rho, h1_diag, h1_rhs, tol, max_inner, U_new, info, k0, k1):
     """l2: maximise Psi~_k for the steps ``k0 <= k < k1`` by preconditioned conjugate
     gradients with matrix-free products (large ``d q``), to the relative tolerance ``tol``
     or ``max_inner`` iterations."""
-    n, d = xs.shape[1], xs.shape[2]
-    q = U_old.shape[2]
-    dt = xs.dtype
-    psi, dpsi = np.empty((n, q), dt), np.empty((n, q), dt)
-    width = d if kind == OUTER else q
-    s, ds = np.empty((n, width), dt), np.empty((n, width), dt)
-    t1, t2 = np.empty((n, q), dt), np.empty((n, q), dt)
-    G, S = np.empty((d, q), dt), np.empty((q, q), dt)
-    work = np.empty((6, d, q), dt)
+    d, q = U_old.shape[1], U_old.shape[2]
+    psi, dpsi, s, ds, t1, t2, G, S, work = _matrix_free_scratch(kind, xs, q)
     g, delta, Md = work[0], work[1], work[5]
     for k in range(k0, k1):
         p = ps[k + 1]
@@ -399,15 +404,8 @@ def linear_maximize_l1(kind, xs, ps, omega, beta, code, param, Kt, use_Kt, U_old
                        lam, bound, rho, h1_diag, h1_rhs, tol, max_inner, U_new, info, k0, k1):
     """l1 (``reg`` L1_GROUP or L1_ELEMENTWISE) with the bound ``bound``: maximise Psi~_k for
     the steps ``k0 <= k < k1`` by the switching law (``rho = 0``, no h1 term) or FISTA."""
-    n, d = xs.shape[1], xs.shape[2]
-    q = U_old.shape[2]
-    dt = xs.dtype
-    psi, dpsi = np.empty((n, q), dt), np.empty((n, q), dt)
-    width = d if kind == OUTER else q
-    s, ds = np.empty((n, width), dt), np.empty((n, width), dt)
-    t1, t2 = np.empty((n, q), dt), np.empty((n, q), dt)
-    G, S = np.empty((d, q), dt), np.empty((q, q), dt)
-    work = np.empty((6, d, q), dt)
+    d, q = U_old.shape[1], U_old.shape[2]
+    psi, dpsi, s, ds, t1, t2, G, S, work = _matrix_free_scratch(kind, xs, q)
     for k in range(k0, k1):
         p = ps[k + 1]
         _products(kind, xs[k], p, omega, beta, code, param, psi, dpsi, s, ds, G, S)
