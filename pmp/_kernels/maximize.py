@@ -267,21 +267,22 @@ def _products(kind, x, p, omega, beta, code, param, psi, dpsi, s, ds, G, S):
 
 
 @jit
-def _old_gradient(G, h1r, coef, Uo, fr, g):
-    """``g`` = the gradient of Psi~ at ``U_old`` (per unit time) on the free entries."""
+def _l2_start(G, h1r, coef, closed, Uo, Un, fr, g, delta, Md, info_k):
+    """The start of an l2 step: ``g``, the gradient of Psi~ at ``U_old`` (per unit time) on
+    the free entries, and the switching function; when ``closed`` (no rho, no h1 term) also
+    the closed form ``delta = g / coef`` and the step's result: returns whether it is done."""
     for r in range(g.shape[0]):
         for c in range(g.shape[1]):
             g[r, c] = (G[r, c] + h1r[r, c] - coef * Uo[r, c]) if fr[r, c] else 0.0
-
-
-@jit
-def _closed_form(g, coef, fr, delta, Md):
-    """The maximiser of ``<g, D> - coef |D|^2 / 2`` (l2 without rho and h1): ``g / coef``;
-    ``Md = coef delta``."""
+    info_k[3] = _switching(L2, G, fr)
+    if not closed:
+        return False
     for r in range(g.shape[0]):
         for c in range(g.shape[1]):
             delta[r, c] = g[r, c] / coef
             Md[r, c] = coef * delta[r, c] if fr[r, c] else 0.0
+    _l2_result(g, delta, Md, Uo, Un, 0, info_k)
+    return True
 
 
 @jit
@@ -337,11 +338,8 @@ def linear_maximize_direct(kind, xs, ps, omega, beta, code, param, Kt, use_Kt, U
                             xT, pT, psiT, dpsiT, G, S)
         Uo, Un, fr = U_old[k], U_new[k], free[k]
         coef = h1_diag[k] + 2.0 * lam
-        _old_gradient(G, h1_rhs[k], coef, Uo, fr, g)
-        info[k, 3] = _switching(L2, G, fr)
-        if rho == 0.0 and h1_diag[k] == 0.0:
-            _closed_form(g, coef, fr, delta, Md)
-            _l2_result(g, delta, Md, Uo, Un, 0, info[k])
+        if _l2_start(G, h1_rhs[k], coef, rho == 0.0 and h1_diag[k] == 0.0, Uo, Un, fr, g,
+                     delta, Md, info[k]):
             continue
         if from_sweep:
             _explicit_outer(S, sQ[k], n, coef, rho, M)
@@ -387,11 +385,8 @@ def linear_maximize_cg(kind, xs, ps, omega, beta, code, param, Kt, use_Kt, U_old
         _products(kind, xs[k], p, omega, beta, code, param, psi, dpsi, s, ds, G, S)
         Uo, Un, fr = U_old[k], U_new[k], free[k]
         coef = h1_diag[k] + 2.0 * lam
-        _old_gradient(G, h1_rhs[k], coef, Uo, fr, g)
-        info[k, 3] = _switching(L2, G, fr)
-        if rho == 0.0 and h1_diag[k] == 0.0:
-            _closed_form(g, coef, fr, delta, Md)
-            _l2_result(g, delta, Md, Uo, Un, 0, info[k])
+        if _l2_start(G, h1_rhs[k], coef, rho == 0.0 and h1_diag[k] == 0.0, Uo, Un, fr, g,
+                     delta, Md, info[k]):
             continue
         iters = _cg(S, p, dpsi, Kt, use_Kt, coef, rho, fr, g, delta, tol, max_inner, work, t1,
                     t2)
