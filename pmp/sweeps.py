@@ -120,13 +120,11 @@ def _total(problem, controls, phi, run):
             "regularization": reg, "loss": phi}
 
 
-def evaluate(problem, controls, *, states=None, workspace=None, validate=True):
+def evaluate(problem, controls, *, states=None, validate=True):
     """Cost parts, gradient, states and costates in one forward and one backward sweep.
 
     ``states``, when given, are the output of :func:`forward` for these controls (the
-    forward sweep is then skipped). ``workspace``: as in :func:`value_and_grad`; the
-    returned states and costates are then the workspace's buffers, overwritten by the next
-    call with the same workspace.
+    forward sweep is then skipped).
 
     Returns
     -------
@@ -137,9 +135,9 @@ def evaluate(problem, controls, *, states=None, workspace=None, validate=True):
     xs, ps : ndarray, shape (n_steps + 1, n_samples, dim)
     """
     controls = _prepare(problem, controls, validate)
-    xs = (_forward(problem, controls, workspace=workspace)[0] if states is None
+    xs = (_forward(problem, controls)[0] if states is None
           else _trajectory(problem, states, "states"))
-    ps, grads, (phi, run) = _backward(problem, controls, xs, workspace=workspace)
+    ps, grads, (phi, run) = _backward(problem, controls, xs)
     return _total(problem, controls, phi, run), grads, xs, ps
 
 
@@ -255,9 +253,8 @@ def cost(problem, controls, *, validate=True):
     return cost_and_states(problem, controls, validate=validate)[0]
 
 
-def cost_and_states(problem, controls, *, workspace=None, validate=True):
-    """:func:`cost` and the states of the forward sweep (``workspace``: as in
-    :func:`evaluate`).
+def cost_and_states(problem, controls, *, validate=True):
+    """:func:`cost` and the states of the forward sweep.
 
     Returns
     -------
@@ -266,7 +263,7 @@ def cost_and_states(problem, controls, *, workspace=None, validate=True):
     xs : ndarray, shape (n_steps + 1, n_samples, dim)
     """
     controls = _prepare(problem, controls, validate)
-    xs = _forward(problem, controls, workspace=workspace)[0]
+    xs = _forward(problem, controls)[0]
     return _cost_of_states(problem, controls, xs), xs
 
 

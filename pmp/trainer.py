@@ -151,7 +151,8 @@ class Oracle:
 
     def value(self, controls):
         """Cost parts only (one forward sweep)."""
-        return self.value_and_states(controls)[0]
+        self.n_evals += 1
+        return cost(self.batch, controls, validate=False)
 
     def value_and_states(self, controls):
         """Cost parts and states (one forward sweep) of a candidate: the current trajectories
