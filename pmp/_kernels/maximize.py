@@ -17,10 +17,11 @@ the Gram operator of the costate term ``(1/N) sum_i |(D_x psi_i)^T dU^T p_hat_i|
 The h1 (Jacobi) splitting adds ``h1_diag I`` to the quadratic and ``h1_rhs`` to the linear
 term. For l2 the maximiser is the solution of ``M dU = g_old`` on the free entries, with
 ``M = (2 lam + h1_diag) I + rho A`` and ``g_old = G + h1_rhs - (2 lam + h1_diag) U_old`` the
-gradient of Psi~ at ``U_old``: a direct solve of the explicit matrix when ``d q <= n_direct``,
-conjugate gradients preconditioned by the exact inverse of the ``I (x) S`` part otherwise. For l1 with a bound: FISTA on the same
-quadratic (without ``2 lam``) with the prox of ``lam |U|`` and the ball / box. With ``rho = 0``
-and no h1 term both have closed forms (``G / 2 lam``; bang-bang).
+gradient of Psi~ at ``U_old``: a direct solve of the explicit matrix when ``d q <= n_direct``
+(:func:`linear_maximize_direct`), else conjugate gradients with a Kronecker preconditioner
+(:func:`linear_maximize_cg`). For l1 with a bound: FISTA on the same quadratic (without
+``2 lam``) with the prox of ``lam |U|`` and the ball / box (:func:`linear_maximize_l1`).
+With ``rho = 0`` and no h1 term both have closed forms (``G / 2 lam``; bang-bang).
 
 Every step is independent; ``info[k]`` = (gain ``Psi~_k(U_new) - Psi~_k(U_old)``,
 stationarity residual, inner iterations, switching function ``|G_k|``).
