@@ -27,6 +27,7 @@ from .optimizers import Method, Point
 from .problem import init_controls
 from .sweeps import (_backward, _cost_of_states, _forward, _gradient, _segmented, _total,
                      _trajectory, cost, grad_norm, riesz_gradient)
+from .threads import row_blocks
 
 METHODS = {cls.name: cls for cls in optimizers.GRADIENT_METHODS + msa.MSA_METHODS}
 METHOD_NAMES = tuple(sorted(METHODS))
@@ -131,8 +132,9 @@ class Oracle:
         if states is None:
             xs, kept = _forward(self.batch, controls, True, workspace,
                                 activations=self._activations)
-        elif self._kept is not None and states is self._kept[0]:
-            xs, kept = self._kept
+        elif self._kept is not None and states is self._kept[0] \
+                and self._kept[2] == row_blocks(self.batch.n_samples):
+            xs, kept = self._kept[:2]  # the store's layout follows the forward's row blocks
         else:
             xs, kept = _trajectory(self.batch, states, "states"), None
         self._kept = None  # the costate sweep may overwrite the store
@@ -160,7 +162,7 @@ class Oracle:
         self.n_evals += 1
         xs, kept = _forward(self.batch, controls, True, self._trajectories[self._spare],
                             activations=self._activations)
-        self._kept = (xs, kept)
+        self._kept = (xs, kept, row_blocks(self.batch.n_samples))
         return _cost_of_states(self.batch, controls, xs), xs
 
     def norm(self, riesz):

@@ -354,6 +354,7 @@ def test_candidate_sweeps_leave_the_current_trajectories_intact():
         parts, xs_v = oracle.value_and_states(v)
         np.testing.assert_array_equal(xs, xs_copy)
         np.testing.assert_array_equal(ps, ps_copy)
+    parts, xs_v = oracle.value_and_states(v)
     point, xs_new, ps_new = oracle.sweep(v, states=xs_v)  # accepted
     expected = pmp.evaluate(problem, v)
     np.testing.assert_array_equal(xs_new, expected[2])
@@ -397,3 +398,21 @@ def test_costate_sweep_statistics_for_the_maximiser(activation, running, threads
             for n in own:
                 np.testing.assert_allclose(swept[n], own[n], rtol=1e-11, atol=1e-14)
             assert np.all(info.residual < 1e-9)
+
+
+def test_kept_activations_follow_the_row_blocks():
+    """The small-d "outer" store holds each row block's activations transposed: a costate
+    sweep run with other row blocks (another thread count) than the candidate's forward
+    sweep must not read it, and gives the same costates as a fresh evaluation."""
+    from pmp.trainer import Oracle
+    rng = np.random.default_rng(5)
+    problem = pmp.Problem(rng.normal(size=(300, 3)), rng.normal(size=300), field="outer",
+                          T=1.0, n_steps=5, lam=0.1)
+    v = pmp.init_controls(problem, scale=0.5, seed=3)
+    oracle = Oracle(problem)
+    with pmp.threads(3):
+        _, xs_v = oracle.value_and_states(v)
+    with pmp.threads(2):
+        _, _, ps = oracle.sweep(v, states=xs_v)
+        expected = pmp.evaluate(problem, v)[3]
+    np.testing.assert_allclose(ps, expected, rtol=1e-12, atol=1e-15)
