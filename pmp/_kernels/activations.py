@@ -55,7 +55,8 @@ def fast_tanh(v):
     NumPy's SIMD tanh), which made it the largest cost of a sweep. Here
     ``tanh|v| = -m / (2 + m)`` with ``m = expm1(-2|v|)``; ``-2|v| = n ln2 + r`` with
     ``|r| <= ln2/2``, ``expm1(r)`` by its Taylor polynomial to degree 13 (error < 1e-17,
-    evaluated by Estrin's scheme) and ``2^n`` exact from an integer shift. ``|v|`` is clamped at 20, where tanh rounds to 1.
+    evaluated by Estrin's scheme) and ``2^n`` exact from an integer shift. ``|v|`` is
+    clamped at 20, where tanh rounds to 1.
     """
     a = min(abs(v), 20.0)
     y = -2.0 * a
