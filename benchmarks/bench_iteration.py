@@ -130,18 +130,8 @@ def targets_of(row):
 
 
 def run(options):
-    """Run the section.
-
-    Parameters
-    ----------
-    options : benchmarks.common.Options
-
-    Returns
-    -------
-    dict
-        ``rows`` (one per workload and dtype, see :func:`measure`), ``peers_available``,
-        ``flop_model``, ``byte_model`` and ``targets``.
-    """
+    """The section (see :mod:`benchmarks.run`): ``rows`` (one per workload and dtype, see
+    :func:`measure`), ``peers_available``, ``flop_model``, ``byte_model``, ``targets``."""
     log(NAME, f"peers available: {', '.join(peers.available_peers()) or 'none'}")
     rows = [measure(name, dtype, options) for dtype in DTYPES for name in WORKLOADS]
     return dict(rows=rows, peers_available=peers.available_peers(), flop_model=FLOP_MODEL,

@@ -143,17 +143,7 @@ def measure(name, n_steps, options):
 
 
 def run(options):
-    """Run the section.
-
-    Parameters
-    ----------
-    options : benchmarks.common.Options
-
-    Returns
-    -------
-    dict
-        ``rows`` (see :func:`measure`) and ``targets``.
-    """
+    """The section (see :mod:`benchmarks.run`): ``rows`` (see :func:`measure`), ``targets``."""
     rows = [row for name, n_steps in CASES for row in measure(name, n_steps, options)]
     targets = []
     for row in rows:

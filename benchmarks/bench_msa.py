@@ -75,17 +75,7 @@ def measure(name, options):
 
 
 def run(options):
-    """Run the section ``msa``.
-
-    Parameters
-    ----------
-    options : benchmarks.common.Options
-
-    Returns
-    -------
-    dict
-        ``rows`` (see :func:`measure`) and ``targets``.
-    """
+    """The section (see :mod:`benchmarks.run`): ``rows`` (see :func:`measure`), ``targets``."""
     rows = [measure(name, options) for name in WORKLOADS]
     return dict(rows=rows, targets=[target(NAME, f"{r['workload']}: E-MSA / GD iteration",
                                            r["ratio"], RATIO_LIMIT) for r in rows])

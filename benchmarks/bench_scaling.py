@@ -90,18 +90,8 @@ def speedup(name, options):
 
 
 def run(options):
-    """Run the section.
-
-    Parameters
-    ----------
-    options : benchmarks.common.Options
-
-    Returns
-    -------
-    dict
-        ``rows`` and ``fits`` (see :func:`sizes`), ``threads`` (see :func:`speedup`),
-        ``targets``.
-    """
+    """The section (see :mod:`benchmarks.run`): ``rows`` and ``fits`` (see :func:`sizes`),
+    ``threads`` (see :func:`speedup`), ``targets``."""
     result = sizes(options)
     result["threads"] = [speedup(name, options) for name in THREAD_WORKLOADS]
     result["targets"] = (

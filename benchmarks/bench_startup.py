@@ -67,19 +67,9 @@ def time_train(cache_dir=None):
 
 
 def run(options):
-    """Run the section.
-
-    Parameters
-    ----------
-    options : benchmarks.common.Options
-        ``quick`` skips the cold run.
-
-    Returns
-    -------
-    dict
-        ``rows``: ``run`` ("cold" or "warm"), ``cache`` (description), ``first_iteration_s``,
-        ``total_s``, ``limit_s``; and ``targets``.
-    """
+    """The section (see :mod:`benchmarks.run`; ``options.quick`` skips the cold run):
+    ``rows`` (``run`` "cold" or "warm", ``cache``, ``first_iteration_s``, ``total_s``,
+    ``limit_s``) and ``targets``."""
     rows = []
 
     def measure(kind, cache, cache_dir):

@@ -14,10 +14,15 @@ Sections (in this order; ``--only iteration,msa`` runs a subset):
 5. ``memory``: peak RSS of one iteration against states + costates + controls, with and
    without checkpointing (bench_memory.py).
 
+Each section module has ``NAME``, ``run(options)`` (``options``: a
+:class:`benchmarks.common.Options`), returning a JSON-able dict with at least ``targets``
+(see :func:`benchmarks.common.target`), and ``markdown(result)``, returning the lines of its
+report.
+
 pmp, BLAS and the peers use 2 threads. Whatever is compared is measured interleaved within
 one run: the machine may be shared and noisy, so compare ratios within a run, not times
 across runs. ``--quick`` takes 3 repeats instead of 20 and skips the cold start-up (a few
-minutes); the full run takes about 10-15 minutes on 2 cores. The results files are rewritten
+minutes); the full run takes about 6 minutes on 2 cores. The results files are rewritten
 after every section, so an interrupted run keeps what it measured.
 """
 import argparse
