@@ -69,16 +69,18 @@ class Field:
         shape = (K if store and self.stores_activations else 1, n, d)
         return buffer(workspace, "activations", shape, xs.dtype)
 
-    def forward(self, xs, controls, h, store=None):
+    def forward(self, xs, controls, h, store=None, final_only=False):
         """Fill ``xs[1:]`` from ``xs[0]``; xs (K + 1, N, d).
 
         ``store``, from :meth:`activation_store`, receives what the backward sweep can reuse.
+        ``final_only``: only ``xs[K]`` is wanted (a kernel may leave the other steps unset).
         Row blocks run on :func:`pmp.get_threads` threads.
         """
         if store is None:
             store = self.activation_store(xs, False)
         h = xs.dtype.type(h)  # float32 sweeps stay in float32 arithmetic
-        map_blocks(lambda r0, r1, i: self._forward_rows(xs, controls, h, store, r0, r1),
+        map_blocks(lambda r0, r1, i: self._forward_rows(xs, controls, h, store, r0, r1,
+                                                        final_only),
                    row_blocks(xs.shape[1]))
 
     def backward(self, xs, ps, controls, h, readout, grads, gP, store=None, forward=False,

@@ -119,6 +119,15 @@ class Maximizer:
             raise ValueError(f"reg={reg.name!r} needs a finite bound for the MSA: without it "
                              "the Hamiltonian is unbounded above where |G_k| > lam")
 
+    def reads_trajectories(self, problem):
+        """Whether :meth:`maximize` reads the states and costates of every step, or (False)
+        only the sums the costate sweep computes for it (``statistics``, see
+        :meth:`pmp.fields.Field.maximize_statistics`) and the arrays' shapes."""
+        d = problem.dim
+        return not (self.field == "outer" and problem.reg.smooth
+                    and problem.field.maximize_statistics(0) is not None
+                    and d * (d + 1) <= self.n_direct)
+
     def maximize(self, problem, controls, xs, ps, rho=0.0, statistics=None):
         """New controls maximising Psi~_k at every step.
 

@@ -73,19 +73,20 @@ class MSA(Method):
     def run(self, oracle, u, state=None):
         maximizer = self._maximizer(oracle.problem)
         maximizer._check(self.rho)
-        point, xs, ps = oracle.sweep(u)
+        full = maximizer.reads_trajectories(oracle.problem)
+        point, xs, ps = oracle.sweep(u, trajectories=full)
         point.extra = dict(rho=self.rho, accepted=1.0)
         batch = oracle.batch_id
         self.state = {}
         while True:
             yield point
             if oracle.batch_id != batch:  # a new mini-batch: sweep it at the current controls
-                point, xs, ps = oracle.sweep(point.controls)
+                point, xs, ps = oracle.sweep(point.controls, trajectories=full)
                 batch = oracle.batch_id
             new, extra = self._candidate(maximizer, oracle, point, xs, ps, self.rho)
             if new is None:
                 return
-            point, xs, ps = oracle.sweep(new)
+            point, xs, ps = oracle.sweep(new, trajectories=full)
             point.extra = dict(extra, accepted=1.0)
 
 
@@ -127,25 +128,26 @@ class EMSA(MSA):
             yield from super().run(oracle, u)
             return
         maximizer = self._maximizer(oracle.problem)
+        full = maximizer.reads_trajectories(oracle.problem)
         rho = float(state["rho"]) if state else self.rho
-        point, xs, ps = oracle.sweep(u)
+        point, xs, ps = oracle.sweep(u, trajectories=full)
         point.extra = dict(rho=rho, accepted=1.0)
         batch = oracle.batch_id
         while True:
             self.state = {"rho": rho}
             yield point
             if oracle.batch_id != batch:
-                point, xs, ps = oracle.sweep(point.controls)
+                point, xs, ps = oracle.sweep(point.controls, trajectories=full)
                 batch = oracle.batch_id
             new, extra = self._candidate(maximizer, oracle, point, xs, ps, rho)
             if new is None:
                 return
-            parts, xs_new = oracle.value_and_states(new)
+            parts, xs_new = oracle.value_and_states(new, trajectories=full)
             current = point.parts["total"]
             target = current - self.sufficient * extra["gain"]
             if np.isfinite(parts["total"]) and parts["total"] <= target and \
                     parts["total"] < current:
-                point, xs, ps = oracle.sweep(new, states=xs_new)
+                point, xs, ps = oracle.sweep(new, states=xs_new, trajectories=full)
                 rho = max(rho / 2.0, self.rho_min)
                 point.extra = dict(extra, accepted=1.0)
             else:
@@ -208,7 +210,7 @@ class Discrete(Method):
         u = dict(u)
         for n in names:
             u[n] = self._project(u[n], scales[n]).astype(problem.dtype)
-        point, xs, ps = oracle.sweep(u)
+        point = oracle.evaluate(u)  # the rule reads the gradient only
         average = (state or {}).get("average")
         while True:
             point.extra = dict(accepted=1.0, nonzero=self._nonzero(point.controls, names))
@@ -225,7 +227,7 @@ class Discrete(Method):
                    for n, a in controls.items()}
             for n in names:
                 new[n] = self._flip(controls[n], average[n], scales[n], threshold)
-            point, xs, ps = oracle.sweep(new)
+            point = oracle.evaluate(new)
 
     def _flip(self, current, g, s, threshold):
         if self.levels == "binary":

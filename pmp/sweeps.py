@@ -38,17 +38,19 @@ def forward(problem, controls, *, validate=True):
     return _forward(problem, controls)[0]
 
 
-def _forward(problem, controls, store=False, workspace=None, run=True, activations=None):
+def _forward(problem, controls, store=False, workspace=None, run=True, activations=None,
+             final_only=False):
     """States and the activation store (kept for the backward sweep when ``store``);
     ``run=False``: ``xs[0]`` set, the sweep left to the caller. The store's buffer comes
-    from ``activations`` (a workspace dict) if given, else from ``workspace``."""
+    from ``activations`` (a workspace dict) if given, else from ``workspace``.
+    ``final_only``: only ``xs[0]`` and ``xs[K]`` need be valid."""
     xs = buffer(workspace, "states", (problem.n_steps + 1, problem.n_samples, problem.dim),
                 problem.dtype)
     xs[0] = problem.x
     kept = problem.field.activation_store(xs, store,
                                           workspace if activations is None else activations)
     if run:
-        problem.field.forward(xs, controls, problem.h, kept)
+        problem.field.forward(xs, controls, problem.h, kept, final_only)
     return xs, kept
 
 

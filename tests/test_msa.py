@@ -416,3 +416,26 @@ def test_kept_activations_follow_the_row_blocks():
         _, _, ps = oracle.sweep(v, states=xs_v)
         expected = pmp.evaluate(problem, v)[3]
     np.testing.assert_allclose(ps, expected, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("running", [0.0, 0.5])
+@pytest.mark.parametrize("method", ["msa", "emsa"])
+def test_statistics_only_path_gives_the_same_iterates(method, running, monkeypatch):
+    """Where the maximiser reads only the costate sweep's sums (small-d "outer", l2), the MSA
+    trainers skip storing the states and costates of every step; their iterates are the
+    same bit for bit as with the full trajectories."""
+    rng = np.random.default_rng(6)
+    lam = 2.0 if method == "msa" else 0.05  # plain MSA converges for T < 2 lam (THEORY 7)
+    problem = pmp.Problem(rng.normal(size=(150, 3)), rng.normal(size=150), field="outer",
+                          T=2.0, n_steps=6, lam=lam, running=running)
+    assert not Maximizer(problem).reads_trajectories(problem)
+    assert Maximizer(problem, n_direct=11).reads_trajectories(problem)  # CG: d q = 12
+    options = dict(controls=pmp.init_controls(problem, scale=0.5, seed=1), max_iter=12,
+                   gtol=0.0)
+    lean = pmp.train(problem, method, **options)
+    monkeypatch.setattr(Maximizer, "reads_trajectories", lambda self, problem: True)
+    full = pmp.train(problem, method, **options)
+    assert lean.history["cost"].size == full.history["cost"].size > 3
+    np.testing.assert_array_equal(lean.history["cost"], full.history["cost"])
+    for n in full.controls:
+        np.testing.assert_array_equal(lean.controls[n], full.controls[n])

@@ -30,7 +30,7 @@ import math
 
 import numpy as np
 
-from ._jit import jit
+from ._jit import jit, jit_sum
 from .activations import activate_with_curvature, activate_with_slope
 from .sweeps import _dot, _transpose_in
 
@@ -177,6 +177,44 @@ def _small_products(kind, x, p, omega, beta, code, param, psi, dpsi, s, ds, xT, 
             S[c, c2] = S[c2, c] = _dot(psiT[c], psiT[c2]) / n
 
 
+@jit_sum
+def _cholesky_solve(M, g, L, x):
+    """Solve ``M x = g`` for a symmetric positive definite ``M`` (n, n) by Cholesky,
+    ``M = L L^T`` into the lower triangle of ``L`` (n, n); returns False (``x`` unset) if a
+    pivot is not positive.
+
+    Written out rather than LAPACK's: the maximiser's systems are small, and a call of
+    numba's ``np.linalg.solve`` costs more than the factorisation itself (measured: 0.4
+    against 1.1 us for n = 12, 0.36 against 0.71 ms for n = 256); its inner products are
+    reassociated (:func:`pmp._kernels._jit.jit_sum`) so that they vectorise.
+    """
+    n = M.shape[0]
+    for j in range(n):
+        acc = M[j, j]
+        for m in range(j):
+            acc -= L[j, m] * L[j, m]
+        if not acc > 0.0:
+            return False
+        pivot = math.sqrt(acc)
+        L[j, j] = pivot
+        for i in range(j + 1, n):
+            acc = M[i, j]
+            for m in range(j):
+                acc -= L[i, m] * L[j, m]
+            L[i, j] = acc / pivot
+    for i in range(n):  # L y = g
+        acc = g[i]
+        for m in range(i):
+            acc -= L[i, m] * x[m]
+        x[i] = acc / L[i, i]
+    for i in range(n - 1, -1, -1):  # L^T x = y
+        acc = x[i]
+        for m in range(i + 1, n):
+            acc -= L[m, i] * x[m]
+        x[i] = acc / L[i, i]
+    return True
+
+
 @jit
 def _matvec(M, V, out):
     """``vec(out) = M vec(V)`` (row-major vec)."""
@@ -320,7 +358,8 @@ def linear_maximize_direct(kind, xs, ps, omega, beta, code, param, Kt, use_Kt, U
     G, S = np.empty((d, q), dt), np.empty((q, q), dt)
     g, delta, Md = np.empty((d, q), dt), np.empty((d, q), dt), np.empty((d, q), dt)
     solves = rho != 0.0 or np.any(h1_diag[k0:k1] != 0.0)  # else only the closed form
-    M = np.empty((d * q, d * q) if solves else (0, 0), np.float64)
+    size = d * q if solves else 0
+    M, chol, sol = np.empty((size, size)), np.empty((size, size)), np.empty(size)
     # transposed copies: small products by dot products rather than BLAS calls
     xT, pT = np.empty((d, n), dt), np.empty((d, n), dt)
     psiT, dpsiT = np.empty((q, n), dt), np.empty((q, n), dt)
@@ -352,7 +391,9 @@ def linear_maximize_direct(kind, xs, ps, omega, beta, code, param, Kt, use_Kt, U
                 M[a, :] = 0.0
                 M[:, a] = 0.0
                 M[a, a] = 1.0
-        sol = np.linalg.solve(M, g.reshape(d * q).astype(np.float64))
+        rhs = g.reshape(d * q).astype(np.float64)
+        if not _cholesky_solve(M, rhs, chol, sol):  # singular (lam = 0): LU decides
+            sol[:] = np.linalg.solve(M, rhs)
         flat_delta = delta.reshape(d * q)
         for a in range(d * q):
             flat_delta[a] = sol[a]
