@@ -253,6 +253,29 @@ def _sum(x):
     return acc
 
 
+@jit_sum
+def _dots3(a, b0, b1, b2):
+    """``(a.b0, a.b1, a.b2)`` in one pass over ``a`` (each vector once, not three times)."""
+    s0 = s1 = s2 = 0.0
+    for i in range(a.shape[0]):
+        s0 += a[i] * b0[i]
+        s1 += a[i] * b1[i]
+        s2 += a[i] * b2[i]
+    return s0, s1, s2
+
+
+@jit_sum
+def _weighted_dots3(a, b, w0, w1, w2):
+    """``sum_i a_i b_i w_i`` for the three weights ``w0``, ``w1``, ``w2``, in one pass."""
+    s0 = s1 = s2 = 0.0
+    for i in range(a.shape[0]):
+        ab = a[i] * b[i]
+        s0 += ab * w0[i]
+        s1 += ab * w1[i]
+        s2 += ab * w2[i]
+    return s0, s1, s2
+
+
 @jit
 def _transpose_in(a, t):
     """``t = a^T``; a (n, d), t (d, n). Row by row of ``t``: the stores are contiguous and
@@ -328,7 +351,7 @@ def outer_backward_small(xs, ps, W, b, h, act, aparam, ro, gW, gb, gP, ss, store
     _transpose_in(ps[W.shape[0] % L, r0:r1], pt)
     keep = L == W.shape[0] + 1 or ro[5] != 0.0  # full costates wanted, or a running cost
     statistics = sG.shape[0] > 0
-    weights = np.empty((2, n if statistics else 0), pt.dtype)
+    weights = np.empty((d, n if statistics else 0), pt.dtype)
     for k in range(W.shape[0] - 1, -1, -1):
         if stored:  # then the slope follows from sigma alone (SLOPE_FROM_VALUE)
             st = ss[k, r0:r1].reshape((d, n))  # transposed in the block: see the forward
@@ -338,11 +361,12 @@ def outer_backward_small(xs, ps, W, b, h, act, aparam, ro, gW, gb, gP, ss, store
         for j in range(d):
             total = _sum(pt[j])
             gb[k, j] = -h * total
-            for m in range(d):
-                g = _dot(pt[j], st[m])
-                gW[k, j, m] = -h * g
-                if statistics:
-                    sG[k, j, m] = g
+            for m in range(0, d, 3):  # three columns per pass (the last ones repeated)
+                g = _dots3(pt[j], st[m], st[min(m + 1, d - 1)], st[min(m + 2, d - 1)])
+                for t in range(min(3, d - m)):
+                    gW[k, j, m + t] = -h * g[t]
+                    if statistics:
+                        sG[k, j, m + t] = g[t]
             if statistics:
                 sG[k, j, d] = total
         if statistics:
@@ -378,18 +402,21 @@ def outer_backward_small(xs, ps, W, b, h, act, aparam, ro, gW, gb, gP, ss, store
 
 
 @jit
-def _maximize_statistics(act, aparam, xt, st, pt, S, Q, scratch):
+def _maximize_statistics(act, aparam, xt, st, pt, S, Q, weights):
     """``S = [sigma 1]^T [sigma 1]`` (d + 1, d + 1) and ``Q[c] = sum_i sigma'_ic^2 p_i p_i^T``
     (d, d, d) of one step, from the transposed ``st``, ``pt`` (d, N_rows) (``xt``: the
-    states, read for the slope unless it follows from sigma); scratch (2, N_rows)."""
+    states, read for the slope unless it follows from sigma); ``weights`` (d, N_rows)
+    scratch. Three sums per pass over the rows: 3x fewer passes than one dot product each."""
     d, n = pt.shape
     for c in range(d):
-        for c2 in range(c, d):
-            S[c, c2] = S[c2, c] = _dot(st[c], st[c2])
+        for c2 in range(c, d, 3):
+            v = _dots3(st[c], st[c2], st[min(c2 + 1, d - 1)], st[min(c2 + 2, d - 1)])
+            for t in range(min(3, d - c2)):
+                S[c, c2 + t] = S[c2 + t, c] = v[t]
         S[c, d] = S[d, c] = _sum(st[c])
     S[d, d] = n
-    w, weighted = scratch[0], scratch[1]
     for c in range(d):
+        w = weights[c]
         if act == TANH:  # a loop of its own, so that it vectorises
             for i in range(n):
                 slope = 1.0 - st[c, i] * st[c, i]
@@ -398,11 +425,13 @@ def _maximize_statistics(act, aparam, xt, st, pt, S, Q, scratch):
             for i in range(n):
                 slope = _slope(act, aparam, xt[c, i], st[c, i])
                 w[i] = slope * slope
-        for r in range(d):
-            for i in range(n):
-                weighted[i] = w[i] * pt[r, i]
-            for r2 in range(r, d):
-                Q[c, r, r2] = Q[c, r2, r] = _dot(weighted, pt[r2])
+    for r in range(d):
+        for r2 in range(r, d):
+            for c in range(0, d, 3):
+                v = _weighted_dots3(pt[r], pt[r2], weights[c], weights[min(c + 1, d - 1)],
+                                    weights[min(c + 2, d - 1)])
+                for t in range(min(3, d - c)):
+                    Q[c + t, r, r2] = Q[c + t, r2, r] = v[t]
 
 
 # ------------------------------------------------------------ "inner": sigma(W x + b)
