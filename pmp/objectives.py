@@ -124,6 +124,11 @@ class L2(Regularizer):
     def step_values(self, controls, names):
         return self.lam * step_norms_squared(controls, names)
 
+    def value(self, controls, names, h):
+        # one dot product per array: summing the per-step values cost 9 us, 2% of a W1
+        # iteration
+        return h * self.lam * sum(float(np.vdot(controls[n], controls[n])) for n in names)
+
     def add_grad(self, controls, names, h, grads):
         for n in names:
             grads[n] += (2.0 * h * self.lam) * controls[n]
