@@ -46,6 +46,11 @@ TITLES = {"iteration": "Iteration: pmp, its peers and the flop floor",
           "startup": "Start-up of `pmp train`",
           "scaling": "Scaling in N, K and threads",
           "memory": "Memory"}
+# settings that change what the kernels and BLAS run (OPENBLAS_CORETYPE picks OpenBLAS's
+# kernels: this development machine sets it to Haswell, whose GEMM runs at about 60% of the
+# rate of the SkylakeX kernels OpenBLAS detects without it)
+ENVIRONMENT = ("OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "PMP_THREADS",
+               "NUMBA_NUM_THREADS", "NUMBA_CPU_NAME")
 PACKAGES = ("numpy", "numba", "llvmlite", "scipy", "threadpoolctl", "torch", "jax", "jaxlib",
             "torchdiffeq")
 
@@ -79,7 +84,8 @@ def machine():
     return dict(cpu=cpu_model(), cores_available=pmp.available_cores(),
                 cpu_count=os.cpu_count(), platform=platform.platform(),
                 python=platform.python_version(), pmp=pmp.__version__, versions=versions,
-                blas=blas)
+                blas=blas, environment={name: os.environ[name] for name in ENVIRONMENT
+                                        if name in os.environ})
 
 
 def machine_markdown(info, load):
@@ -94,6 +100,8 @@ def machine_markdown(info, load):
              for package, version in info["versions"].items()]
     rows += [["BLAS", f"{lib['internal_api']} {lib['version']} ({lib['architecture']}, "
                       f"{lib['threading_layer']}): `{lib['filepath']}`"] for lib in info["blas"]]
+    rows += [["environment", ", ".join(f"{k}={v}" for k, v in
+                                        info.get("environment", {}).items()) or "-"]]
     return table(["", ""], rows)
 
 

@@ -125,9 +125,11 @@ class L2(Regularizer):
         return self.lam * step_norms_squared(controls, names)
 
     def value(self, controls, names, h):
-        # one dot product per array: summing the per-step values cost 9 us, 2% of a W1
-        # iteration
-        return h * self.lam * sum(float(np.vdot(controls[n], controls[n])) for n in names)
+        # one sum of squares per array: the per-step sums cost 9 us, 2% of a W1 iteration.
+        # einsum, not np.dot / vdot: those call BLAS, whose threads would then spin beside
+        # the sweeps' (measured: W2 2x slower)
+        return h * self.lam * sum(float(np.einsum("i,i->", u, u))
+                                  for u in (controls[n].reshape(-1) for n in names))
 
     def add_grad(self, controls, names, h, grads):
         for n in names:

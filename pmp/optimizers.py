@@ -82,6 +82,9 @@ class Method:
     name = ""
     needs_smooth = True
     full_batch_only = False
+    # its own vector algebra between the sweeps calls BLAS: run it at one BLAS thread
+    # (:func:`pmp.threads.serial_blas`)
+    blas_between_sweeps = False
     state = None
 
     def run(self, oracle, u, state=None):
@@ -178,6 +181,7 @@ class LBFGS(Method):
     """
 
     name = "lbfgs"
+    blas_between_sweeps = True
     full_batch_only = True
 
     def __init__(self, memory=10, c1=1e-4, c2=0.9, max_line_search=40):
@@ -310,6 +314,7 @@ class Proximal(Method):
     """
 
     name = "proximal"
+    blas_between_sweeps = True
     needs_smooth = False
 
     def __init__(self, lr=None, lipschitz=1.0, restart=True):

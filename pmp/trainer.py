@@ -27,7 +27,7 @@ from .optimizers import Method, Point
 from .problem import init_controls
 from .sweeps import (_backward, _cost_of_states, _forward, _gradient, _segmented, _total,
                      _trajectory, cost, grad_norm, riesz_gradient)
-from .threads import row_blocks
+from .threads import row_blocks, serial_blas
 
 METHODS = {cls.name: cls for cls in optimizers.GRADIENT_METHODS + msa.MSA_METHODS}
 METHOD_NAMES = tuple(sorted(METHODS))
@@ -305,6 +305,8 @@ def iterate(problem, method="gd", *, max_iter=1000, controls=None, seed=0, gtol=
     if resume is None:
         oracle.next_batch()
     steps = method.run(oracle, controls, method_state)
+    if method.blas_between_sweeps:
+        steps = serial_blas(steps)
     if resume is not None:  # the checkpointed iterate again: already recorded
         point = next(steps)
         last = TrainState(start_iteration, point.controls, point.parts, point.grad_norm,

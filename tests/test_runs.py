@@ -406,6 +406,30 @@ def test_thread_settings():
     assert config.threads == 1 and "threads" not in config.train_options
 
 
+def test_methods_with_blas_between_sweeps_run_it_on_one_thread(monkeypatch):
+    """L-BFGS's inner products run with BLAS at one thread (OpenBLAS threads spinning after a
+    call slow the next sweep down); the caller's code between iterations keeps the setting."""
+    from threadpoolctl import threadpool_info
+
+    from pmp import optimizers
+
+    def blas_threads():
+        return max(lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas")
+
+    seen = []
+    two_loop = optimizers.LBFGS._two_loop
+    monkeypatch.setattr(optimizers.LBFGS, "_two_loop", staticmethod(
+        lambda *args: seen.append(blas_threads()) or two_loop(*args)))
+    x, y = pmp.datasets.rings(40, seed=0)
+    problem = pmp.Problem(x, y, T=1.0, n_steps=4, lam=1e-2, lift=3)
+    with pmp.threads(2):
+        outside = blas_threads()
+        for state in pmp.iterate(problem, "lbfgs", max_iter=3):
+            assert blas_threads() == outside
+    assert seen and set(seen) == {1}
+    assert not optimizers.GradientDescent.blas_between_sweeps
+
+
 def test_pmp_threads_environment_variable(tmp_path):
     code = "import pmp; print(pmp.get_threads())"
     env = dict(os.environ, PMP_THREADS="1",
