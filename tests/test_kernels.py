@@ -71,6 +71,17 @@ def test_tanh_within_3_ulp(dtype):
     np.testing.assert_array_equal(only, s)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name", ACTIVATIONS)
+def test_row_by_row_activation_is_the_flat_one(name, dtype):
+    act = pmp.activations.Activation(name, 0.2)
+    z = np.resize(Z, (3, 2 * Z.size)).astype(dtype)
+    flat, rows = np.empty_like(z), np.empty_like(z)
+    _act.activate(act.code, act.param, z, flat)
+    _act.activate_rows(act.code, act.param, z, rows)
+    np.testing.assert_array_equal(rows, flat)
+
+
 def test_activation_kink_conventions():
     assert pmp.activations.Activation("relu").value_and_slope(0.0)[1] == 0.0
     assert pmp.activations.Activation("leaky_relu", 0.3).value_and_slope(0.0)[1] == 0.3

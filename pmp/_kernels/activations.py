@@ -182,6 +182,26 @@ def activate(code, param, z, s):
 
 
 @jit
+def activate_rows(code, param, z, s):
+    """:func:`activate` for 2-D arrays with long rows, row by row: the same values without
+    the flattening views, whose set-up cost a fixed 50 ns per call (a third of the per-step
+    overhead of the small-d forward sweep)."""
+    if code == TANH and z.itemsize == 4:
+        for r in range(z.shape[0]):
+            for i in range(z.shape[1]):
+                s[r, i] = fast_tanh32(z[r, i])
+        return
+    if code == TANH:
+        for r in range(z.shape[0]):
+            for i in range(z.shape[1]):
+                s[r, i] = fast_tanh(z[r, i])
+        return
+    for r in range(z.shape[0]):
+        for i in range(z.shape[1]):
+            s[r, i] = value(code, param, z[r, i])
+
+
+@jit
 def activate_with_slope(code, param, z, s, ds):
     """``s = sigma(z)``, ``ds = sigma'(z)``; C-contiguous arrays of one shape."""
     zf, sf, dsf = z.reshape(z.size), s.reshape(s.size), ds.reshape(ds.size)

@@ -16,8 +16,8 @@ the loss values they met on the way.
 import numpy as np
 
 from ._jit import jit, jit_sum
-from .activations import (IDENTITY, RELU, SIGMOID, TANH, activate, activate_with_slope,
-                          value_and_slope)
+from .activations import (IDENTITY, RELU, SIGMOID, TANH, activate, activate_rows,
+                          activate_with_slope, value_and_slope)
 from .readout import pull_back
 
 # activations whose slope follows from their value: forward-sweep values can be reused
@@ -310,7 +310,7 @@ def outer_forward_small(xs, W, b, h, act, aparam, ss, xt, st, final_only, r0, r1
         x, x1 = xt[k % 2], xt[(k + 1) % 2]
         if keep:
             st = ss[k, r0:r1].reshape((d, n))
-        activate(act, aparam, x, st)
+        activate_rows(act, aparam, x, st)
         # x1 = x + h (b + W sigma) in d passes per row: the first product starts from b and
         # the Euler step takes the last one (the operations and their order are unchanged)
         for j in range(d):
@@ -357,7 +357,7 @@ def outer_backward_small(xs, ps, W, b, h, act, aparam, ro, gW, gb, gP, ss, store
             st = ss[k, r0:r1].reshape((d, n))  # transposed in the block: see the forward
         else:
             _transpose_in(xs[k, r0:r1], xt)
-            activate(act, aparam, xt, st)
+            activate_rows(act, aparam, xt, st)
         for j in range(d):
             total = _sum(pt[j])
             gb[k, j] = -h * total
