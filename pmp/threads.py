@@ -3,7 +3,8 @@
 Samples evolve independently through the sweeps, so the kernels sweep blocks of rows
 (samples) on separate threads (they release the GIL) and the per-block gradients are summed.
 While they run, BLAS is held at one thread: pmp never stacks its threads on BLAS threads.
-Outside the sweeps (the E-MSA maximisation, your own NumPy code) BLAS uses the same count.
+Outside the sweeps (your own NumPy code) BLAS uses the same count, except in the methods
+whose vector algebra between sweeps calls BLAS (:func:`serial_blas`).
 
 pmp uses, by default, the cores this process may run on (its CPU affinity;
 ``PMP_THREADS`` overrides), never more, because busy-waiting threads on a shared, loaded
@@ -54,7 +55,7 @@ def _controller():
 @contextlib.contextmanager
 def _one_blas_thread():
     """BLAS at one thread inside the block: threadpoolctl's ``limit`` without its
-    bookkeeping (4 against 9.5 us per use, paid once per sweep)."""
+    bookkeeping (5 against 9.5 us per use, paid once per sweep)."""
     global _blas_libraries
     if _blas_libraries is None:
         _blas_libraries = _controller().select(user_api="blas").lib_controllers

@@ -416,6 +416,15 @@ def test_kept_activations_follow_the_row_blocks():
         _, _, ps = oracle.sweep(v, states=xs_v)
         expected = pmp.evaluate(problem, v)[3]
     np.testing.assert_allclose(ps, expected, rtol=1e-12, atol=1e-15)
+    with pmp.threads(3):  # the statistics-only path: the candidate keeps X_K only
+        _, xs_v = oracle.value_and_states(v, trajectories=False)
+    with pmp.threads(2):
+        point, _, _ = oracle.sweep(v, states=xs_v, trajectories=False)
+        fresh = Oracle(problem)
+        expected_point, _, _ = fresh.sweep(v, trajectories=False)
+    for lean, full in zip(oracle.statistics, fresh.statistics):
+        np.testing.assert_array_equal(lean, full)
+    assert point.parts == expected_point.parts
 
 
 @pytest.mark.parametrize("running", [0.0, 0.5])

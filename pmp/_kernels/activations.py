@@ -184,8 +184,8 @@ def activate(code, param, z, s):
 @jit
 def activate_rows(code, param, z, s):
     """:func:`activate` for 2-D arrays with long rows, row by row: the same values without
-    the flattening views, whose set-up cost a fixed 50 ns per call (a third of the per-step
-    overhead of the small-d forward sweep)."""
+    the flattening views, whose set-up is a fixed cost per call (the small-d forward sweep's
+    fixed cost per step fell from 150 to 125 ns)."""
     if code == TANH and z.itemsize == 4:
         for r in range(z.shape[0]):
             for i in range(z.shape[1]):
