@@ -64,6 +64,7 @@ class Progress:
         self.stream = stream or sys.stdout
         self.every = every
         self.bar = None
+        self._last = None  # (iteration, elapsed) of the last line: its rate is since then
         if getattr(self.stream, "isatty", lambda: False)():
             from tqdm import tqdm
 
@@ -79,10 +80,15 @@ class Progress:
             self.bar.set_postfix_str(f"J={c['total']:.6g} {step}", refresh=False)
             self.bar.refresh()
         elif state.iteration % self.every == 0 or state.status:
-            rate = state.iteration / state.elapsed if state.elapsed > 0 else float("nan")
+            # the rate since the last line, not since the start: the first iterations of a
+            # process include the kernels' compilation
+            rate = ""
+            if self._last is not None and state.elapsed > self._last[1]:
+                per_second = (state.iteration - self._last[0]) / (state.elapsed - self._last[1])
+                rate = f"  ({per_second:.1f} it/s)"
+            self._last = (state.iteration, state.elapsed)
             print(f"  iter {state.iteration:6d}  J = {c['total']:.6e}  loss = {c['loss']:.3e}"
-                  f"  |g| = {state.grad_norm:.2e}  {step}  ({rate:.1f} it/s)",
-                  file=self.stream, flush=True)
+                  f"  |g| = {state.grad_norm:.2e}  {step}{rate}", file=self.stream, flush=True)
 
     def close(self):
         if self.bar is not None:
