@@ -5,6 +5,7 @@ import pytest
 import naive
 import pmp
 from pmp._kernels import activations as _act
+from pmp._kernels import readout as _ro
 from pmp._kernels import sweeps as _sw
 from pmp.threads import row_blocks
 from pmp_cases import (ACTIVATIONS, FIELD_ACTIVATIONS, case_id, make_controls, make_problem,
@@ -80,6 +81,27 @@ def test_row_by_row_activation_is_the_flat_one(name, dtype):
     _act.activate(act.code, act.param, z, flat)
     _act.activate_rows(act.code, act.param, z, rows)
     np.testing.assert_array_equal(rows, flat)
+
+
+@pytest.mark.parametrize("readout", ["identity", "first", "repeated", "dense", "almost"])
+def test_readout_pullback_against_numpy(readout):
+    """Phi(x) and p -= coef grad Phi(x) for selection readouts (read column by column, no
+    matrix product) and for general ones, against NumPy."""
+    rng = np.random.default_rng(7)
+    n, d = 9, 5
+    P = {"identity": np.eye(d), "first": np.eye(d)[:2], "repeated": np.eye(d)[[3, 1, 3]],
+         "dense": rng.normal(size=(3, d)),
+         "almost": np.eye(d)[:2] + 1e-3 * np.eye(d)[[4, 0]]}[readout]
+    m = len(P)
+    x, y, p0 = rng.normal(size=(n, d)), rng.normal(size=(n, m)), rng.normal(size=(n, d))
+    selection = readout in ("identity", "first", "repeated")
+    assert (_ro._selected_columns(P).size == m) == selection
+    z, gz, p, gP = np.empty((n, m)), np.empty((n, m)), p0.copy(), np.zeros((0, d))
+    phi = _ro.pull_back(_ro.SQUARED, 2.0, x, P, y, 0.7, p, gP, z, gz)
+    residual = x @ P.T - y
+    assert phi == pytest.approx(0.5 * np.sum(residual ** 2) / n, rel=1e-14)
+    np.testing.assert_allclose(p, p0 - 0.7 * (residual / n) @ P, rtol=1e-14, atol=1e-16)
+    assert _ro.loss(_ro.SQUARED, 2.0, x, P, y, z) == phi
 
 
 def test_activation_kink_conventions():

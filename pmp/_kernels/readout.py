@@ -87,9 +87,42 @@ def loss_and_grad(code, param, z, y, g):
 
 
 @jit
+def _selected_columns(P):
+    """The column each row of ``P`` selects, if ``P`` is a selection matrix (every row one
+    1 and zeros: the projections "last", "first", the identity), else an empty array."""
+    m, d = P.shape
+    cols = np.empty(m, np.int64)
+    for r in range(m):
+        found = -1
+        for j in range(d):
+            if P[r, j] == 1.0 and found < 0:
+                found = j
+            elif P[r, j] != 0.0:
+                return cols[:0]
+        if found < 0:
+            return cols[:0]
+        cols[r] = found
+    return cols
+
+
+@jit
+def _project(x, P, z):
+    """``z = x P^T``; a selection ``P`` reads its columns instead of a matrix product (for
+    the identity readout of W3, two GEMMs of a sweep's 62)."""
+    cols = _selected_columns(P)
+    if cols.shape[0] == 0:
+        np.dot(x, P.T, z)
+        return cols
+    for i in range(x.shape[0]):
+        for r in range(cols.shape[0]):
+            z[i, r] = x[i, cols[r]]
+    return cols
+
+
+@jit
 def loss(code, param, x, P, y, z):
     """Phi(x) for states ``x`` (N, d), readout ``P`` (m, d); ``z`` (N, m) is scratch."""
-    np.dot(x, P.T, z)
+    _project(x, P, z)
     return loss_and_grad(code, param, z, y, z[:0])
 
 
@@ -119,12 +152,17 @@ def pull_back(code, param, x, P, y, coef, p, gP, z, gz):
     float
         ``Phi(x)``.
     """
-    np.dot(x, P.T, z)
+    cols = _project(x, P, z)
     phi = loss_and_grad(code, param, z, y, gz)
-    grad_x = np.dot(gz, P)  # (N, d); one allocation per call, once per sweep
-    for i in range(p.shape[0]):
-        for j in range(p.shape[1]):
-            p[i, j] -= coef * grad_x[i, j]
+    if cols.shape[0] > 0:  # grad_x = gz P, and row r of P is the unit vector e_cols[r]
+        for i in range(p.shape[0]):
+            for r in range(cols.shape[0]):
+                p[i, cols[r]] -= coef * gz[i, r]
+    else:
+        grad_x = np.dot(gz, P)  # (N, d); one allocation per call, once per sweep
+        for i in range(p.shape[0]):
+            for j in range(p.shape[1]):
+                p[i, j] -= coef * grad_x[i, j]
     if gP.shape[0] > 0:
         grad_P = np.dot(gz.T, x)
         for r in range(gP.shape[0]):
