@@ -1,4 +1,5 @@
 """pmp's jitted kernels against the NumPy twins of tests/naive.py (THEORY.md sections 1-3, 8)."""
+import numba
 import numpy as np
 import pytest
 
@@ -70,6 +71,19 @@ def test_tanh_within_3_ulp(dtype):
     only = np.empty_like(z)
     _act.activate(_act.TANH, 0.0, z, only)
     np.testing.assert_array_equal(only, s)
+
+
+@pytest.mark.parametrize("dtype, shifter", [(np.float64, 1.5 * 2.0 ** 52),
+                                             (np.float32, 1.5 * 2.0 ** 23)])
+def test_power_of_two_from_the_shifted_bits(dtype, shifter):
+    """tanh's 2^n from the bits of n + shifter, exact for every n its reduction produces
+    (n in [-58, 0] in float64, [-29, 0] in float32) and beyond."""
+    if _act.DISABLED:
+        pytest.skip("an LLVM intrinsic: compiled code only")
+    pow2 = numba.njit(lambda s: _act._pow2_of_shifted(s))
+    for n in range(-100, 31):
+        got = pow2(dtype(n + shifter))
+        assert got == 2.0 ** n, n
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

@@ -68,7 +68,9 @@ def drop_stale_cache():
 if CACHE and "NUMBA_CACHE_DIR" not in os.environ:
     drop_stale_cache()
 
-if os.environ.get("PMP_DISABLE_JIT", "0") == "1":  # pragma: no cover - debugging aid
+DISABLED = os.environ.get("PMP_DISABLE_JIT", "0") == "1"
+
+if DISABLED:  # pragma: no cover - debugging aid
 
     def jit(func):
         return func

@@ -8,8 +8,11 @@ leaky_relu'(0) = slope.
 import math
 
 import numpy as np
+from llvmlite import ir
+from numba.core import types
+from numba.extending import intrinsic
 
-from ._jit import jit
+from ._jit import DISABLED, jit
 
 TANH = 0
 RELU = 1
@@ -27,13 +30,18 @@ _LN2_LO = 1.90821492927058770002e-10
 _INV_LN2 = 1.44269504088896338700e00
 _E2, _E3, _E4, _E5, _E6, _E7, _E8, _E9, _E10, _E11, _E12, _E13 = (
     1.0 / math.factorial(k) for k in range(2, 14))
+# Adding 1.5 * 2^52 (float64) or 1.5 * 2^23 (float32) rounds to an integer n, which then
+# sits in the low bits of the sum: 2^n follows by integer operations on those bits
+# (:func:`_pow2_of_shifted`) instead of float <-> int64 conversions, which AVX2 lacks.
+_SHIFTER = 1.5 * 2.0 ** 52
 # fast_tanh32: the same in float32 (numba types these globals as float32 constants): an
 # ln2 split whose high part is exact times n for |n| < 2^9 (fdlibm's expf), Taylor to r^7
 _F32 = np.float32
 _LN2_HI_32, _LN2_LO_32, _INV_LN2_32 = _F32(6.9314575195e-01), _F32(1.4286067653e-06), \
     _F32(1.4426950408889634)
 _F2, _F3, _F4, _F5, _F6, _F7 = (_F32(1.0 / math.factorial(k)) for k in range(2, 8))
-_ONE_32, _TWO_32, _HALF_32, _MINUS_TWO_32, _CLAMP_32 = (_F32(v) for v in (1, 2, 0.5, -2, 10))
+_ONE_32, _TWO_32, _MINUS_TWO_32, _CLAMP_32, _ZERO_32 = (_F32(v) for v in (1, 2, -2, 10, 0))
+_SHIFTER_32 = _F32(1.5 * 2.0 ** 23)
 _INV_SQRT2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
@@ -47,6 +55,38 @@ def _sigmoid(v):
     return e / (1.0 + e)
 
 
+@intrinsic
+def _pow2_of_shifted(typingctx, shifted):
+    """``2^n`` for ``shifted = n + 1.5 * 2^52`` (float64) or ``n + 1.5 * 2^23`` (float32),
+    ``n`` a small integer: the bits of ``shifted`` minus those of the shifter plus the
+    exponent bias, moved into the exponent field. Integer adds and a shift on the float's
+    bits, which vectorise on any x86-64 with AVX2; numba's ``float(1 << k)`` needs int64
+    <-> float conversions, which only AVX-512 has, and kept tanh's loop scalar elsewhere
+    (3.9 against 2.6 ns per value on an AVX2 CPU)."""
+    if shifted == types.float64:
+        int_type, float_type, mantissa, bias, shifter = ir.IntType(64), ir.DoubleType(), \
+            52, 1023, 0x4338000000000000
+    elif shifted == types.float32:
+        int_type, float_type, mantissa, bias, shifter = ir.IntType(32), ir.FloatType(), \
+            23, 127, 0x4B400000
+    else:
+        return None
+
+    def codegen(context, builder, signature, args):
+        exponent = builder.add(builder.bitcast(args[0], int_type), int_type(bias - shifter))
+        return builder.bitcast(builder.shl(exponent, int_type(mantissa)), float_type)
+
+    return shifted(shifted), codegen
+
+
+if DISABLED:  # pragma: no cover - kernels as plain Python (debugging aid)
+
+    def _pow2_of_shifted(shifted):
+        if isinstance(shifted, np.float32):
+            return _F32(2.0) ** (shifted - _SHIFTER_32)
+        return 2.0 ** (shifted - _SHIFTER)
+
+
 @jit
 def fast_tanh(v):
     """tanh(v) to within 3 ulp, branch-free so that loops over it vectorise.
@@ -55,12 +95,13 @@ def fast_tanh(v):
     NumPy's SIMD tanh), which made it the largest cost of a sweep. Here
     ``tanh|v| = -m / (2 + m)`` with ``m = expm1(-2|v|)``; ``-2|v| = n ln2 + r`` with
     ``|r| <= ln2/2``, ``expm1(r)`` by its Taylor polynomial to degree 13 (error < 1e-17,
-    evaluated by Estrin's scheme) and ``2^n`` exact from an integer shift. ``|v|`` is
+    evaluated by Estrin's scheme) and ``2^n`` exact from the bits of ``n``. ``|v|`` is
     clamped at 20, where tanh rounds to 1.
     """
     a = min(abs(v), 20.0)
     y = -2.0 * a
-    n = math.floor(y * _INV_LN2 + 0.5)
+    shifted = y * _INV_LN2 + _SHIFTER  # n = round(y / ln2) in its low bits
+    n = shifted - _SHIFTER
     r = (y - n * _LN2_HI) - n * _LN2_LO
     # Estrin's scheme: a dependency chain of 5 multiply-adds instead of Horner's 13
     r2 = r * r
@@ -68,8 +109,7 @@ def fast_tanh(v):
     high = (_E8 + _E9 * r) + r2 * (_E10 + _E11 * r) + r4 * (_E12 + _E13 * r)
     low = (_E2 + _E3 * r) + r2 * (_E4 + _E5 * r) + r4 * (_E6 + _E7 * r)
     p = r + r2 * (low + (r4 * r2) * high)
-    k = int(-n)
-    m = (1.0 + p) * (1.0 / float(1 << k)) - 1.0 if k > 0 else p
+    m = (1.0 + p) * _pow2_of_shifted(shifted) - 1.0 if n != 0.0 else p
     t = math.copysign(-m / (2.0 + m), v)
     return t if v == v else v  # NaN in, NaN out
 
@@ -81,12 +121,12 @@ def fast_tanh32(v):
     clamped at 10, where tanh rounds to 1 in float32."""
     a = min(abs(v), _CLAMP_32)
     y = _MINUS_TWO_32 * a
-    n = _F32(math.floor(y * _INV_LN2_32 + _HALF_32))
+    shifted = y * _INV_LN2_32 + _SHIFTER_32
+    n = shifted - _SHIFTER_32
     r = (y - n * _LN2_HI_32) - n * _LN2_LO_32
     r2 = r * r
     p = r + r2 * ((_F2 + _F3 * r) + r2 * ((_F4 + _F5 * r) + r2 * (_F6 + _F7 * r)))
-    k = int(-n)
-    m = (_ONE_32 + p) * (_ONE_32 / _F32(1 << k)) - _ONE_32 if k > 0 else p
+    m = (_ONE_32 + p) * _pow2_of_shifted(shifted) - _ONE_32 if n != _ZERO_32 else p
     t = math.copysign(-m / (_TWO_32 + m), v)
     return t if v == v else v
 
