@@ -155,7 +155,9 @@ def value_and_grad(problem, controls, *, segment=None, workspace=None, validate=
         segment's states during the costate sweep: memory ``O(K / segment + segment)``
         states instead of ``O(K)`` (``segment ~ sqrt(K)`` minimises it) for one extra
         forward sweep. The gradient is identical bit for bit to the unsegmented one; J
-        agrees to rounding (the running-cost sum is added segment by segment).
+        agrees to rounding (the running-cost sum is added segment by segment), and so
+        does a trainable readout's gradient when a running cost is summed over several
+        row blocks.
     workspace : dict, optional
         Pass the same (initially empty) dict to successive calls to reuse the buffers of
         the trajectories instead of allocating them each time; the trainers do. It holds
@@ -206,22 +208,24 @@ def _segmented(problem, controls, segment, workspace=None):
     P = _P(problem, controls)
     gP = np.zeros((P.shape[0] if problem.trainable_readout else 0, problem.dim),
                   dtype=problem.dtype)
-    costate = buffer(workspace, "costates", states.shape, problem.dtype)
-    p_next, phi, run = None, 0.0, 0.0
+    # two rolling costate slots (the kernels index them by step % 2)
+    ps = buffer(workspace, "costates", (2, *shape), problem.dtype)
+    phi, run = 0.0, 0.0
     for j in range(len(bounds) - 2, -1, -1):  # backward, recomputing each segment
         k0, k1 = bounds[j], bounds[j + 1]
-        xs, ps, store = states[:k1 - k0 + 1], costate[:k1 - k0 + 1], kept[:k1 - k0]
+        xs, store = states[:k1 - k0 + 1], kept[:k1 - k0]
         xs[0] = boundary[j]
-        field.forward(xs, {n: controls[n][k0:k1] for n in names}, h, store)
-        at_end = p_next is None
-        if not at_end:
-            ps[-1] = p_next
+        at_end = j == len(bounds) - 2
+        if not at_end and (k1 - k0) % 2:  # p_{k1}, left in slot 0, starts this segment
+            ps[1] = ps[0]
+        # each thread recomputes its rows' states and runs their costates right after,
+        # while they are in cache (one dispatch per segment, not two)
         seg_phi, seg_run = field.backward(xs, ps, {n: controls[n][k0:k1] for n in names}, h,
                                           problem.readout_with(P, at_end),
-                                          {n: grads[n][k0:k1] for n in names}, gP, store)
+                                          {n: grads[n][k0:k1] for n in names}, gP, store,
+                                          forward=True)
         phi = seg_phi if at_end else phi
         run += seg_run
-        p_next = ps[0].copy()
     _finish_gradient(problem, controls, grads, gP)
     return _total(problem, controls, phi, run), grads
 

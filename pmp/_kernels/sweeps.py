@@ -393,7 +393,7 @@ def outer_backward_small(xs, ps, W, b, h, act, aparam, ro, gW, gb, gP, ss, store
                     qt[m, i] = pt[m, i] + h * ((qt[m, i] + w * pt[d - 1, i])
                                                * _slope(act, aparam, xt[m, i], st[m, i]))
         pt, qt = qt, pt
-        if keep:
+        if keep or k == 0:  # p_0 always: a segmented sweep starts the next segment from it
             _transpose_out(pt, ps[k % L, r0:r1])
         if ro[5] != 0.0:  # the running cost updates p_k in row layout: read it back
             run += _running(k, h, xs, ps, ro, gP, z, gz, r0, r1)
