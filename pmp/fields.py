@@ -195,8 +195,7 @@ class Outer(Field):
     def homogeneous(self):
         return True
 
-    # Inner reuses everything but the two kernels (same arguments)
-    _forward_kernel = staticmethod(_sw.outer_forward)
+    # Inner reuses everything but the two kernels
     _backward_kernel = staticmethod(_sw.outer_backward)
 
     @property
@@ -209,6 +208,10 @@ class Outer(Field):
             _sw.outer_forward_small(xs, controls["W"], controls["b"], h, a.code, a.param, store,
                                     np.empty((2, d, r1 - r0), xs.dtype), *_scratch(xs, d, r1 - r0),
                                     final_only, r0, r1)
+            return
+        if type(self) is Outer:
+            _sw.outer_forward(xs, controls["W"], controls["b"], h, a.code, a.param, store,
+                              final_only, r0, r1)
             return
         zero = np.zeros(d, dtype=xs.dtype)
         self._forward_kernel(xs, controls["W"], controls["b"], h, a.code, a.param, store, zero,

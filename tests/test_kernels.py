@@ -432,12 +432,16 @@ def test_outer_general_kernels(activation, config, monkeypatch):
 
 
 @pytest.mark.parametrize("activation", ["tanh", "gelu"])
-def test_outer_wide_states(activation):
-    """The general kernels on states wider than SMALL_DIM."""
+@pytest.mark.parametrize("running, n_steps", [(0.5, 4), (0.0, 4), (0.0, 7), (0.0, 3)])
+def test_outer_wide_states(activation, running, n_steps):
+    """The general kernels on states wider than SMALL_DIM (without a running cost, the
+    gradient's forward sweep keeps the states in between in two rolling slots)."""
     problem, controls = smooth_case("outer", activation, "cross_entropy", d=_sw.SMALL_DIM + 4,
-                                    n=150, running=0.5, projection="trainable")
+                                    n=150, running=running, projection="trainable",
+                                    n_steps=n_steps)
     assert not problem.field._small
-    J, grads = pmp.value_and_grad(problem, controls)
+    with pmp.threads(2):
+        J, grads = pmp.value_and_grad(problem, controls, workspace={})
     expected = naive.gradients(problem, controls)
     assert J == pytest.approx(naive.cost(problem, controls)["total"], rel=RTOL64)
     for name in expected:

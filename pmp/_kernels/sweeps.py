@@ -175,7 +175,7 @@ def _running(k, h, xs, ps, ro, gP, z, gz, r0, r1):
 
 # ------------------------------------------------------------ "outer": W sigma(x) + b
 @jit
-def outer_forward(xs, W, b, h, act, aparam, ss, zero_bias, r0, r1):
+def outer_forward(xs, W, b, h, act, aparam, ss, final_only, r0, r1):
     """States of ``x' = W sigma(x) + b`` on the rows ``r0:r1``.
 
     Parameters
@@ -189,17 +189,21 @@ def outer_forward(xs, W, b, h, act, aparam, ss, zero_bias, r0, r1):
         Activation code and parameter.
     ss : ndarray, shape (K, N, d) or (1, N, d)
         Receives ``sigma(X_k)`` at every step (kept for the backward sweep) or is scratch.
-    zero_bias : ndarray, shape (d,)
-        Unused here (uniform signature with the other fields).
+    final_only : bool
+        Only ``X_K`` is wanted: the steps in between go to the slots 1 and 2 in turn, which
+        stay in cache, instead of streaming the whole trajectory out to memory.
     r0, r1 : int
         The rows (samples) to sweep.
     """
-    for k in range(W.shape[0]):
+    K = W.shape[0]
+    rolling = final_only and K > 3
+    for k in range(K):
+        x = xs[1 + k % 2 if rolling and 0 < k else k, r0:r1]
+        x1 = xs[1 + (k + 1) % 2 if rolling and k + 1 < K else k + 1, r0:r1]
         s = ss[k % ss.shape[0], r0:r1]
-        x1 = xs[k + 1, r0:r1]
-        activate(act, aparam, xs[k, r0:r1], s)
+        activate(act, aparam, x, s)
         np.dot(s, W[k].T, x1)
-        _euler_in_place(xs[k, r0:r1], x1, b[k], h)
+        _euler_in_place(x, x1, b[k], h)
 
 
 @jit
