@@ -115,10 +115,11 @@ def _costate_with_slope(code, param, z, s, q, p_next, h, p, gb):
     for j in range(d):
         gb[j] = 0.0
     if code == TANH:  # a loop of its own, so that it vectorises
+        one = p.dtype.type(1.0)  # a float literal would run float32 sweeps in float64
         for i in range(n):
             for j in range(d):
                 gb[j] += p_next[i, j]
-                p[i, j] = p_next[i, j] + h * (q[i, j] * (1.0 - s[i, j] * s[i, j]))
+                p[i, j] = p_next[i, j] + h * (q[i, j] * (one - s[i, j] * s[i, j]))
     else:
         for i in range(n):
             for j in range(d):
@@ -356,6 +357,7 @@ def outer_backward_small(xs, ps, W, b, h, act, aparam, ro, gW, gb, gP, ss, store
     keep = L == W.shape[0] + 1 or ro[5] != 0.0  # full costates wanted, or a running cost
     statistics = sG.shape[0] > 0
     weights = np.empty((d, n if statistics else 0), pt.dtype)
+    one = pt.dtype.type(1.0)  # a float literal would run float32 sweeps in float64
     for k in range(W.shape[0] - 1, -1, -1):
         if stored:  # then the slope follows from sigma alone (SLOPE_FROM_VALUE)
             st = ss[k, r0:r1].reshape((d, n))  # transposed in the block: see the forward
@@ -391,7 +393,7 @@ def outer_backward_small(xs, ps, W, b, h, act, aparam, ro, gW, gb, gP, ss, store
             if act == TANH:  # a loop of its own, so that it vectorises
                 for i in range(n):
                     qt[m, i] = pt[m, i] + h * ((qt[m, i] + w * pt[d - 1, i])
-                                               * (1.0 - st[m, i] * st[m, i]))
+                                               * (one - st[m, i] * st[m, i]))
             else:
                 for i in range(n):
                     qt[m, i] = pt[m, i] + h * ((qt[m, i] + w * pt[d - 1, i])
@@ -412,6 +414,7 @@ def _maximize_statistics(act, aparam, xt, st, pt, S, Q, weights):
     states, read for the slope unless it follows from sigma); ``weights`` (d, N_rows)
     scratch. Three sums per pass over the rows: 3x fewer passes than one dot product each."""
     d, n = pt.shape
+    one = pt.dtype.type(1.0)
     for c in range(d):
         for c2 in range(c, d, 3):
             v = _dots3(st[c], st[c2], st[min(c2 + 1, d - 1)], st[min(c2 + 2, d - 1)])
@@ -423,7 +426,7 @@ def _maximize_statistics(act, aparam, xt, st, pt, S, Q, weights):
         w = weights[c]
         if act == TANH:  # a loop of its own, so that it vectorises
             for i in range(n):
-                slope = 1.0 - st[c, i] * st[c, i]
+                slope = one - st[c, i] * st[c, i]
                 w[i] = slope * slope
         else:
             for i in range(n):
