@@ -47,8 +47,8 @@ TITLES = {"iteration": "Iteration: pmp, its peers and the flop floor",
           "scaling": "Scaling in N, K and threads",
           "memory": "Memory"}
 # settings that change what the kernels and BLAS run (OPENBLAS_CORETYPE picks OpenBLAS's
-# kernels: this development machine sets it to Haswell, whose GEMM runs at about 60% of the
-# rate of the SkylakeX kernels OpenBLAS detects without it)
+# kernels: an earlier development machine, an AVX-512 CPU, set it to Haswell, whose GEMM ran
+# at about 60% of the rate of the SkylakeX kernels OpenBLAS detects there without it)
 ENVIRONMENT = ("OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "PMP_THREADS",
                "NUMBA_NUM_THREADS", "NUMBA_CPU_NAME")
 PACKAGES = ("numpy", "numba", "llvmlite", "scipy", "threadpoolctl", "torch", "jax", "jaxlib",
@@ -56,15 +56,26 @@ PACKAGES = ("numpy", "numba", "llvmlite", "scipy", "threadpoolctl", "torch", "ja
 
 
 def cpu_model():
-    """The CPU's model name from /proc/cpuinfo (else :func:`platform.processor`)."""
+    """The CPU's model name from /proc/cpuinfo (else :func:`platform.processor`), the CPU
+    LLVM compiles pmp's kernels for, and the vector extensions that matter to them (AVX2 or
+    AVX-512: the vector width of the kernels and BLAS)."""
+    import llvmlite.binding
+
+    name, flags = platform.processor() or "unknown", set()
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                key, _, value = line.partition(":")
+                if key.strip() == "model name":
+                    name = value.strip()
+                elif key.strip() == "flags":
+                    flags = set(value.split())
+                    break
     except OSError:
         pass
-    return platform.processor() or "unknown"
+    simd = [flag for flag in ("avx2", "fma", "avx512f") if flag in flags]
+    return (f"{name} (LLVM target {llvmlite.binding.get_host_cpu_name()}; "
+            f"{', '.join(simd) or 'no AVX2'})")
 
 
 def machine():
