@@ -212,11 +212,13 @@ class Maximizer:
             args = common + (_REG_CODES[type(reg)], reg.lam, reg.bound, rho) + h1 + (
                 self.tol, self.max_inner, U_new, info)
         elif d * q <= self.n_direct or (rho == 0.0 and not np.any(h1_diag)):
-            if statistics is None:
-                statistics = (np.empty((0, d, q), dt), np.empty((0, q, q), dt),
-                              np.empty((0, d, d, d), dt))
-            kernel = _mx.linear_maximize_direct
-            args = common + (reg.lam, rho) + h1 + (U_new, info) + tuple(statistics)
+            if statistics is not None:  # "outer", small d: the costate sweep's sums
+                kernel = _mx.linear_maximize_sums
+                args = (U_old, free, reg.lam, rho) + h1 + (U_new, info) + tuple(statistics) \
+                    + (xs.shape[1],)
+            else:
+                kernel = _mx.linear_maximize_direct
+                args = common + (reg.lam, rho) + h1 + (U_new, info)
         else:
             kernel = _mx.linear_maximize_cg
             args = common + (reg.lam, rho) + h1 + (self.tol, self.max_inner, U_new, info)

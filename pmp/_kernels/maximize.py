@@ -340,15 +340,10 @@ def _l2_result(g, delta, Md, Uo, Un, iters, info_k):
 
 @jit
 def linear_maximize_direct(kind, xs, ps, omega, beta, code, param, Kt, use_Kt, U_old, free,
-                           lam, rho, h1_diag, h1_rhs, U_new, info, sG, sS, sQ, k0, k1):
+                           lam, rho, h1_diag, h1_rhs, U_new, info, k0, k1):
     """l2: maximise Psi~_k for the steps ``k0 <= k < k1`` by the closed form (``rho = 0``,
-    no h1 term) or a direct solve of the explicit (d q, d q) matrix (small ``d q``).
-
-    ``sG``, ``sS``, ``sQ`` (K, d, q), (K, q, q), (K, d, d, d), unless empty: "outer" only,
-    the sums ``p^T psi``, ``psi^T psi`` and ``sum_i psi'_ic^2 p_i p_i^T`` per step from the
-    costate sweep (:func:`pmp._kernels.sweeps.outer_backward_small`), used instead of a pass
-    over ``xs``, ``ps``.
-    """
+    no h1 term) or a direct solve of the explicit (d q, d q) matrix (small ``d q``), from
+    the trajectories ``xs``, ``ps``."""
     n, d = xs.shape[1], xs.shape[2]
     q = U_old.shape[2]
     dt = xs.dtype
@@ -357,48 +352,81 @@ def linear_maximize_direct(kind, xs, ps, omega, beta, code, param, Kt, use_Kt, U
     s, ds = np.empty((n, width), dt), np.empty((n, width), dt)
     G, S = np.empty((d, q), dt), np.empty((q, q), dt)
     g, delta, Md = np.empty((d, q), dt), np.empty((d, q), dt), np.empty((d, q), dt)
-    solves = rho != 0.0 or np.any(h1_diag[k0:k1] != 0.0)  # else only the closed form
-    size = d * q if solves else 0
-    M, chol, sol = np.empty((size, size)), np.empty((size, size)), np.empty(size)
+    M, chol, sol = _direct_scratch(d * q, rho, h1_diag[k0:k1])
     # transposed copies: small products by dot products rather than BLAS calls
     xT, pT = np.empty((d, n), dt), np.empty((d, n), dt)
     psiT, dpsiT = np.empty((q, n), dt), np.empty((q, n), dt)
     pair_scratch = np.empty((2, n), dt)
-    from_sweep = sG.shape[0] > 0
     for k in range(k0, k1):
-        if from_sweep:
-            for r in range(d):
-                for c in range(q):
-                    G[r, c] = sG[k, r, c]
-            for c in range(q):
-                for c2 in range(q):
-                    S[c, c2] = sS[k, c, c2] / n
-        else:
-            _small_products(kind, xs[k], ps[k + 1], omega, beta, code, param, psi, dpsi, s, ds,
-                            xT, pT, psiT, dpsiT, G, S)
+        _small_products(kind, xs[k], ps[k + 1], omega, beta, code, param, psi, dpsi, s, ds,
+                        xT, pT, psiT, dpsiT, G, S)
         Uo, Un, fr = U_old[k], U_new[k], free[k]
         coef = h1_diag[k] + 2.0 * lam
         if _l2_start(G, h1_rhs[k], coef, rho == 0.0 and h1_diag[k] == 0.0, Uo, Un, fr, g,
                      delta, Md, info[k]):
             continue
-        if from_sweep:
-            _explicit_outer(S, sQ[k], n, coef, rho, M)
-        else:
-            _explicit(S, pT, dpsiT, Kt, use_Kt, coef, rho, M, pair_scratch)
-        flat_free = fr.reshape(d * q)
-        for a in range(d * q):
-            if not flat_free[a]:  # frozen: the identity row, and g = 0 there
-                M[a, :] = 0.0
-                M[:, a] = 0.0
-                M[a, a] = 1.0
-        rhs = g.reshape(d * q).astype(np.float64)
-        if not _cholesky_solve(M, rhs, chol, sol):  # singular (lam = 0): LU decides
-            sol[:] = np.linalg.solve(M, rhs)
-        flat_delta = delta.reshape(d * q)
-        for a in range(d * q):
-            flat_delta[a] = sol[a]
-        _matvec(M, delta, Md)
-        _l2_result(g, delta, Md, Uo, Un, 1, info[k])
+        _explicit(S, pT, dpsiT, Kt, use_Kt, coef, rho, M, pair_scratch)
+        _direct_solve(M, chol, sol, g, delta, Md, Uo, Un, fr, info[k])
+
+
+@jit
+def linear_maximize_sums(U_old, free, lam, rho, h1_diag, h1_rhs, U_new, info, sG, sS, sQ,
+                         n, k0, k1):
+    """:func:`linear_maximize_direct` for "outer" from the costate sweep's sums instead of
+    the trajectories: ``sG``, ``sS``, ``sQ`` (K, d, q), (K, q, q), (K, d, d, d) are ``p^T
+    psi``, ``psi^T psi`` and ``sum_i psi'_ic^2 p_i p_i^T`` per step over the ``n`` samples
+    (:func:`pmp._kernels.sweeps.outer_backward_small`). A kernel of its own: it compiles in
+    a fraction of the time of the other, which computes the sums itself."""
+    d, q = U_old.shape[1], U_old.shape[2]
+    dt = U_old.dtype
+    G, S = np.empty((d, q), dt), np.empty((q, q), dt)
+    g, delta, Md = np.empty((d, q), dt), np.empty((d, q), dt), np.empty((d, q), dt)
+    M, chol, sol = _direct_scratch(d * q, rho, h1_diag[k0:k1])
+    for k in range(k0, k1):
+        for r in range(d):
+            for c in range(q):
+                G[r, c] = sG[k, r, c]
+        for c in range(q):
+            for c2 in range(q):
+                S[c, c2] = sS[k, c, c2] / n
+        Uo, Un, fr = U_old[k], U_new[k], free[k]
+        coef = h1_diag[k] + 2.0 * lam
+        if _l2_start(G, h1_rhs[k], coef, rho == 0.0 and h1_diag[k] == 0.0, Uo, Un, fr, g,
+                     delta, Md, info[k]):
+            continue
+        _explicit_outer(S, sQ[k], n, coef, rho, M)
+        _direct_solve(M, chol, sol, g, delta, Md, Uo, Un, fr, info[k])
+
+
+@jit
+def _direct_scratch(size, rho, h1_diag):
+    """The explicit matrix, its factor and the solution, (size, size) x 2 and (size,): empty
+    when every step has the closed form (no rho, no h1 term)."""
+    if rho == 0.0 and not np.any(h1_diag != 0.0):
+        size = 0
+    return np.empty((size, size)), np.empty((size, size)), np.empty(size)
+
+
+@jit
+def _direct_solve(M, chol, sol, g, delta, Md, Uo, Un, fr, info_k):
+    """Solve ``M delta = g`` on the free entries (frozen ones get the identity row, and
+    ``g = 0`` there) by Cholesky, or by LU if ``M`` is singular (lam = 0); then the step's
+    result."""
+    d, q = g.shape
+    flat_free = fr.reshape(d * q)
+    for a in range(d * q):
+        if not flat_free[a]:
+            M[a, :] = 0.0
+            M[:, a] = 0.0
+            M[a, a] = 1.0
+    rhs = g.reshape(d * q).astype(np.float64)
+    if not _cholesky_solve(M, rhs, chol, sol):
+        sol[:] = np.linalg.solve(M, rhs)
+    flat_delta = delta.reshape(d * q)
+    for a in range(d * q):
+        flat_delta[a] = sol[a]
+    _matvec(M, delta, Md)
+    _l2_result(g, delta, Md, Uo, Un, 1, info_k)
 
 
 @jit

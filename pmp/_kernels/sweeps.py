@@ -345,7 +345,7 @@ def outer_backward_small(xs, ps, W, b, h, act, aparam, ro, gW, gb, gP, ss, store
 
     ``sG`` (K, d, d + 1), ``sS`` (K, d + 1, d + 1), ``sQ`` (K, d, d, d), unless empty
     (shape[0] == 0), receive the sums over the rows that the MSA's maximisation needs
-    (:func:`pmp._kernels.maximize.linear_maximize_direct`): ``G_k = p^T [sigma 1]``,
+    (:func:`pmp._kernels.maximize.linear_maximize_sums`): ``G_k = p^T [sigma 1]``,
     ``[sigma 1]^T [sigma 1]`` and, for every column c, ``sum_i sigma'_ic^2 p_i p_i^T``, with
     ``p = p_{k+1}`` and ``sigma = sigma(X_k)``, while both are at hand.
     """
