@@ -195,7 +195,7 @@ class Outer(Field):
     def homogeneous(self):
         return True
 
-    # Inner reuses everything but the two kernels
+    # Inner reuses everything but its forward sweep and this kernel (same arguments)
     _backward_kernel = staticmethod(_sw.outer_backward)
 
     @property
@@ -209,13 +209,8 @@ class Outer(Field):
                                     np.empty((2, d, r1 - r0), xs.dtype), *_scratch(xs, d, r1 - r0),
                                     final_only, r0, r1)
             return
-        if type(self) is Outer:
-            _sw.outer_forward(xs, controls["W"], controls["b"], h, a.code, a.param, store,
-                              final_only, r0, r1)
-            return
-        zero = np.zeros(d, dtype=xs.dtype)
-        self._forward_kernel(xs, controls["W"], controls["b"], h, a.code, a.param, store, zero,
-                             r0, r1)
+        _sw.outer_forward(xs, controls["W"], controls["b"], h, a.code, a.param, store,
+                          final_only, r0, r1)
 
     def _backward_rows(self, xs, ps, controls, h, readout, grads, gP, store, stored, r0, r1,
                        statistics=None):
@@ -257,8 +252,13 @@ class Inner(Outer):
     def homogeneous(self):
         return self.activation.homogeneous
 
-    _forward_kernel = staticmethod(_sw.inner_forward)
     _backward_kernel = staticmethod(_sw.inner_backward)
+
+    def _forward_rows(self, xs, controls, h, store, r0, r1, final_only=False):
+        # the costate sweep reads every state (the gradient is p sigma' x^T): all are kept
+        a = self.activation
+        _sw.inner_forward(xs, controls["W"], controls["b"], h, a.code, a.param, store,
+                          np.zeros(self.dim, dtype=xs.dtype), r0, r1)
 
 
 class Diagonal(Field):
