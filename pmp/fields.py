@@ -84,7 +84,7 @@ class Field:
                    row_blocks(xs.shape[1]))
 
     def backward(self, xs, ps, controls, h, readout, grads, gP, store=None, forward=False,
-                 statistics=None):
+                 statistics=None, block_gP=None):
         """Fill ``ps`` and ``grads`` (dict, Hamiltonian part); return ``(Phi(X_K), sum_{k<K}
         Phi(X_k))``.
 
@@ -100,6 +100,10 @@ class Field:
 
         ``statistics``, a tuple of arrays (see :meth:`maximize_statistics`), receives the sums
         over the rows that the MSA's maximisation needs, computed on the way.
+
+        ``block_gP``, one array per row block, receives the blocks' readout gradients instead
+        of ``gP``; the caller adds them up. A sweep in segments keeps them across its calls,
+        so that its sum is the unsegmented one bit for bit.
         """
         stored = store is not None and store.shape[0] == xs.shape[0] - 1 \
             and self.stores_activations
@@ -108,8 +112,11 @@ class Field:
         h = xs.dtype.type(h)
         n = xs.shape[1]
         bounds = row_blocks(n)
-        outputs = [(grads, gP)] + [({k: np.empty_like(v) for k, v in grads.items()},
-                                    np.zeros_like(gP)) for _ in bounds[2:]]
+        own_gP = block_gP is None
+        if own_gP:
+            block_gP = [gP] + [np.zeros_like(gP) for _ in bounds[2:]]
+        outputs = [(grads, block_gP[0])] + [({k: np.empty_like(v) for k, v in grads.items()},
+                                             block_gP[i]) for i in range(1, len(bounds) - 1)]
         block_statistics = [statistics] + [tuple(np.empty_like(a) for a in statistics)
                                            for _ in bounds[2:]] if statistics else None
 
@@ -129,10 +136,12 @@ class Field:
             return weight * phi, weight * run
 
         parts = map_blocks(block, bounds)
-        for block_grads, block_gP in outputs[1:]:
+        for block_grads, _ in outputs[1:]:
             for name in grads:
                 grads[name] += block_grads[name]
-            gP += block_gP
+        if own_gP:
+            for part in block_gP[1:]:
+                gP += part
         for sums in (block_statistics or [])[1:]:
             for total, part in zip(statistics, sums):
                 total += part

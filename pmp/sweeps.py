@@ -10,6 +10,7 @@ import numpy as np
 from ._kernels import readout as _ro
 from ._kernels import sweeps as _sw
 from .fields import buffer
+from .threads import row_blocks
 
 
 def _prepare(problem, controls, validate):
@@ -155,9 +156,7 @@ def value_and_grad(problem, controls, *, segment=None, workspace=None, validate=
         segment's states during the costate sweep: memory ``O(K / segment + segment)``
         states instead of ``O(K)`` (``segment ~ sqrt(K)`` minimises it) for one extra
         forward sweep. The gradient is identical bit for bit to the unsegmented one; J
-        agrees to rounding (the running-cost sum is added segment by segment), and so
-        does a trainable readout's gradient when a running cost is summed over several
-        row blocks.
+        agrees to rounding (the running-cost sum is added segment by segment).
     workspace : dict, optional
         Pass the same (initially empty) dict to successive calls to reuse the buffers of
         the trajectories instead of allocating them each time; the trainers do. It holds
@@ -210,6 +209,7 @@ def _segmented(problem, controls, segment, workspace=None):
                   dtype=problem.dtype)
     # two rolling costate slots (the kernels index them by step % 2)
     ps = buffer(workspace, "costates", (2, *shape), problem.dtype)
+    block_gP = [np.zeros_like(gP) for _ in row_blocks(problem.n_samples)[1:]]
     phi, run = 0.0, 0.0
     for j in range(len(bounds) - 2, -1, -1):  # backward, recomputing each segment
         k0, k1 = bounds[j], bounds[j + 1]
@@ -223,9 +223,11 @@ def _segmented(problem, controls, segment, workspace=None):
         seg_phi, seg_run = field.backward(xs, ps, {n: controls[n][k0:k1] for n in names}, h,
                                           problem.readout_with(P, at_end),
                                           {n: grads[n][k0:k1] for n in names}, gP, store,
-                                          forward=True)
+                                          forward=True, block_gP=block_gP)
         phi = seg_phi if at_end else phi
         run += seg_run
+    for part in block_gP:  # in the unsegmented order: block by block, each over all steps
+        gP += part
     _finish_gradient(problem, controls, grads, gP)
     return _total(problem, controls, phi, run), grads
 

@@ -62,7 +62,7 @@ def _pow2_of_shifted(typingctx, shifted):
     exponent bias, moved into the exponent field. Integer adds and a shift on the float's
     bits, which vectorise on any x86-64 with AVX2; numba's ``float(1 << k)`` needs int64
     <-> float conversions, which only AVX-512 has, and kept tanh's loop scalar elsewhere
-    (3.9 against 2.6 ns per value on an AVX2 CPU)."""
+    (3.9 against 2.3-2.5 ns per value on an AVX2 CPU, a Zen 3)."""
     if shifted == types.float64:
         int_type, float_type, mantissa, bias, shifter = ir.IntType(64), ir.DoubleType(), \
             52, 1023, 0x4338000000000000
