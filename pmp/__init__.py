@@ -1,29 +1,34 @@
-"""pmp: training residual networks and neural ODEs by Pontryagin's maximum principle."""
-from . import activations, analysis, datasets, fields, maximize, msa, objectives, optimizers, plots
+"""pmp: training residual networks and neural ODEs by Pontryagin's maximum principle.
+
+The package follows the data: a :class:`Problem` (data, grid, vector field from
+:mod:`pmp.fields`, loss and regulariser from :mod:`pmp.objectives`) is swept forward and
+backward (:mod:`pmp.sweeps`), its Hamiltonian maximised step by step (:mod:`pmp.maximize`)
+by the training methods (:mod:`pmp.methods`) that the trainer drives (:func:`iterate`,
+:func:`train`); batch runs store it all (:mod:`pmp.batch`) for :mod:`pmp.analysis` and
+:mod:`pmp.plots`. Importing pmp changes no setting: thread settings are applied when pmp
+first runs a sweep.
+"""
+from . import activations, analysis, datasets, fields, maximize, methods, objectives, plots
+from ._version import __version__
+from .batch.config import RunConfig, demo_config, load_config, parse_config
+from .batch.store import load_run
 from .problem import Problem, init_controls
 from .sweeps import (backward, cost, evaluate, forward, grad_norm, hamiltonian, losses_along,
                      riesz_gradient, value_and_grad)
-from .trainer import TrainResult, TrainState, iterate, train
-from .config import RunConfig, demo_config, load_config, parse_config  # noqa: E402
-from .store import load_run
 from .threads import available_cores, get_threads, set_threads, threads
-from .threads import _default as _default_threads
-
-_default_threads()
-
-__version__ = "0.1.0"
+from .trainer import TrainResult, TrainState, iterate, train
 
 __all__ = [
     # problem -> sweeps
     "Problem", "init_controls", "forward", "backward", "value_and_grad", "cost", "evaluate",
     "hamiltonian", "losses_along", "riesz_gradient", "grad_norm",
-    # maximisation -> trainers
+    # maximisation -> methods -> trainer
     "train", "iterate", "TrainResult", "TrainState",
     # runs
     "RunConfig", "load_config", "parse_config", "demo_config", "load_run",
     "set_threads", "get_threads", "threads", "available_cores",
     # modules
-    "activations", "datasets", "fields", "objectives", "optimizers", "maximize", "msa",
+    "activations", "datasets", "fields", "objectives", "maximize", "methods",
     "analysis", "plots",
     "__version__",
 ]

@@ -24,6 +24,8 @@ NAMES = tuple(sorted(_CODES))
 # positively 1-homogeneous: sigma(c z) = c sigma(z) for c > 0 (THEORY.md section 6)
 HOMOGENEOUS = frozenset({"relu", "leaky_relu", "identity"})
 PIECEWISE_LINEAR = HOMOGENEOUS
+# |sigma(z)| <= 1 for every z
+BOUNDED = frozenset({"tanh", "sigmoid"})
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,11 @@ class Activation:
     @property
     def homogeneous(self):
         return self.name in HOMOGENEOUS
+
+    @property
+    def bounded(self):
+        """True when ``|sigma(z)| <= 1`` for every z."""
+        return self.name in BOUNDED
 
     def __call__(self, z):
         """sigma(z) for an array of any shape."""

@@ -13,14 +13,14 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ._controls import step_norms as _step_norms
 from .sweeps import evaluate, losses_along
 
 
 # ------------------------------------------------------------------ per-time curves
 def step_norms(problem, controls):
     """``|u_k|``: the Euclidean norm of all control arrays of step k together, (n_steps,)."""
-    return np.sqrt(sum(np.sum(np.asarray(controls[n], float).reshape(problem.n_steps, -1) ** 2,
-                              axis=1) for n in problem.control_names))
+    return _step_norms(controls, problem.control_names)
 
 
 def curves(problem, controls):
@@ -219,17 +219,12 @@ def time_scaling_equivalence(problem, controls):
     For dynamics positively 1-homogeneous in the control (``problem.field.homogeneous``),
     terminal cost and l2 they are equal. Returns ``(J_T, J_1, relative difference)``.
     """
-    from .problem import Problem
     from .sweeps import cost
 
     if not problem.field.homogeneous:
         raise ValueError(f"field {problem.field.name!r} with activation "
                          f"{problem.activation.name!r} is not 1-homogeneous in the control")
-    kwargs = problem.config()
-    kwargs.update(T=1.0, lam=problem.lam / problem.T, lift=None)
-    if isinstance(kwargs["projection"], list):
-        kwargs["projection"] = np.asarray(kwargs["projection"])
-    unit = Problem(problem.x, problem.y, **kwargs)
+    unit = problem.replace(T=1.0, lam=problem.lam / problem.T)
     scaled = {n: (problem.T * np.asarray(u) if n != "P" else np.asarray(u))
               for n, u in controls.items()}
     J_T = cost(problem, controls)["total"]
@@ -296,8 +291,7 @@ def increments(problem, controls):
     if problem.n_steps < 2:
         return 0.0
     diffs = {n: np.diff(np.asarray(controls[n], float), axis=0) for n in problem.control_names}
-    return float(np.max(np.sqrt(sum(np.sum(d.reshape(problem.n_steps - 1, -1) ** 2, axis=1)
-                                    for d in diffs.values()))))
+    return float(np.max(_step_norms(diffs, problem.control_names)))
 
 
 def resample(controls, names, n_steps):
@@ -319,18 +313,18 @@ def distance_to_reference(problem, controls, reference, reference_steps):
     K = max(problem.n_steps, reference_steps)
     a = resample(controls, names, K)
     b = resample(reference, names, K)
-    return float(np.max(np.sqrt(sum(np.sum((a[n] - b[n]).reshape(K, -1) ** 2, axis=1)
-                                    for n in names))))
+    return float(np.max(_step_norms({n: a[n] - b[n] for n in names}, names)))
 
 
 # ------------------------------------------------------------------ weight bound
 def displacement_bound(problem, controls):
     """A lower bound on the weights needed to move the points, checked on ``controls``.
 
-    For "outer" with ``|sigma| <= 1`` (tanh, sigmoid) every Euler step moves a sample by at
-    most ``h |f| <= h sqrt(d + 1) |u_k|`` (Cauchy-Schwarz on ``W sigma(x) + b``; for
-    "diagonal" ``|w * sigma(x)| <= |w|``), so ``h sum_k |u_k| >= max_i |x_i(T) - x_i(0)|
-    / sqrt(d + 1)``: the time integral of the weights is at least the largest distance
+    For a field with a speed bound ``|f(x, u)| <= c |u|``
+    (:meth:`pmp.fields.Field.speed_bound`) every Euler step moves a sample by at most
+    ``h c |u_k|``: for "outer" with ``|sigma| <= 1`` (tanh, sigmoid) ``c = sqrt(d + 1)``
+    (Cauchy-Schwarz on ``W sigma(x) + b``), for "diagonal" ``c = 1``. So
+    ``h sum_k |u_k| >= max_i |x_i(T) - x_i(0)| / c``: the time integral of the weights is at least the largest distance
     travelled, over the field's speed limit. This is the velocity argument of Esteve et al.
     behind the lower bounds on the norm of interpolating controls (with Cauchy-Schwarz,
     ``|u|_{L^2}^2 >= (that)^2 / T``, the O(1/T) floor of ``lam |u|^2``).
@@ -341,15 +335,14 @@ def displacement_bound(problem, controls):
         "integral" ``h sum |u_k|``, "bound", "ratio" (>= 1), "l2_squared"
         ``h sum |u_k|^2`` and "l2_bound" ``bound^2 / T``.
     """
-    field = problem.field.name
-    act = problem.activation.name
-    if field not in ("outer", "diagonal") or act not in ("tanh", "sigmoid"):
-        raise ValueError("displacement_bound needs field 'outer' or 'diagonal' with a bounded "
-                         f"activation (tanh, sigmoid), got {field!r} with {act!r}")
+    speed = problem.field.speed_bound()
+    if speed is None:
+        raise ValueError("displacement_bound needs a field with a speed bound |f(x, u)| <= "
+                         "c |u| (Field.speed_bound): 'outer' or 'diagonal' with a bounded "
+                         f"activation (tanh, sigmoid), got {problem.field.name!r} with "
+                         f"{problem.activation.name!r}")
     xs = evaluate(problem, controls)[2]
     travelled = float(np.max(np.linalg.norm(xs[-1] - xs[0], axis=1)))
-    d = problem.dim
-    speed = np.sqrt(d + 1.0) if field == "outer" else 1.0
     norms = step_norms(problem, controls)
     integral = problem.h * float(np.sum(norms))
     bound = travelled / speed

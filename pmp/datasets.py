@@ -23,9 +23,10 @@ data in a higher-dimensional state space (augmented neural ODEs).
 """
 
 from importlib.resources import files
-from numbers import Integral
 
 import numpy as np
+
+from ._validation import integer, real
 
 __all__ = [
     "NAMES",
@@ -41,27 +42,20 @@ __all__ = [
 _LABELS = ("pm1", "int")
 
 
-def _check_int(name, value, minimum):
-    """Raise ValueError unless ``value`` is an int >= ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-
-
 def _check_args(n_samples, labels, noise=0.0):
     """Validate the arguments shared by all generators."""
-    _check_int("n_samples", n_samples, 2)
+    integer(n_samples, "n_samples", low=2)
     if labels not in _LABELS:
         choices = ", ".join(repr(c) for c in _LABELS)
         raise ValueError(f"labels must be one of {choices}, got {labels!r}")
-    if not noise >= 0:  # also rejects NaN
-        raise ValueError(f"noise must be >= 0, got {noise!r}")
+    real(noise, "noise", low=0.0)
 
 
 def _lift(x, lift):
     """Pad ``x`` of shape (n, d) with zero columns up to shape (n, lift)."""
     if lift is None:
         return x
-    _check_int("lift", lift, x.shape[1])
+    integer(lift, "lift", low=x.shape[1])
     return np.pad(x, ((0, 0), (0, lift - x.shape[1])))
 
 
@@ -128,7 +122,7 @@ def rings(n_samples=512, *, n_rings=2, noise=0.05, seed=0, lift=None, labels="pm
     y : ndarray, shape (n_samples,)
     """
     _check_args(n_samples, labels, noise)
-    _check_int("n_rings", n_rings, 2)
+    integer(n_rings, "n_rings", low=2)
     rng = np.random.default_rng(seed)
     ring = _split(n_samples, n_rings)
     angle = rng.uniform(0.0, 2.0 * np.pi, n_samples)
@@ -201,8 +195,7 @@ def spirals(n_samples=512, *, n_turns=1.5, noise=0.05, seed=0, lift=None, labels
     y : ndarray, shape (n_samples,)
     """
     _check_args(n_samples, labels, noise)
-    if not n_turns > 0:
-        raise ValueError(f"n_turns must be > 0, got {n_turns!r}")
+    real(n_turns, "n_turns", low=0.0, low_open=True)
     rng = np.random.default_rng(seed)
     y = _split(n_samples, 2)
     t = np.sqrt(rng.uniform(0.0, 1.0, n_samples))
@@ -268,7 +261,7 @@ def checkerboard(n_samples=512, *, n_cells=4, seed=0, lift=None, labels="pm1"):
     y : ndarray, shape (n_samples,)
     """
     _check_args(n_samples, labels)
-    _check_int("n_cells", n_cells, 2)
+    integer(n_cells, "n_cells", low=2)
     rng = np.random.default_rng(seed)
     x = rng.uniform(-1.0, 1.0, (n_samples, 2))
     cell = np.minimum(np.floor((x + 1.0) * (n_cells / 2.0)), n_cells - 1).astype(np.int64)

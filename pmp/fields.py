@@ -16,29 +16,141 @@ Peyre, Vialard): random Fourier features ``phi = sqrt(2/width) cos`` with
 ``Omega ~ N(0, 1/bandwidth^2)``, ``beta ~ U[0, 2 pi)``, or random ReLU features
 ``phi = sqrt(2/width) max(., 0)`` with ``Omega ~ N(0, 1/d)``, ``beta ~ N(0, 1)``.
 
-A field is one small class: its control shapes and two kernel calls. Add one by subclassing
-:class:`Field` and registering it in :data:`FIELDS`.
+A field is one class that states its facts (:class:`Field` lists them) and runs its kernels on
+a block of rows; the sweeps (:mod:`pmp.sweeps`) run the blocks, the maximiser
+(:mod:`pmp.maximize`) reads the field's :meth:`Field.control_form`. Add one by subclassing
+:class:`Field` and calling :func:`register_field`.
 """
+import inspect
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
 from ._kernels import activations as _act
 from ._kernels import sweeps as _sw
 from ._validation import integer, lookup, real
-from .threads import map_blocks, row_blocks
 
 
+# ------------------------------------------------------------------- control forms
+@dataclass(frozen=True)
+class LinearForm:
+    """``f(x, u_k) = U_k psi(x)``: the field is linear in its controls, packed as the columns
+    of one matrix ``U_k`` of shape (d, q) per step.
+
+    Attributes
+    ----------
+    names : tuple of str
+        The controls packed into ``U``, in column order: a (K, d, c) control gives c columns,
+        a (K, d) control one (``("W", "b")`` packs ``[W b]``).
+    psi : {"activation_and_one", "random_features"}
+        ``psi(x) = [sigma(x); 1]`` (``code``, ``param``: the activation), or
+        ``psi(x) = param * phi(Omega x + beta)`` (``code``: the feature map ``phi``).
+    code : int
+        Kernel code of sigma or phi (:mod:`pmp._kernels.activations`).
+    param : float
+    omega : ndarray, shape (q, d), optional
+    beta : ndarray, shape (q,), optional
+    """
+
+    names: tuple
+    psi: str
+    code: int
+    param: float
+    omega: np.ndarray | None = None
+    beta: np.ndarray | None = None
+
+    def pack(self, controls):
+        """``U``, shape (K, d, q), from the controls ``names``."""
+        columns = [controls[n] if controls[n].ndim == 3 else controls[n][..., None]
+                   for n in self.names]
+        return columns[0] if len(columns) == 1 else np.concatenate(columns, axis=2)
+
+    def unpack(self, U, like):
+        """The controls ``names`` (C-contiguous, dtypes of ``like``) from ``U`` (K, d, q)."""
+        out, start = {}, 0
+        for n in self.names:
+            vector = like[n].ndim == 2
+            width = 1 if vector else like[n].shape[2]
+            block = U[:, :, start] if vector else U[:, :, start:start + width]
+            out[n] = np.ascontiguousarray(block, dtype=like[n].dtype)
+            start += width
+        return out
+
+
+@dataclass(frozen=True)
+class DiagonalForm:
+    """``f(x, u_k) = diag(w_k) sigma(x)``: linear in the control, coordinate by coordinate.
+
+    Attributes
+    ----------
+    name : str
+        The control ``w``, shape (K, d).
+    code, param
+        The activation sigma.
+    """
+
+    name: str
+    code: int
+    param: float
+
+
+@dataclass(frozen=True)
+class TwoLayerForm:
+    """``f(x, u_k) = V sigma(W x + c)`` (``V`` the identity when ``outer`` is None): not
+    linear in the control; maximised by an iterative solver.
+
+    Attributes
+    ----------
+    outer : str or None
+        Name of ``V`` (K, d, m), or None for ``V = I``.
+    weight, bias : str
+        Names of ``W`` (K, m, d) and ``c`` (K, m).
+    code, param
+        The activation sigma.
+    """
+
+    outer: str | None
+    weight: str
+    bias: str
+    code: int
+    param: float
+
+
+# ------------------------------------------------------------------------- the base
 class Field:
-    """Base class of the vector fields.
+    """Base class of the vector fields; its subclass contract.
 
-    Subclasses define ``name``, ``control_names``, ``linear_in_control``,
-    :meth:`step_shapes` and the two kernel calls :meth:`forward` and :meth:`backward`.
+    A subclass must provide
+
+    1. ``name`` (the registry key) and ``control_names``, the controls of one step;
+    2. :meth:`step_shapes`: name -> shape of one step's control (without the step axis);
+    3. :meth:`forward_rows`: the forward sweep on the rows ``r0:r1`` of the states;
+    4. :meth:`backward_rows`: the costate sweep, the gradient and the readout on those
+       rows, returning ``(Phi(X_K), sum_{k<K} Phi(X_k))`` over them;
+    5. :meth:`control_form`: how the field depends on its controls (a :class:`LinearForm`,
+       :class:`DiagonalForm` or :class:`TwoLayerForm`), which the MSA's maximiser reads.
+
+    and may override
+
+    6. :attr:`stores_activations`: the forward sweep can keep the activations for the
+       costate sweep (default False: it recomputes them);
+    7. :attr:`homogeneous`: ``f(x, c u) = c f(x, u)`` for ``c > 0`` (default False);
+    8. :attr:`discrete_controls`: the controls the discrete (Li & Hao) method may binarise
+       (default: every matrix-valued control);
+    9. :meth:`fan_in` (initialisation), :meth:`speed_bound` (the displacement bound of
+       :func:`pmp.analysis.displacement_bound`), :meth:`options` (its keyword arguments
+       beyond ``dim`` and ``activation``, for :meth:`pmp.Problem.config`) and
+       :meth:`maximize_statistics` (per-step sums the costate sweep hands the maximiser).
+
+    The kernels write into the arrays they are given and never allocate the trajectories;
+    a given thread count gives bitwise-reproducible results because the sweeps add the
+    blocks' sums in a fixed order.
     """
 
     name = ""
     control_names = ()
-    linear_in_control = False
+    stores_activations = False
 
     def __init__(self, dim, activation):
         self.dim = dim
@@ -48,135 +160,60 @@ class Field:
         """dict name -> shape of one step's control (without the step axis)."""
         raise NotImplementedError
 
+    def forward_rows(self, xs, controls, h, store, r0, r1, final_only=False):
+        """Fill ``xs[1:, r0:r1]`` from ``xs[0, r0:r1]``; xs (K + 1, N, d).
+
+        ``store`` (K, N, d) receives the activations when :attr:`stores_activations`, else it
+        is (1, N, d) scratch. ``final_only``: only ``xs[K]`` is wanted (a kernel may leave
+        the other steps unset). ``h`` is a scalar of the states' dtype."""
+        raise NotImplementedError
+
+    def backward_rows(self, xs, ps, controls, h, readout, grads, gP, store, stored, r0, r1,
+                      statistics=None):
+        """The costate sweep on the rows ``r0:r1``: fill ``ps[:, r0:r1]`` (all K + 1 steps, or
+        two rolling slots indexed by step % 2), add the rows' Hamiltonian gradient to
+        ``grads`` and their readout gradient to ``gP``; return ``(Phi(X_K), sum_{k<K}
+        Phi(X_k))`` over the rows (``readout`` holds their targets).
+
+        ``stored``: ``store`` holds the activations of this forward sweep. ``statistics``:
+        arrays of :meth:`maximize_statistics`' shapes to fill, when the field has them."""
+        raise NotImplementedError
+
+    def control_form(self):
+        """How f depends on the controls: :class:`LinearForm`, :class:`DiagonalForm` or
+        :class:`TwoLayerForm`."""
+        raise NotImplementedError
+
     @property
     def homogeneous(self):
         """True when ``f(x, c u) = c f(x, u)`` for ``c > 0`` (THEORY.md section 6)."""
         return False
+
+    @property
+    def discrete_controls(self):
+        """The controls that may take discrete values (Li & Hao): the matrices."""
+        return tuple(n for n, s in self.step_shapes().items() if len(s) == 2)
 
     def fan_in(self, name):
         """Number of inputs one entry of control ``name`` multiplies (for initialisation)."""
         shape = self.step_shapes()[name]
         return shape[-1] if len(shape) == 2 else 1
 
-    # activations the forward sweep can hand to the backward sweep (None: it recomputes them)
-    stores_activations = False
+    def speed_bound(self):
+        """A constant ``c`` with ``|f(x, u)| <= c |u|`` for every x, or None."""
+        return None
 
-    def activation_store(self, xs, store, workspace=None):
-        """The array the sweeps keep activations in: (K, N, d) when ``store`` and the field
-        can reuse them (:attr:`stores_activations`), else (1, N, d) scratch; taken from
-        ``workspace`` (see :func:`pmp.value_and_grad`) when given."""
-        K, n, d = xs.shape[0] - 1, xs.shape[1], xs.shape[2]
-        shape = (K if store and self.stores_activations else 1, n, d)
-        return buffer(workspace, "activations", shape, xs.dtype)
-
-    def forward(self, xs, controls, h, store=None, final_only=False):
-        """Fill ``xs[1:]`` from ``xs[0]``; xs (K + 1, N, d).
-
-        ``store``, from :meth:`activation_store`, receives what the backward sweep can reuse.
-        ``final_only``: only ``xs[K]`` is wanted (a kernel may leave the other steps unset).
-        Row blocks run on :func:`pmp.get_threads` threads.
-        """
-        if store is None:
-            store = self.activation_store(xs, False)
-        h = xs.dtype.type(h)  # float32 sweeps stay in float32 arithmetic
-        map_blocks(lambda r0, r1, i: self._forward_rows(xs, controls, h, store, r0, r1,
-                                                        final_only),
-                   row_blocks(xs.shape[1]))
-
-    def backward(self, xs, ps, controls, h, readout, grads, gP, store=None, forward=False,
-                 statistics=None, block_gP=None):
-        """Fill ``ps`` and ``grads`` (dict, Hamiltonian part); return ``(Phi(X_K), sum_{k<K}
-        Phi(X_k))``.
-
-        ``ps`` is (K + 1, N, d), or (2, N, d) when only the gradient is wanted (two rolling
-        slots). ``store`` is the forward sweep's (its stored activations are reused and may be
-        overwritten) or None. Row blocks run on separate threads; each block sums its
-        gradient in its own arrays and the blocks' sums are added in a fixed order, so a
-        given thread count gives bitwise-reproducible results.
-
-        ``forward=True`` runs :meth:`forward` first, block by block (``xs[0]`` set, ``store``
-        from :meth:`activation_store`): a block's costates depend on its own rows only, so
-        each thread runs both sweeps on its rows without waiting for the others.
-
-        ``statistics``, a tuple of arrays (see :meth:`maximize_statistics`), receives the sums
-        over the rows that the MSA's maximisation needs, computed on the way.
-
-        ``block_gP``, one array per row block, receives the blocks' readout gradients instead
-        of ``gP``; the caller adds them up. A sweep in segments keeps them across its calls,
-        so that its sum is the unsegmented one bit for bit.
-        """
-        stored = store is not None and store.shape[0] == xs.shape[0] - 1 \
-            and self.stores_activations
-        if store is None:
-            store = self.activation_store(xs, False)
-        h = xs.dtype.type(h)
-        n = xs.shape[1]
-        bounds = row_blocks(n)
-        own_gP = block_gP is None
-        if own_gP:
-            block_gP = [gP] + [np.zeros_like(gP) for _ in bounds[2:]]
-        outputs = [(grads, block_gP[0])] + [({k: np.empty_like(v) for k, v in grads.items()},
-                                             block_gP[i]) for i in range(1, len(bounds) - 1)]
-        block_statistics = [statistics] + [tuple(np.empty_like(a) for a in statistics)
-                                           for _ in bounds[2:]] if statistics else None
-
-        # the backward sweep with stored activations reads no state but X_K, unless a
-        # running cost needs them all
-        final_only = stored and readout[5] == 0.0
-
-        def block(r0, r1, i):
-            if forward:
-                self._forward_rows(xs, controls, h, store, r0, r1, final_only)
-            weight = (r1 - r0) / n  # Phi is a mean over all rows: weigh the block's mean
-            code, param, P, y, terminal, running, at_end = readout
-            rows = (code, param, P, y[r0:r1], terminal * weight, running * weight, at_end)
-            extra = {} if statistics is None else {"statistics": block_statistics[i]}
-            phi, run = self._backward_rows(xs, ps, controls, h, rows, *outputs[i], store,
-                                           stored, r0, r1, **extra)
-            return weight * phi, weight * run
-
-        parts = map_blocks(block, bounds)
-        for block_grads, _ in outputs[1:]:
-            for name in grads:
-                grads[name] += block_grads[name]
-        if own_gP:
-            for part in block_gP[1:]:
-                gP += part
-        for sums in (block_statistics or [])[1:]:
-            for total, part in zip(statistics, sums):
-                total += part
-        return (sum(p[0] for p in parts), sum(p[1] for p in parts)) if len(parts) > 1 \
-            else parts[0]
-
-    def _forward_rows(self, xs, controls, h, store, r0, r1, final_only=False):
-        """The forward kernel on the rows ``r0:r1``; ``final_only``: only ``X_K`` is needed
-        (a kernel may skip writing the other states)."""
-        raise NotImplementedError
-
-    def _backward_rows(self, xs, ps, controls, h, readout, grads, gP, store, stored, r0, r1):
-        """The backward kernel on the rows ``r0:r1`` (``readout`` holds their targets)."""
-        raise NotImplementedError
+    def options(self):
+        """The keyword arguments (besides dim and activation) that rebuild this field."""
+        return {}
 
     def maximize_statistics(self, n_steps):
         """Shapes of the arrays the costate sweep can fill with what the MSA's maximisation
-        needs (:meth:`backward`), or None where the maximiser reads the trajectories."""
+        needs (:meth:`backward_rows`), or None where the maximiser reads the trajectories."""
         return None
 
     def __repr__(self):
         return f"{type(self).__name__}(dim={self.dim}, activation={self.activation.name!r})"
-
-
-def buffer(workspace, name, shape, dtype):
-    """``workspace[name]`` if it has this shape and dtype, else a new array stored there
-    (``workspace`` None: a new array). Reusing the trajectories' buffers between iterations
-    saves faulting in fresh pages of a 50-200 MB allocation each time (measured: a large
-    part of an iteration on W2 and W3)."""
-    if workspace is None:
-        return np.empty(shape, dtype=dtype)
-    arr = workspace.get(name)
-    if arr is None or arr.shape != shape or arr.dtype != dtype:
-        arr = workspace[name] = np.empty(shape, dtype=dtype)
-    return arr
 
 
 def _scratch(xs, rows, *cols):
@@ -189,57 +226,82 @@ def _readout_scratch(xs, rows, readout):
     return _scratch(xs, rows, m, m)
 
 
-class Outer(Field):
-    """``f(x, u) = W sigma(x) + b`` (nODE2 of Esteve et al.)."""
+# ------------------------------------------------------------------------ the fields
+class _MatrixAndBias(Field):
+    """The fields with controls ``W`` (d, d) and ``b`` (d,) per step, whose costate kernels
+    take the same arguments: :class:`Outer` and :class:`Inner`."""
 
-    name = "outer"
     control_names = ("W", "b")
-    linear_in_control = True
+    _backward_kernel = None  # the large-d costate kernel
 
     def step_shapes(self):
         d = self.dim
         return {"W": (d, d), "b": (d,)}
 
     @property
-    def homogeneous(self):
-        return True
-
-    # Inner reuses everything but its forward sweep and this kernel (same arguments)
-    _backward_kernel = staticmethod(_sw.outer_backward)
-
-    @property
     def stores_activations(self):
         return self.activation.code in _sw.SLOPE_FROM_VALUE
 
-    def _forward_rows(self, xs, controls, h, store, r0, r1, final_only=False):
-        a, d = self.activation, self.dim
-        if self._small:
-            _sw.outer_forward_small(xs, controls["W"], controls["b"], h, a.code, a.param, store,
-                                    np.empty((2, d, r1 - r0), xs.dtype), *_scratch(xs, d, r1 - r0),
-                                    final_only, r0, r1)
-            return
-        _sw.outer_forward(xs, controls["W"], controls["b"], h, a.code, a.param, store,
-                          final_only, r0, r1)
-
-    def _backward_rows(self, xs, ps, controls, h, readout, grads, gP, store, stored, r0, r1,
-                       statistics=None):
-        a, d, rows = self.activation, self.dim, r1 - r0
-        args = (xs, ps, controls["W"], controls["b"], h, a.code, a.param, readout, grads["W"],
+    def _kernel_args(self, xs, ps, controls, h, readout, grads, gP, store, stored):
+        a = self.activation
+        return (xs, ps, controls["W"], controls["b"], h, a.code, a.param, readout, grads["W"],
                 grads["b"], gP, store, stored)
-        if self._small:
-            if statistics is None:
-                statistics = tuple(np.empty(shape, xs.dtype)
-                                   for shape in self.maximize_statistics(0))
-            return _sw.outer_backward_small(*args, *_scratch(xs, d, rows, rows, rows, rows),
-                                            *_readout_scratch(xs, rows, readout), *statistics,
-                                            r0, r1)
-        return self._backward_kernel(*args, *_scratch(xs, rows, d),
-                                     *_readout_scratch(xs, rows, readout), r0, r1)
+
+    def backward_rows(self, xs, ps, controls, h, readout, grads, gP, store, stored, r0, r1,
+                      statistics=None):
+        rows = r1 - r0
+        return self._backward_kernel(
+            *self._kernel_args(xs, ps, controls, h, readout, grads, gP, store, stored),
+            *_scratch(xs, rows, self.dim), *_readout_scratch(xs, rows, readout), r0, r1)
+
+
+class Outer(_MatrixAndBias):
+    """``f(x, u) = W sigma(x) + b`` (nODE2 of Esteve et al.)."""
+
+    name = "outer"
+    _backward_kernel = staticmethod(_sw.outer_backward)
+
+    @property
+    def homogeneous(self):
+        return True
+
+    def control_form(self):
+        a = self.activation
+        return LinearForm(("W", "b"), "activation_and_one", a.code, a.param)
+
+    def speed_bound(self):
+        # |W sigma(x) + b| <= |[W b]| |[sigma(x); 1]| <= sqrt(d + 1) |u| when |sigma| <= 1
+        return math.sqrt(self.dim + 1.0) if self.activation.bounded else None
 
     @property
     def _small(self):
         """Transposed small-dimension kernels (:data:`pmp._kernels.sweeps.SMALL_DIM`)."""
-        return type(self) is Outer and self.dim <= _sw.SMALL_DIM
+        return self.dim <= _sw.SMALL_DIM
+
+    def forward_rows(self, xs, controls, h, store, r0, r1, final_only=False):
+        a, d = self.activation, self.dim
+        if self._small:
+            _sw.outer_forward_small(xs, controls["W"], controls["b"], h, a.code, a.param, store,
+                                    np.empty((2, d, r1 - r0), xs.dtype),
+                                    *_scratch(xs, d, r1 - r0), final_only, r0, r1)
+        else:
+            _sw.outer_forward(xs, controls["W"], controls["b"], h, a.code, a.param, store,
+                              final_only, r0, r1)
+
+    def backward_rows(self, xs, ps, controls, h, readout, grads, gP, store, stored, r0, r1,
+                      statistics=None):
+        if not self._small:
+            return super().backward_rows(xs, ps, controls, h, readout, grads, gP, store, stored,
+                                         r0, r1)
+        d, rows = self.dim, r1 - r0
+        if statistics is None:
+            statistics = tuple(np.empty(shape, xs.dtype)
+                               for shape in self.maximize_statistics(0))
+        scratch = (*_scratch(xs, d, rows, rows, rows, rows),
+                   *_readout_scratch(xs, rows, readout))
+        return _sw.outer_backward_small(
+            *self._kernel_args(xs, ps, controls, h, readout, grads, gP, store, stored),
+            scratch, statistics, r0, r1)
 
     def maximize_statistics(self, n_steps):
         """For small d, the shapes of ``G_k``, ``S_k`` and the costate Gram blocks ``Q_k``
@@ -251,19 +313,21 @@ class Outer(Field):
         return (n_steps, d, d + 1), (n_steps, d + 1, d + 1), (n_steps, d, d, d)
 
 
-class Inner(Outer):
+class Inner(_MatrixAndBias):
     """``f(x, u) = sigma(W x + b)`` (nODE of Esteve et al.)."""
 
     name = "inner"
-    linear_in_control = False
+    _backward_kernel = staticmethod(_sw.inner_backward)
 
     @property
     def homogeneous(self):
         return self.activation.homogeneous
 
-    _backward_kernel = staticmethod(_sw.inner_backward)
+    def control_form(self):
+        a = self.activation
+        return TwoLayerForm(None, "W", "b", a.code, a.param)
 
-    def _forward_rows(self, xs, controls, h, store, r0, r1, final_only=False):
+    def forward_rows(self, xs, controls, h, store, r0, r1, final_only=False):
         # the costate sweep reads every state (the gradient is p sigma' x^T): all are kept
         a = self.activation
         _sw.inner_forward(xs, controls["W"], controls["b"], h, a.code, a.param, store,
@@ -275,7 +339,6 @@ class Diagonal(Field):
 
     name = "diagonal"
     control_names = ("w",)
-    linear_in_control = True
 
     def step_shapes(self):
         return {"w": (self.dim,)}
@@ -284,13 +347,25 @@ class Diagonal(Field):
     def homogeneous(self):
         return True
 
-    def _forward_rows(self, xs, controls, h, store, r0, r1, final_only=False):
+    @property
+    def discrete_controls(self):
+        return ("w",)
+
+    def control_form(self):
+        return DiagonalForm("w", self.activation.code, self.activation.param)
+
+    def speed_bound(self):
+        # |w * sigma(x)| <= |w| when |sigma| <= 1
+        return 1.0 if self.activation.bounded else None
+
+    def forward_rows(self, xs, controls, h, store, r0, r1, final_only=False):
         a = self.activation
         (s,) = _scratch(xs, r1 - r0, self.dim)
         zero = np.zeros(self.dim, dtype=xs.dtype)
         _sw.diagonal_forward(xs, controls["w"], h, a.code, a.param, s, zero, r0, r1)
 
-    def _backward_rows(self, xs, ps, controls, h, readout, grads, gP, store, stored, r0, r1):
+    def backward_rows(self, xs, ps, controls, h, readout, grads, gP, store, stored, r0, r1,
+                      statistics=None):
         a = self.activation
         rows = r1 - r0
         return _sw.diagonal_backward(
@@ -300,7 +375,7 @@ class Diagonal(Field):
         )
 
 
-FEATURE_MAPS = ("fourier", "relu")
+FEATURE_MAPS = {"fourier": _act.COS, "relu": _act.SCALED_RELU}
 
 
 class Features(Field):
@@ -322,23 +397,21 @@ class Features(Field):
 
     name = "features"
     control_names = ("A",)
-    linear_in_control = True
 
     def __init__(self, dim, activation, width, features="fourier", bandwidth=1.0, seed=0):
         super().__init__(dim, activation)
         self.width = integer(width, "width", low=1)
-        self.features = lookup({f: f for f in FEATURE_MAPS}, features, "feature map")
+        self.feature_code = lookup(FEATURE_MAPS, features, "feature map")
+        self.features = features
         self.bandwidth = real(bandwidth, "bandwidth", low=0.0, low_open=True)
         self.seed = seed
         rng = np.random.default_rng(seed)
         if features == "fourier":
             self.omega = rng.normal(0.0, 1.0 / bandwidth, size=(width, dim))
             self.beta = rng.uniform(0.0, 2.0 * math.pi, size=width)
-            self.feature_code = _act.COS
         else:
             self.omega = rng.normal(0.0, 1.0 / math.sqrt(dim), size=(width, dim))
             self.beta = rng.normal(0.0, 1.0, size=width)
-            self.feature_code = _act.SCALED_RELU
         self.amplitude = math.sqrt(2.0 / width)
 
     def step_shapes(self):
@@ -348,16 +421,25 @@ class Features(Field):
     def homogeneous(self):
         return True
 
+    def options(self):
+        return dict(width=self.width, features=self.features, bandwidth=self.bandwidth,
+                    seed=self.seed)
+
+    def control_form(self):
+        return LinearForm(("A",), "random_features", self.feature_code, self.amplitude,
+                          self.omega, self.beta)
+
     def _fixed(self, xs):
         return self.omega.astype(xs.dtype), self.beta.astype(xs.dtype)
 
-    def _forward_rows(self, xs, controls, h, store, r0, r1, final_only=False):
+    def forward_rows(self, xs, controls, h, store, r0, r1, final_only=False):
         (phi,) = _scratch(xs, r1 - r0, self.width)
         zero = np.zeros(self.dim, dtype=xs.dtype)
         _sw.features_forward(xs, controls["A"], *self._fixed(xs), h, self.feature_code,
                              self.amplitude, phi, zero, r0, r1)
 
-    def _backward_rows(self, xs, ps, controls, h, readout, grads, gP, store, stored, r0, r1):
+    def backward_rows(self, xs, ps, controls, h, readout, grads, gP, store, stored, r0, r1,
+                      statistics=None):
         q, rows = self.width, r1 - r0
         return _sw.features_backward(
             xs, ps, controls["A"], *self._fixed(xs), h, self.feature_code, self.amplitude,
@@ -384,14 +466,22 @@ class Perceptron(Field):
         d, m = self.dim, self.width
         return {"V": (d, m), "W": (m, d), "c": (m,)}
 
-    def _forward_rows(self, xs, controls, h, store, r0, r1, final_only=False):
+    def options(self):
+        return dict(width=self.width)
+
+    def control_form(self):
+        a = self.activation
+        return TwoLayerForm("V", "W", "c", a.code, a.param)
+
+    def forward_rows(self, xs, controls, h, store, r0, r1, final_only=False):
         a = self.activation
         (s,) = _scratch(xs, r1 - r0, self.width)
         zero = np.zeros(self.dim, dtype=xs.dtype)
         _sw.perceptron_forward(xs, controls["V"], controls["W"], controls["c"], h, a.code,
                                a.param, s, zero, r0, r1)
 
-    def _backward_rows(self, xs, ps, controls, h, readout, grads, gP, store, stored, r0, r1):
+    def backward_rows(self, xs, ps, controls, h, readout, grads, gP, store, stored, r0, r1,
+                      statistics=None):
         a = self.activation
         m, rows = self.width, r1 - r0
         return _sw.perceptron_backward(
@@ -405,22 +495,42 @@ class Perceptron(Field):
                 f"activation={self.activation.name!r})")
 
 
-FIELDS = {cls.name: cls for cls in (Outer, Inner, Diagonal, Features, Perceptron)}
-NAMES = tuple(sorted(FIELDS))
+# ---------------------------------------------------------------------- the registry
+FIELDS = {}
 
 
-def make_field(field, dim, activation, *, width=None, features="fourier", bandwidth=1.0,
-               seed=0):
-    """A :class:`Field` from a name, a class or an instance."""
+def register_field(cls):
+    """Make the :class:`Field` subclass ``cls`` available by its ``name``; returns ``cls``."""
+    if not (isinstance(cls, type) and issubclass(cls, Field)) or not cls.name:
+        raise TypeError(f"register_field expects a Field subclass with a name, got {cls!r}")
+    FIELDS[cls.name] = cls
+    return cls
+
+
+for _cls in (Outer, Inner, Diagonal, Features, Perceptron):
+    register_field(_cls)
+
+
+def field_names():
+    """The registered fields' names, sorted."""
+    return tuple(sorted(FIELDS))
+
+
+def make_field(field, dim, activation, **options):
+    """A :class:`Field` from a name, a class or an instance.
+
+    ``options`` (``width``, ``features``, ``bandwidth``, ``seed``, ...) are passed to the
+    field's constructor where it takes them; a required one that is None is an error."""
     if isinstance(field, Field):
         return field
     cls = field if isinstance(field, type) and issubclass(field, Field) else None
     if cls is None:
         cls = lookup(FIELDS, field, "field")
-    if cls in (Features, Perceptron):
-        if width is None:
-            raise ValueError(f"width must be given for field {cls.name!r} (an int >= 1), got None")
-        if cls is Features:
-            return cls(dim, activation, width, features=features, bandwidth=bandwidth, seed=seed)
-        return cls(dim, activation, width)
-    return cls(dim, activation)
+    kwargs = {}
+    for key, param in list(inspect.signature(cls.__init__).parameters.items())[3:]:
+        value = options.get(key)
+        if value is None and param.default is inspect.Parameter.empty:
+            raise ValueError(f"{key} must be given for field {cls.name!r}, got None")
+        if value is not None:
+            kwargs[key] = value
+    return cls(dim, activation, **kwargs)

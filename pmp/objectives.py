@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._controls import step_norms_squared
 from ._kernels import readout as _ro
 from ._validation import lookup, real
 
@@ -72,15 +73,6 @@ def prepare_targets(loss, y, n_samples, n_classes=None):
 
 
 # --------------------------------------------------------------------------- regularisers
-def step_norms_squared(controls, names):
-    """``|u_k|^2`` summed over the arrays ``names``; returns shape (K,)."""
-    return sum(
-        np.einsum("ki,ki->k", controls[n].reshape(len(controls[n]), -1),
-                  controls[n].reshape(len(controls[n]), -1))
-        for n in names
-    )
-
-
 @dataclass
 class Regularizer:
     """Base class: ``R(u_k)`` per step and the smooth part of its gradient.

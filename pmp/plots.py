@@ -59,7 +59,6 @@ def decision_regions(problem, controls, *, resolution=150, margin=0.3, ax=None):
     Grid points are lifted like the data (zero padding) and pushed through the network;
     the colour is the sign of the output (one output) or its argmax (several).
     """
-    from .problem import Problem
     from .sweeps import forward
 
     ax = _axes(ax)
@@ -69,15 +68,9 @@ def decision_regions(problem, controls, *, resolution=150, margin=0.3, ax=None):
                          np.linspace(lo[1], hi[1], resolution))
     grid = np.zeros((gx.size, problem.dim))
     grid[:, 0], grid[:, 1] = gx.ravel(), gy.ravel()
-    kwargs = problem.config()
-    kwargs.update(lift=None, projection=(np.asarray(kwargs["projection"])
-                                         if isinstance(kwargs["projection"], list)
-                                         else kwargs["projection"]))
     y_dummy = np.zeros(len(grid), dtype=int) if problem.loss == "cross_entropy" \
         else np.ones((len(grid),) + np.shape(problem.y)[1:])
-    if problem.loss == "cross_entropy":
-        kwargs["n_classes"] = problem.n_classes
-    grid_problem = Problem(grid, y_dummy, **kwargs)
+    grid_problem = problem.replace(grid, y_dummy)
     P = controls["P"] if problem.trainable_readout else problem.P
     z = forward(grid_problem, controls)[-1] @ np.asarray(P).T
     value = np.sign(z[:, 0]) if z.shape[1] == 1 else np.argmax(z, axis=1)

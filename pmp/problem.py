@@ -27,7 +27,7 @@ class Problem:
         Targets: real vectors ("squared", "lp"), +-1 ("logistic"), class indices
         ("cross_entropy").
     field : str or Field
-        Vector field, one of ``pmp.fields.NAMES``: "outer" ``W sigma(x) + b``, "inner"
+        Vector field, one of ``pmp.fields.field_names()``: "outer" ``W sigma(x) + b``, "inner"
         ``sigma(W x + b)``, "diagonal" ``diag(w) sigma(x)``, "features"
         ``A phi(Omega x + beta)``, "perceptron" ``V sigma(W x + c)``.
     activation : str or Activation
@@ -124,8 +124,6 @@ class Problem:
         self.slope = self.activation.slope
         self.field = make_field(field, self.dim, self.activation, width=width,
                                 features=features, bandwidth=bandwidth, seed=seed)
-        self.width = getattr(self.field, "width", None)
-        self.features, self.bandwidth, self.seed = features, bandwidth, seed
 
         self.reg = objectives.make_regularizer(reg, lam, lam1, bound)
         self.lam, self.lam1, self.bound = self.reg.lam, getattr(self.reg, "lam1", 0.0), bound
@@ -224,10 +222,20 @@ class Problem:
         return dict(field=self.field.name, activation=self.activation.name, T=self.T,
                     n_steps=self.n_steps, loss=self.loss, p=self.p, projection=proj,
                     reg=self.reg.name, lam=self.lam, lam1=self.lam1, bound=self.bound,
-                    running=self.running, terminal=self.terminal, width=self.width,
-                    features=self.features, bandwidth=self.bandwidth, seed=self.seed,
-                    lift=self.lift, n_classes=self.n_classes, slope=self.slope,
-                    dtype=self.dtype.name)
+                    running=self.running, terminal=self.terminal, lift=self.lift,
+                    n_classes=self.n_classes, slope=self.slope, dtype=self.dtype.name,
+                    **self.field.options())
+
+    def replace(self, x=None, y=None, **changes):
+        """A problem like this one with ``changes`` to its keyword arguments (and x, y when
+        given; a lifted x is taken as it is, so ``lift`` is not applied twice). Frozen
+        entries are not carried over."""
+        kwargs = self.config()
+        kwargs.update(lift=None)
+        kwargs.update(changes)
+        if isinstance(kwargs["projection"], list):
+            kwargs["projection"] = np.asarray(kwargs["projection"])
+        return Problem(self.x if x is None else x, self.y if y is None else y, **kwargs)
 
     def __repr__(self):
         return (f"Problem(n_samples={self.n_samples}, dim={self.dim}, field={self.field!r}, "

@@ -5,12 +5,108 @@ Conventions (THEORY.md section 3): the costate is minus the derivative of the co
 to the control at step k is ``-grad_u H_k(X_k, p_{k+1}, u_k)`` plus the regulariser's. The
 Riesz (L^2(0, T)) gradient is that divided by h (:func:`riesz_gradient`).
 """
+from dataclasses import dataclass
+
 import numpy as np
 
 from ._kernels import readout as _ro
 from ._kernels import sweeps as _sw
-from .fields import buffer
-from .threads import row_blocks
+from .threads import map_blocks, row_blocks
+
+
+# -------------------------------------------------------------- buffers and row blocks
+def buffer(buffers, name, shape, dtype):
+    """``buffers[name]`` if it has this shape and dtype, else a new array stored there
+    (``buffers`` None: a new array). Reusing the trajectories' buffers between iterations
+    saves faulting in fresh pages of a large allocation at every sweep."""
+    if buffers is None:
+        return np.empty(shape, dtype=dtype)
+    arr = buffers.get(name)
+    if arr is None or arr.shape != shape or arr.dtype != dtype:
+        arr = buffers[name] = np.empty(shape, dtype=dtype)
+    return arr
+
+
+def _activation_store(field, xs, keep, buffers=None):
+    """The array a sweep keeps activations in: (K, N, d) when ``keep`` and the field can
+    reuse them (:attr:`pmp.fields.Field.stores_activations`), else (1, N, d) scratch."""
+    K, n, d = xs.shape[0] - 1, xs.shape[1], xs.shape[2]
+    shape = (K if keep and field.stores_activations else 1, n, d)
+    return buffer(buffers, "activations", shape, xs.dtype)
+
+
+def _run_forward(field, xs, controls, h, store, final_only=False):
+    """Fill ``xs[1:]`` from ``xs[0]``, one row block per thread (:func:`pmp.get_threads`)."""
+    h = xs.dtype.type(h)  # float32 sweeps stay in float32 arithmetic
+    map_blocks(lambda r0, r1, i: field.forward_rows(xs, controls, h, store, r0, r1, final_only),
+               row_blocks(xs.shape[1]))
+
+
+def _run_backward(field, xs, ps, controls, h, readout, grads, gP, store, forward=False,
+                  statistics=None, block_gP=None):
+    """Fill ``ps`` and ``grads`` (Hamiltonian part) over the row blocks; return
+    ``(Phi(X_K), sum_{k<K} Phi(X_k))``.
+
+    ``ps`` is (K + 1, N, d), or (2, N, d) for two rolling slots. ``store`` holds the forward
+    sweep's activations (reused, and may be overwritten) or is None. Each block sums its
+    gradient in its own arrays and the blocks' sums are added in a fixed order, so a given
+    thread count gives bitwise-reproducible results.
+
+    ``forward=True`` runs the forward sweep first, block by block (``xs[0]`` set): a block's
+    costates depend on its own rows only, so each thread runs both sweeps on its rows
+    without waiting for the others. ``statistics`` (see
+    :meth:`pmp.fields.Field.maximize_statistics`) receives the maximiser's sums over all
+    rows. ``block_gP``, one array per row block, receives the blocks' readout gradients
+    instead of ``gP``; the caller adds them up (a sweep in segments keeps
+    them across its calls, so that its sum is the unsegmented one bit for bit).
+    """
+    stored = store is not None and store.shape[0] == xs.shape[0] - 1 \
+        and field.stores_activations
+    if store is None:
+        store = _activation_store(field, xs, False)
+    h = xs.dtype.type(h)
+    n = xs.shape[1]
+    bounds = row_blocks(n)
+    own_gP = block_gP is None
+    if own_gP:
+        block_gP = [gP] + [np.zeros_like(gP) for _ in bounds[2:]]
+    outputs = [(grads, block_gP[0])] + [({k: np.empty_like(v) for k, v in grads.items()},
+                                         block_gP[i]) for i in range(1, len(bounds) - 1)]
+    block_statistics = [statistics] + [tuple(np.empty_like(a) for a in statistics)
+                                       for _ in bounds[2:]] if statistics else None
+    # with stored activations the costate sweep reads no state but X_K, unless a running
+    # cost needs them all
+    final_only = stored and readout[5] == 0.0
+
+    def block(r0, r1, i):
+        if forward:
+            field.forward_rows(xs, controls, h, store, r0, r1, final_only)
+        weight = (r1 - r0) / n  # Phi is a mean over all rows: weigh the block's mean
+        code, param, P, y, terminal, running, at_end = readout
+        rows = (code, param, P, y[r0:r1], terminal * weight, running * weight, at_end)
+        sums = None if statistics is None else block_statistics[i]
+        phi, run = field.backward_rows(xs, ps, controls, h, rows, *outputs[i], store, stored,
+                                       r0, r1, sums)
+        return weight * phi, weight * run
+
+    parts = map_blocks(block, bounds)
+    _add_blocks(grads, gP if own_gP else None, statistics, outputs, block_gP,
+                block_statistics)
+    return (sum(p[0] for p in parts), sum(p[1] for p in parts)) if len(parts) > 1 \
+        else parts[0]
+
+
+def _add_blocks(grads, gP, statistics, outputs, block_gP, block_statistics):
+    """Add the sums of the row blocks after the first to the first's, in block order."""
+    for block_grads, _ in outputs[1:]:
+        for name in grads:
+            grads[name] += block_grads[name]
+    if gP is not None:
+        for part in block_gP[1:]:
+            gP += part
+    for sums in (block_statistics or [])[1:]:
+        for total, part in zip(statistics, sums):
+            total += part
 
 
 def _prepare(problem, controls, validate):
@@ -48,10 +144,10 @@ def _forward(problem, controls, store=False, workspace=None, run=True, activatio
     xs = buffer(workspace, "states", (problem.n_steps + 1, problem.n_samples, problem.dim),
                 problem.dtype)
     xs[0] = problem.x
-    kept = problem.field.activation_store(xs, store,
-                                          workspace if activations is None else activations)
+    kept = _activation_store(problem.field, xs, store,
+                             workspace if activations is None else activations)
     if run:
-        problem.field.forward(xs, controls, problem.h, kept, final_only)
+        _run_forward(problem.field, xs, controls, problem.h, kept, final_only)
     return xs, kept
 
 
@@ -59,8 +155,7 @@ def _backward(problem, controls, xs, store=None, costates=True, workspace=None,
               forward=False, statistics=None):
     """Costates (``costates=False``: the last two slots only), full gradient dict and
     (Phi(X_K), sum_{k<K} Phi(X_k)); ``forward``: run the forward sweep first, in the same
-    row blocks; ``statistics``: filled for the maximiser (see
-    :meth:`pmp.fields.Field.backward`)."""
+    row blocks; ``statistics``: filled for the maximiser (see :func:`_run_backward`)."""
     grads = {n: np.empty(problem.control_shapes[n], dtype=problem.dtype)
              for n in problem.control_names}
     P = _P(problem, controls)
@@ -68,8 +163,8 @@ def _backward(problem, controls, xs, store=None, costates=True, workspace=None,
                   dtype=problem.dtype)
     ps = buffer(workspace, "costates", (xs.shape[0] if costates else 2,) + xs.shape[1:],
                 xs.dtype)
-    phi, run = problem.field.backward(xs, ps, controls, problem.h, problem.readout_with(P),
-                                      grads, gP, store, forward, statistics)
+    phi, run = _run_backward(problem.field, xs, ps, controls, problem.h,
+                             problem.readout_with(P), grads, gP, store, forward, statistics)
     _finish_gradient(problem, controls, grads, gP)
     return ps, grads, (phi, run)
 
@@ -195,13 +290,14 @@ def _segmented(problem, controls, segment, workspace=None):
     shape = (problem.n_samples, problem.dim)
     boundary = buffer(workspace, "boundary", (len(bounds), *shape), problem.dtype)
     states = buffer(workspace, "states", (segment + 1, *shape), problem.dtype)
-    kept = field.activation_store(states, True, workspace)
+    kept = _activation_store(field, states, True, workspace)
+    scratch = _activation_store(field, states, False)
     boundary[0] = problem.x
     for j in range(len(bounds) - 1):  # forward: keep the boundary states only
         k0, k1 = bounds[j], bounds[j + 1]
         xs = states[:k1 - k0 + 1]
         xs[0] = boundary[j]
-        field.forward(xs, {n: controls[n][k0:k1] for n in names}, h)
+        _run_forward(field, xs, {n: controls[n][k0:k1] for n in names}, h, scratch)
         boundary[j + 1] = xs[-1]
     grads = {n: np.empty(problem.control_shapes[n], dtype=problem.dtype) for n in names}
     P = _P(problem, controls)
@@ -220,16 +316,134 @@ def _segmented(problem, controls, segment, workspace=None):
             ps[1] = ps[0]
         # each thread recomputes its rows' states and runs their costates right after,
         # while they are in cache (one dispatch per segment, not two)
-        seg_phi, seg_run = field.backward(xs, ps, {n: controls[n][k0:k1] for n in names}, h,
-                                          problem.readout_with(P, at_end),
-                                          {n: grads[n][k0:k1] for n in names}, gP, store,
-                                          forward=True, block_gP=block_gP)
+        seg_phi, seg_run = _run_backward(field, xs, ps, {n: controls[n][k0:k1] for n in names},
+                                         h, problem.readout_with(P, at_end),
+                                         {n: grads[n][k0:k1] for n in names}, gP, store,
+                                         forward=True, block_gP=block_gP)
         phi = seg_phi if at_end else phi
         run += seg_run
     for part in block_gP:  # in the unsegmented order: block by block, each over all steps
         gP += part
     _finish_gradient(problem, controls, grads, gP)
     return _total(problem, controls, phi, run), grads
+
+
+# --------------------------------------------------------------- the execution engine
+@dataclass(frozen=True)
+class Need:
+    """What an :class:`Engine` sweep must produce besides the cost and the gradient.
+
+    Attributes
+    ----------
+    trajectories : bool
+        Every state and costate (True), or only what the maximiser's sums need (False): the
+        states at the first and last step and two rolling costate slots, both sweeps run in
+        one pass of the row blocks.
+    statistics : bool
+        The per-step sums the field's costate sweep can hand the maximiser
+        (:meth:`pmp.fields.Field.maximize_statistics`), where it has them.
+    """
+
+    trajectories: bool = True
+    statistics: bool = True
+
+
+@dataclass
+class Sweep:
+    """The result of :meth:`Engine.sweep`: cost parts, gradient, trajectories and sums.
+
+    ``xs`` and ``ps`` live in the engine's buffers: valid until the next call of
+    :meth:`Engine.sweep` (a :meth:`Engine.candidate` in between leaves them valid)."""
+
+    parts: dict
+    grads: dict
+    xs: np.ndarray
+    ps: np.ndarray
+    statistics: tuple | None
+
+
+@dataclass
+class Candidate:
+    """The cost and states of a candidate control (:meth:`Engine.candidate`); pass it to
+    :meth:`Engine.sweep` to accept it without a second forward sweep."""
+
+    parts: dict
+    xs: np.ndarray
+    _store: np.ndarray
+    _blocks: list
+    _current: bool = True  # False once the engine reuses its buffers
+
+
+class Engine:
+    """Runs the sweeps of one training run (its problem and mini-batches) and keeps their
+    buffers between iterations: the gradient's, and the trajectories of the current
+    iterate and of a candidate, swapped when the candidate is accepted.
+
+    The methods ask for what they need (:meth:`gradient`, :meth:`sweep` with a
+    :class:`Need`, :meth:`candidate`); which arrays are kept, in which buffers, and whether
+    a forward sweep can be skipped is decided here.
+    """
+
+    def __init__(self):
+        self._gradient_buffers = {}
+        self._trajectories, self._spare = ({}, {}), 1
+        self._activations = {}
+        self._candidate = None
+
+    def gradient(self, problem, controls, segment=None):
+        """Cost parts and gradient (states kept every ``segment`` steps when given)."""
+        if segment is None:
+            return _gradient(problem, controls, self._gradient_buffers)
+        return _segmented(problem, controls, segment, self._gradient_buffers)
+
+    def sweep(self, problem, controls, need=Need(), candidate=None):
+        """A forward and a costate sweep at ``controls`` (the forward sweep is skipped for
+        the accepted ``candidate`` of these controls); returns a :class:`Sweep`."""
+        buffers = self._trajectories[self._spare]
+        reuse = self._usable(candidate, problem)
+        if candidate is not None and not (reuse or need.trajectories):
+            candidate = None  # its states without its activations may be incomplete
+        fused = candidate is None and not need.trajectories
+        if candidate is None:
+            xs, kept = _forward(problem, controls, True, buffers,
+                                activations=self._activations, run=not fused)
+        else:
+            xs, kept = candidate.xs, (candidate._store if reuse else None)
+        self._release()  # the costate sweep may overwrite the activations
+        shapes = problem.field.maximize_statistics(problem.n_steps) if need.statistics \
+            else None
+        statistics = None if shapes is None else \
+            tuple(np.empty(shape, problem.dtype) for shape in shapes)
+        ps, grads, (phi, run) = _backward(problem, controls, xs, kept, need.trajectories,
+                                          buffers, forward=fused, statistics=statistics)
+        self._spare = 1 - self._spare
+        return Sweep(_total(problem, controls, phi, run), grads, xs, ps, statistics)
+
+    def candidate(self, problem, controls, need=Need()):
+        """The cost of ``controls`` (one forward sweep, into the spare buffers: the current
+        trajectories stay valid); returns a :class:`Candidate`."""
+        self._release()
+        final_only = not need.trajectories and problem.running == 0.0  # else the cost reads all
+        xs, kept = _forward(problem, controls, True, self._trajectories[self._spare],
+                            activations=self._activations, final_only=final_only)
+        self._candidate = Candidate(_cost_of_states(problem, controls, xs), xs, kept,
+                                    row_blocks(problem.n_samples))
+        return self._candidate
+
+    def _usable(self, candidate, problem):
+        """Whether the candidate's activations serve the costate sweep: it is the latest,
+        and their layout (which follows the row blocks) still fits."""
+        if candidate is None:
+            return False
+        if not candidate._current:
+            raise ValueError("this candidate's buffers were reused by a later sweep; "
+                             "accept a candidate before computing another")
+        return candidate._blocks == row_blocks(problem.n_samples)
+
+    def _release(self):
+        if self._candidate is not None:
+            self._candidate._current = False
+            self._candidate = None
 
 
 def losses_along(problem, states, controls=None):

@@ -31,6 +31,7 @@ MIN_ROWS_PER_BLOCK = 64
 
 _state = threading.local()
 _count = None  # the process-wide setting; None until first read
+_defaults_applied = False
 _pool = None
 _pool_lock = threading.Lock()
 _blas = None
@@ -74,6 +75,7 @@ def _one_blas_thread():
 
 def get_threads():
     """The number of threads pmp uses (``threads`` block, else the process setting)."""
+    _apply_defaults()
     local = getattr(_state, "count", None)
     if local is not None:
         return local
@@ -82,8 +84,9 @@ def get_threads():
 
 def set_threads(n=None):
     """Let pmp (and BLAS) use ``n`` threads (default: the available cores); returns ``n``."""
-    global _count
+    global _count, _defaults_applied
     n = available_cores() if n is None else integer(n, "threads", low=1)
+    _defaults_applied = True  # an explicit setting replaces the defaults
     _count = n
     _controller().limit(limits=n, user_api="blas")
     return n
@@ -93,6 +96,7 @@ def set_threads(n=None):
 def threads(n):
     """A block in which pmp and BLAS use ``n`` threads (restored afterwards)."""
     n = integer(n, "threads", low=1)
+    _apply_defaults()  # before the block's limit, which they must not override
     previous = getattr(_state, "count", None)
     _state.count = n
     try:
@@ -156,13 +160,19 @@ def serial_blas(steps):
 _END = object()
 
 
-def _default():
-    """At import: ``PMP_THREADS`` if set, else no more threads than the available cores."""
+def _apply_defaults():
+    """Once per process, when pmp first needs its thread count (never at import):
+    ``PMP_THREADS`` if set, else no more BLAS threads than the available cores."""
+    global _defaults_applied
+    if _defaults_applied:
+        return
+    _defaults_applied = True
     wanted = os.environ.get("PMP_THREADS")
     if wanted:
         try:
             set_threads(int(wanted))
-        except ValueError:
+        except (TypeError, ValueError):
+            _defaults_applied = False  # the next call says it again
             raise ValueError(f"PMP_THREADS must be an int >= 1, got {wanted!r}") from None
     else:
         blas = [lib["num_threads"] for lib in _controller().info() if lib["user_api"] == "blas"]

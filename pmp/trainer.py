@@ -19,175 +19,20 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import OptimizeResult
 
-import inspect
-
-from . import msa, optimizers
-from ._validation import integer, lookup, real
-from .optimizers import Method, Point
+from ._validation import integer, real
+from .methods import Oracle, extra_history_columns, make_method
 from .problem import init_controls
-from .sweeps import (_backward, _cost_of_states, _forward, _gradient, _segmented, _total,
-                     _trajectory, cost, grad_norm, riesz_gradient)
-from .threads import row_blocks, serial_blas
-
-METHODS = {cls.name: cls for cls in optimizers.GRADIENT_METHODS + msa.MSA_METHODS}
-METHOD_NAMES = tuple(sorted(METHODS))
-
-
-def make_method(method, options):
-    """A :class:`~pmp.optimizers.Method` from a name (with its keyword options) or an instance."""
-    if isinstance(method, Method):
-        if options:
-            raise TypeError(f"options {sorted(options)} given with a Method instance; set them "
-                            f"on the instance")
-        return method
-    cls = method if isinstance(method, type) and issubclass(method, Method) else None
-    if cls is None:
-        cls = lookup(METHODS, method, "method")
-    valid = list(inspect.signature(cls.__init__).parameters)[1:]
-    unknown = sorted(set(options) - set(valid))
-    if unknown:
-        raise TypeError(f"unknown option(s) {', '.join(map(repr, unknown))} for method "
-                        f"{cls.name!r}; valid options: {', '.join(valid)}")
-    return cls(**options)
+from .sweeps import cost
+from .threads import serial_blas
 
 DIVERGENCE_FACTOR = 1e6
-HISTORY_COLUMNS = ("iteration", "cost", "terminal", "running", "regularization", "loss",
-                   "grad_norm", "step_size", "wall_time", "elapsed", "rho", "accepted", "gain",
-                   "nonzero")
-EXTRA_COLUMNS = HISTORY_COLUMNS[-4:]  # NaN for the methods that do not report them
+BASE_COLUMNS = ("iteration", "cost", "terminal", "running", "regularization", "loss",
+                "grad_norm", "step_size", "wall_time", "elapsed")
 
 
-class Oracle:
-    """Cost and Riesz gradient on the current (mini-)batch, for the methods.
-
-    Parameters
-    ----------
-    problem : Problem
-    batch_size : int or None
-        Samples per iteration (None: full batch). Batches are drawn without replacement
-        from seeded permutations of the samples (one permutation per epoch).
-    seed : int
-    """
-
-    def __init__(self, problem, batch_size=None, seed=0, segment=None):
-        self.problem = problem
-        self.segment = segment
-        self.batch = problem
-        self.batch_size = batch_size
-        self._rng = np.random.default_rng(seed)
-        self._order, self._cursor = np.empty(0, int), 0
-        self.batch_id = 0
-        self.n_evals = 0
-        self.stall_message = None
-        self.stop_status = "stalled"
-        self.workspace = {}  # trajectory buffers reused by every gradient evaluation
-        # states and costates of the MSA family: the current point's and a candidate's,
-        # swapped when a candidate becomes the current point; one activation store, kept
-        # from a forward sweep for the costate sweep that follows it
-        self._trajectories, self._spare = ({}, {}), 1
-        self._activations, self._kept = {}, None
-        self.statistics = None
-
-    def get_state(self):
-        """The sampling state (to checkpoint): RNG, current permutation and position."""
-        return dict(rng=self._rng.bit_generator.state, order=self._order, cursor=self._cursor,
-                    batch_id=self.batch_id)
-
-    def set_state(self, state):
-        """Restore :meth:`get_state`, including the current batch."""
-        self._rng.bit_generator.state = state["rng"]
-        self._order, self._cursor = np.asarray(state["order"], int), int(state["cursor"])
-        self.batch_id = int(state["batch_id"])
-        if self.batch_size is not None and self._cursor > 0:
-            index = np.sort(self._order[self._cursor - self.batch_size:self._cursor])
-            self.batch = self.problem.subset(index)
-
-    def next_batch(self):
-        """Draw the samples of the next iteration (no-op for full batch)."""
-        if self.batch_size is None:
-            return
-        if self._cursor + self.batch_size > len(self._order):
-            self._order, self._cursor = self._rng.permutation(self.problem.n_samples), 0
-        index = np.sort(self._order[self._cursor:self._cursor + self.batch_size])
-        self._cursor += self.batch_size
-        self.batch = self.problem.subset(index)
-        self.batch_id += 1
-
-    def evaluate(self, controls, step_size=float("nan")):
-        """A :class:`Point`: cost parts and Riesz gradient at ``controls``."""
-        self.n_evals += 1
-        parts, grads = (_gradient(self.batch, controls, self.workspace) if self.segment is None
-                        else _segmented(self.batch, controls, self.segment, self.workspace))
-        return self._point(controls, parts, grads, step_size)
-
-    def sweep(self, controls, states=None, step_size=float("nan"), trajectories=True):
-        """:meth:`evaluate` and the states and costates (``states`` given: no forward).
-
-        They become the current trajectories: valid until the next call of :meth:`sweep`
-        (with :meth:`value_and_states` in between, whose states are a candidate's).
-        :attr:`statistics` then holds what the maximiser needs of them, where the field's
-        costate sweep computes it (:meth:`pmp.fields.Field.maximize_statistics`).
-
-        ``trajectories=False``, for a caller that reads only :attr:`statistics` and the
-        arrays' shapes (:meth:`pmp.maximize.Maximizer.reads_trajectories`): the costates
-        come as the last two slots only, the states need not be set but at the first and
-        last step, and without ``states`` both sweeps run in one pass of the row blocks.
-        Skipping the stores of every step saves about 15% of an E-MSA iteration on W1.
-        """
-        self.n_evals += 1
-        workspace = self._trajectories[self._spare]
-        # the candidate's store serves if its layout (which follows the row blocks) still fits
-        reuse = self._kept is not None and states is self._kept[0] \
-            and self._kept[2] == row_blocks(self.batch.n_samples)
-        if not (trajectories or reuse):
-            states = None  # a candidate's states without their activations may be incomplete
-        fused = states is None and not trajectories
-        if states is None:
-            xs, kept = _forward(self.batch, controls, True, workspace,
-                                activations=self._activations, run=not fused)
-        elif reuse:
-            xs, kept = self._kept[:2]
-        else:
-            xs, kept = _trajectory(self.batch, states, "states"), None
-        self._kept = None  # the costate sweep may overwrite the store
-        shapes = self.batch.field.maximize_statistics(self.batch.n_steps)
-        self.statistics = None if shapes is None else \
-            tuple(np.empty(shape, self.batch.dtype) for shape in shapes)
-        ps, grads, (phi, run) = _backward(self.batch, controls, xs, kept, trajectories,
-                                          workspace, forward=fused, statistics=self.statistics)
-        self._spare = 1 - self._spare
-        parts = _total(self.batch, controls, phi, run)
-        return self._point(controls, parts, grads, step_size), xs, ps
-
-    def _point(self, controls, parts, grads, step_size):
-        riesz = riesz_gradient(self.problem, grads)
-        return Point(controls, parts, riesz, grad_norm(self.problem, riesz), step_size)
-
-    def value(self, controls):
-        """Cost parts only (one forward sweep)."""
-        self.n_evals += 1
-        return cost(self.batch, controls, validate=False)
-
-    def value_and_states(self, controls, trajectories=True):
-        """Cost parts and states (one forward sweep) of a candidate: the current trajectories
-        of :meth:`sweep` stay valid; pass the states to :meth:`sweep` to accept it
-        (``trajectories=False``: as in :meth:`sweep`, the states may be set at the first
-        and last step only)."""
-        self.n_evals += 1
-        final_only = not trajectories and self.batch.running == 0.0  # else the cost reads all
-        xs, kept = _forward(self.batch, controls, True, self._trajectories[self._spare],
-                            activations=self._activations, final_only=final_only)
-        self._kept = (xs, kept, row_blocks(self.batch.n_samples))
-        return _cost_of_states(self.batch, controls, xs), xs
-
-    def norm(self, riesz):
-        return grad_norm(self.problem, riesz)
-
-    def stall(self, message, status="stalled"):
-        """Called by a method that stops by itself (cannot go on, or has converged by its own
-        criterion), before it returns."""
-        self.stall_message = message
-        self.stop_status = status
+def history_columns():
+    """The history columns: the common ones, then those the registered methods report."""
+    return BASE_COLUMNS + extra_history_columns()
 
 
 @dataclass
@@ -238,9 +83,9 @@ def iterate(problem, method="gd", *, max_iter=1000, controls=None, seed=0, gtol=
     ----------
     problem : Problem
     method : str or Method
-        One of :data:`METHOD_NAMES`: "gd", "heavy_ball", "nesterov", "adam", "lbfgs",
-        "proximal" (gradient family, :mod:`pmp.optimizers`), "msa", "emsa", "discrete"
-        (:mod:`pmp.msa`).
+        One of :func:`pmp.methods.method_names`: "gd", "heavy_ball", "nesterov", "adam",
+        "lbfgs", "proximal" (gradient family), "msa", "emsa", "discrete" (MSA family); see
+        :mod:`pmp.methods`.
     max_iter : int
         Maximum number of updates.
     controls : dict, optional
@@ -272,52 +117,48 @@ def iterate(problem, method="gd", *, max_iter=1000, controls=None, seed=0, gtol=
         One per iterate; the last one has ``status`` set.
     """
     method = make_method(method, options)
-    max_iter = integer(max_iter, "max_iter", low=0)
-    gtol = real(gtol, "gtol", low=0.0)
-    if time_limit is not None:
-        time_limit = real(time_limit, "time_limit", low=0.0, low_open=True)
-    if batch_size is not None:
-        batch_size = integer(batch_size, "batch_size", low=1)
-        if batch_size >= problem.n_samples:
-            batch_size = None
-    if method.needs_smooth and not problem.reg.smooth:
-        raise ValueError(f"method {method.name!r} needs a differentiable regularizer, got "
-                         f"reg={problem.reg.name!r}; use method='proximal'")
-    if batch_size is not None and (method.full_batch_only or
-                                   (method.name == "proximal" and method.lr is None)):
-        raise ValueError(f"method {method.name!r} needs the full batch (batch_size=None), got "
-                         f"batch_size={batch_size}" +
-                         ("; give a fixed lr for mini-batches" if method.name == "proximal"
-                          else ""))
-    if segment is not None:
-        segment = integer(segment, "segment", low=1)
-        if method.name in ("msa", "emsa", "discrete"):
-            raise ValueError(f"segment={segment} is for the gradient methods; method "
-                             f"{method.name!r} maximises the Hamiltonian on the full trajectory")
-    oracle = Oracle(problem, batch_size, seed, segment)
-    first, last, start_iteration, method_state = None, None, 0, None
+    stop = _StopRules(max_iter, gtol, time_limit)
+    oracle = _oracle(problem, method, batch_size, segment, seed)
     start = time.perf_counter()
     if resume is not None:
-        controls = resume["controls"]
         oracle.set_state(resume["oracle"])
-        first, start_iteration = float(resume["first"]), int(resume["iteration"])
-        method_state = resume["method"]
         start -= float(resume["elapsed"])
+        controls = resume["controls"]
     elif controls is None:
         controls = init_controls(problem, init, init_scale, seed)
     controls = problem.validate_controls(controls)
     if resume is None:
         oracle.next_batch()
-    steps = method.run(oracle, controls, method_state)
+    steps = method.run(oracle, controls, None if resume is None else resume["method"])
     if method.blas_between_sweeps:
         steps = serial_blas(steps)
+    yield from _loop(steps, method, oracle, stop, start, resume)
+
+
+def _oracle(problem, method, batch_size, segment, seed):
+    """The :class:`~pmp.methods.Oracle` of a run, once the method has accepted its batch
+    size (None or all samples: full batch) and segment."""
+    if batch_size is not None:
+        batch_size = integer(batch_size, "batch_size", low=1)
+        batch_size = None if batch_size >= problem.n_samples else batch_size
+    if segment is not None:
+        segment = integer(segment, "segment", low=1)
+    method.check(problem, batch_size, segment)
+    return Oracle(problem, batch_size, seed, segment)
+
+
+def _loop(steps, method, oracle, stop, start, resume):
+    """Advance the method's generator, yield a :class:`TrainState` per iterate until a stop
+    rule fires or the method gives up."""
+    first, last, iteration = None, None, 0
     if resume is not None:  # the checkpointed iterate again: already recorded
+        first, iteration = float(resume["first"]), int(resume["iteration"])
         point = next(steps)
-        last = TrainState(start_iteration, point.controls, point.parts, point.grad_norm,
+        last = TrainState(iteration, point.controls, point.parts, point.grad_norm,
                           point.step_size, 0.0, time.perf_counter() - start, oracle.n_evals)
-        start_iteration += 1
+        iteration += 1
         oracle.next_batch()
-    for iteration in range(start_iteration, max_iter + 1):
+    for iteration in range(iteration, stop.max_iter + 1):
         tic = time.perf_counter()
         point = next(steps, None)
         now = time.perf_counter()
@@ -325,34 +166,48 @@ def iterate(problem, method="gd", *, max_iter=1000, controls=None, seed=0, gtol=
             yield _state(last, oracle.stop_status, oracle.stall_message or "the method stopped",
                          now, start, oracle)
             return
-        total = point.parts["total"]
-        first = total if first is None else first
+        first = point.parts["total"] if first is None else first
         state = TrainState(iteration, point.controls, point.parts, point.grad_norm,
                            point.step_size, now - tic, now - start, oracle.n_evals,
                            extra=dict(point.extra))
         state.resume = dict(controls=point.controls, method=method.state,
                             oracle=oracle.get_state(), first=first, iteration=iteration,
                             elapsed=now - start)
+        stop.apply(state, first, last)
+        yield state
+        if state.status is not None:
+            return
+        last = state
+        oracle.next_batch()
+
+
+class _StopRules:
+    """The stop rules of :func:`iterate`, checked in the order of its docstring."""
+
+    def __init__(self, max_iter, gtol, time_limit):
+        self.max_iter = integer(max_iter, "max_iter", low=0)
+        self.gtol = real(gtol, "gtol", low=0.0)
+        self.time_limit = None if time_limit is None else \
+            real(time_limit, "time_limit", low=0.0, low_open=True)
+
+    def apply(self, state, first, last):
+        """Set ``state.status`` and ``state.message`` when a rule fires."""
+        total, iteration = state.cost["total"], state.iteration
         if not np.isfinite(total) or total > DIVERGENCE_FACTOR * max(abs(first), 1e-300):
             state.status = "diverged"
             state.message = (f"diverged at iteration {iteration}: J = {total:.6g} (initial "
                              f"{first:.6g}); the controls of iteration "
                              f"{last.iteration if last else 0} are returned")
             state.extra["last_finite"] = last
-        elif point.grad_norm <= gtol:
+        elif state.grad_norm <= self.gtol:
             state.status = "converged"
-            state.message = f"Riesz gradient norm {point.grad_norm:.3g} <= gtol = {gtol:.3g}"
-        elif iteration == max_iter:
+            state.message = f"Riesz gradient norm {state.grad_norm:.3g} <= gtol = {self.gtol:.3g}"
+        elif iteration == self.max_iter:
             state.status = "max_iter"
-            state.message = f"reached max_iter = {max_iter} iterations"
-        elif time_limit is not None and now - start >= time_limit:
+            state.message = f"reached max_iter = {self.max_iter} iterations"
+        elif self.time_limit is not None and state.elapsed >= self.time_limit:
             state.status = "time_limit"
-            state.message = f"reached the time limit of {time_limit:g} s"
-        yield state
-        if state.status is not None:
-            return
-        last = state
-        oracle.next_batch()
+            state.message = f"reached the time limit of {self.time_limit:g} s"
 
 
 def _state(last, status, message, now, start, oracle):
@@ -403,7 +258,7 @@ def history_row(state):
     c = state.cost
     return (state.iteration, c["total"], c["terminal"], c["running"], c["regularization"],
             c["loss"], state.grad_norm, state.step_size, state.wall_time, state.elapsed,
-            *(float(state.extra.get(k, np.nan)) for k in EXTRA_COLUMNS))
+            *(float(state.extra.get(k, np.nan)) for k in extra_history_columns()))
 
 
 def train(problem, method="gd", *, max_iter=1000, controls=None, seed=0, **kwargs):
@@ -425,7 +280,7 @@ def train(problem, method="gd", *, max_iter=1000, controls=None, seed=0, **kwarg
         parts = cost(problem, final.controls)  # the history holds mini-batch costs
     else:
         parts = final.cost
-    history = {c: np.asarray(v) for c, v in zip(HISTORY_COLUMNS, zip(*rows))}
+    history = {c: np.asarray(v) for c, v in zip(history_columns(), zip(*rows))}
     return TrainResult(controls=final.controls, cost=parts, grad_norm=final.grad_norm,
                        history=history, success=state.status == "converged",
                        status=state.status, message=state.message,

@@ -165,7 +165,7 @@ def test_displacement_bound_holds_on_a_trained_network():
 # --------------------------------------------------------------------- figures
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
-    from pmp.runner import train_run
+    from pmp.batch.runner import train_run
 
     directory = tmp_path_factory.mktemp("runs") / "r"
     config = pmp.parse_config(open(os.path.join(ROOT, "runs", "demo.toml")).read())

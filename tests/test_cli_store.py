@@ -112,7 +112,7 @@ def test_progress_lines_give_the_rate_since_the_last_line():
     import io
     from types import SimpleNamespace
 
-    from pmp.runner import Progress
+    from pmp.batch.runner import Progress
 
     out = io.StringIO()
     progress = Progress(100, stream=out, every=50)

@@ -7,6 +7,7 @@ from scipy.optimize import minimize
 import naive
 import pmp
 from pmp.maximize import Maximizer
+from pmp.sweeps import Need
 
 FIELDS = [("outer", {}), ("features", {"width": 4}), ("diagonal", {}), ("inner", {}),
           ("perceptron", {"width": 3})]
@@ -343,7 +344,7 @@ def test_switching_function_ignores_frozen_entries():
 def test_candidate_sweeps_leave_the_current_trajectories_intact():
     """The MSA oracle reuses two sets of trajectory buffers: a candidate's forward sweep must
     not touch the current point's states and costates, which a rejection goes on using."""
-    from pmp.trainer import Oracle
+    from pmp.methods import Oracle
     problem = small_problem("outer", {})
     u = pmp.init_controls(problem, scale=0.5, seed=2)
     v = pmp.init_controls(problem, scale=0.5, seed=3)
@@ -351,11 +352,11 @@ def test_candidate_sweeps_leave_the_current_trajectories_intact():
     _, xs, ps = oracle.sweep(u)
     xs_copy, ps_copy = xs.copy(), ps.copy()
     for _ in range(2):  # two rejected candidates
-        parts, xs_v = oracle.value_and_states(v)
+        parts, candidate = oracle.value_and_states(v)
         np.testing.assert_array_equal(xs, xs_copy)
         np.testing.assert_array_equal(ps, ps_copy)
-    parts, xs_v = oracle.value_and_states(v)
-    point, xs_new, ps_new = oracle.sweep(v, states=xs_v)  # accepted
+    parts, candidate = oracle.value_and_states(v)
+    point, xs_new, ps_new = oracle.sweep(v, candidate=candidate)  # accepted
     expected = pmp.evaluate(problem, v)
     np.testing.assert_array_equal(xs_new, expected[2])
     np.testing.assert_array_equal(ps_new, expected[3])
@@ -372,7 +373,7 @@ def test_costate_sweep_statistics_for_the_maximiser(activation, running, threads
     """For "outer" with small d the costate sweep sums what the maximiser needs (G_k, S_k and
     the costate Gram blocks); they match NumPy on the trajectories, and the maximiser gives
     the same controls with them as from its own pass over the trajectories."""
-    from pmp.trainer import Oracle
+    from pmp.methods import Oracle
     rng = np.random.default_rng(4)
     x, y = rng.normal(size=(200, 3)), rng.normal(size=200)
     problem = pmp.Problem(x, y, field="outer", activation=activation, T=1.0, n_steps=4,
@@ -404,24 +405,25 @@ def test_kept_activations_follow_the_row_blocks():
     """The small-d "outer" store holds each row block's activations transposed: a costate
     sweep run with other row blocks (another thread count) than the candidate's forward
     sweep must not read it, and gives the same costates as a fresh evaluation."""
-    from pmp.trainer import Oracle
+    from pmp.methods import Oracle
     rng = np.random.default_rng(5)
     problem = pmp.Problem(rng.normal(size=(300, 3)), rng.normal(size=300), field="outer",
                           T=1.0, n_steps=5, lam=0.1)
     v = pmp.init_controls(problem, scale=0.5, seed=3)
     oracle = Oracle(problem)
     with pmp.threads(3):
-        _, xs_v = oracle.value_and_states(v)
+        _, candidate = oracle.value_and_states(v)
     with pmp.threads(2):
-        _, _, ps = oracle.sweep(v, states=xs_v)
+        _, _, ps = oracle.sweep(v, candidate=candidate)
         expected = pmp.evaluate(problem, v)[3]
     np.testing.assert_allclose(ps, expected, rtol=1e-12, atol=1e-15)
+    lean = Need(trajectories=False)
     with pmp.threads(3):  # the statistics-only path: the candidate keeps X_K only
-        _, xs_v = oracle.value_and_states(v, trajectories=False)
+        _, candidate = oracle.value_and_states(v, lean)
     with pmp.threads(2):
-        point, _, _ = oracle.sweep(v, states=xs_v, trajectories=False)
+        point, _, _ = oracle.sweep(v, lean, candidate)
         fresh = Oracle(problem)
-        expected_point, _, _ = fresh.sweep(v, trajectories=False)
+        expected_point, _, _ = fresh.sweep(v, lean)
     for lean, full in zip(oracle.statistics, fresh.statistics):
         np.testing.assert_array_equal(lean, full)
     assert point.parts == expected_point.parts
@@ -437,12 +439,12 @@ def test_statistics_only_path_gives_the_same_iterates(method, running, monkeypat
     lam = 2.0 if method == "msa" else 0.05  # plain MSA converges for T < 2 lam (THEORY 7)
     problem = pmp.Problem(rng.normal(size=(150, 3)), rng.normal(size=150), field="outer",
                           T=2.0, n_steps=6, lam=lam, running=running)
-    assert not Maximizer(problem).reads_trajectories(problem)
-    assert Maximizer(problem, n_direct=11).reads_trajectories(problem)  # CG: d q = 12
+    assert not Maximizer(problem).need(problem).trajectories
+    assert Maximizer(problem, n_direct=11).need(problem).trajectories  # CG: d q = 12
     options = dict(controls=pmp.init_controls(problem, scale=0.5, seed=1), max_iter=12,
                    gtol=0.0)
     lean = pmp.train(problem, method, **options)
-    monkeypatch.setattr(Maximizer, "reads_trajectories", lambda self, problem: True)
+    monkeypatch.setattr(Maximizer, "need", lambda self, problem: Need())
     full = pmp.train(problem, method, **options)
     assert lean.history["cost"].size == full.history["cost"].size > 3
     np.testing.assert_array_equal(lean.history["cost"], full.history["cost"])

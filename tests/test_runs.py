@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import pmp
-from pmp.config import ConfigError, RunConfig, parse_config
-from pmp.runner import resume_run, train_run
+from pmp.batch.config import ConfigError, RunConfig, parse_config
+from pmp.batch.runner import resume_run, train_run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -320,7 +320,7 @@ def test_resume_in_process_equals_uninterrupted(tmp_path):
     train_run(short, tmp_path / "cut", stream=null)
     with pmp.load_run(tmp_path / "cut") as run:
         assert 20 in run.checkpoints
-    from pmp.store import RunWriter
+    from pmp.batch.store import RunWriter
     problem = short.validate()
     writer = RunWriter(tmp_path / "cut", problem, short.to_toml(), "emsa", resume=True)
     writer.checkpoints = [0, 10, 20]
@@ -367,7 +367,7 @@ def test_rerunning_a_sweep_skips_finished_and_resumes_interrupted(tmp_path):
     stamp = first.stat().st_mtime_ns
     reference = pmp.load_run(tmp_path / "sw" / "T=2.0").controls()
     # make the second point look interrupted at its checkpoint 10
-    from pmp.store import RunWriter
+    from pmp.batch.store import RunWriter
     config = parse_config(SWEEP).with_overrides(["model.T=2.0"])
     writer = RunWriter(tmp_path / "sw" / "T=2.0", config.validate(), config.to_toml(), "emsa",
                        resume=True)
@@ -411,7 +411,7 @@ def test_methods_with_blas_between_sweeps_run_it_on_one_thread(monkeypatch):
     call slow the next sweep down); the caller's code between iterations keeps the setting."""
     from threadpoolctl import threadpool_info
 
-    from pmp import optimizers
+    from pmp import methods as optimizers
 
     def blas_threads():
         return max(lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas")

@@ -175,7 +175,7 @@ def names_listed(names):
     (dict(lam=-0.1), ValueError, r"lam must be >= 0.*got -0\.1"),
     (dict(reg="h1", lam1=-1.0), ValueError, r"lam1 must be >= 0.*got -1\.0"),
     (dict(field="outr"), ValueError,
-     r"unknown field 'outr'.*" + names_listed(pmp.fields.NAMES)),
+     r"unknown field 'outr'.*" + names_listed(pmp.fields.field_names())),
     (dict(activation="swish"), ValueError,
      r"unknown activation 'swish'.*" + names_listed(pmp.activations.NAMES)),
     (dict(loss="hinge"), ValueError,

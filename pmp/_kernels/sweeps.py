@@ -338,17 +338,20 @@ def outer_forward_small(xs, W, b, h, act, aparam, ss, xt, st, final_only, r0, r1
 
 
 @jit
-def outer_backward_small(xs, ps, W, b, h, act, aparam, ro, gW, gb, gP, ss, stored, xt, st, pt,
-                         qt, z, gz, sG, sS, sQ, r0, r1):
-    """:func:`outer_backward` for a small ``d``; ``xt``, ``st``, ``pt``, ``qt`` (d, N_rows)
-    scratch.
+def outer_backward_small(xs, ps, W, b, h, act, aparam, ro, gW, gb, gP, ss, stored, scratch,
+                         sums, r0, r1):
+    """:func:`outer_backward` for a small ``d``.
 
-    ``sG`` (K, d, d + 1), ``sS`` (K, d + 1, d + 1), ``sQ`` (K, d, d, d), unless empty
-    (shape[0] == 0), receive the sums over the rows that the MSA's maximisation needs
-    (:func:`pmp._kernels.maximize.linear_maximize_sums`): ``G_k = p^T [sigma 1]``,
-    ``[sigma 1]^T [sigma 1]`` and, for every column c, ``sum_i sigma'_ic^2 p_i p_i^T``, with
-    ``p = p_{k+1}`` and ``sigma = sigma(X_k)``, while both are at hand.
+    ``scratch`` is ``(xt, st, pt, qt, z, gz)``: four (d, N_rows) arrays and the readout's
+    two (N_rows, m). ``sums`` is ``(sG, sS, sQ)``, of shapes (K, d, d + 1), (K, d + 1, d + 1)
+    and (K, d, d, d), unless empty (shape[0] == 0): they receive the sums over the rows that
+    the MSA's maximisation needs (:func:`pmp._kernels.maximize.linear_maximize_sums`):
+    ``G_k = p^T [sigma 1]``, ``[sigma 1]^T [sigma 1]`` and, for every column c,
+    ``sum_i sigma'_ic^2 p_i p_i^T``, with ``p = p_{k+1}`` and ``sigma = sigma(X_k)``, while
+    both are at hand.
     """
+    xt, st, pt, qt, z, gz = scratch
+    sG, sS, sQ = sums
     phi = _terminal(xs, ps, ro, gP, z, gz, r0, r1)
     run = 0.0
     L = ps.shape[0]

@@ -27,9 +27,9 @@ import h5py
 import numpy as np
 import tomli_w
 
-from . import datasets
-from .problem import Problem
-from .trainer import METHODS, make_method
+from .. import datasets
+from ..problem import Problem
+from ..methods import METHODS, make_method, method_options
 
 SECTIONS = ("data", "model", "objective", "train", "output")
 MODEL_KEYS = ("field", "activation", "T", "n_steps", "width", "projection", "slope",
@@ -40,37 +40,8 @@ TRAIN_KEYS = ("method", "max_iter", "seed", "gtol", "time_limit", "batch_size", 
               "init_scale", "segment", "threads", "checkpoint_every")
 OUTPUT_KEYS = ("dir", "name", "trajectory_samples")
 
-DEMO_TOML = """\
-# The default demo of `pmp train`: two concentric rings lifted to R^3, x' = W tanh(x) + b,
-# squared loss on the last coordinate against +-1, trained by the extended MSA.
-[data]
-name = "rings"
-n_samples = 256
-seed = 0
-lift = 3
-
-[model]
-field = "outer"
-activation = "tanh"
-T = 10.0
-n_steps = 100
-
-[objective]
-loss = "squared"
-reg = "l2"
-lam = 0.001
-
-[train]
-method = "emsa"
-max_iter = 600
-seed = 0
-gtol = 1e-6
-checkpoint_every = 100
-
-[output]
-dir = "runs"
-name = "demo"
-"""
+# the built-in demo of `pmp train` (also runs/demo.toml in a clone of the repository)
+DEMO_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "demo.toml")
 
 
 class ConfigError(ValueError):
@@ -140,8 +111,7 @@ class RunConfig:
         method = self.method
         if not isinstance(method, str) or method not in METHODS:
             make_method(method, {})  # raises with the list of methods
-        options = tuple(inspect.signature(METHODS[method].__init__).parameters)[1:]
-        allowed["train"] = TRAIN_KEYS + options
+        allowed["train"] = TRAIN_KEYS + method_options(METHODS[method])
         for section, keys in self.sections.items():
             for key in keys:
                 if key not in allowed[section]:
@@ -210,11 +180,6 @@ class RunConfig:
         cfg = problem.config()
         model = {k: cfg[k] for k in MODEL_KEYS if cfg.get(k) is not None}
         objective = {k: cfg[k] for k in OBJECTIVE_KEYS if cfg.get(k) is not None}
-        if problem.field.name not in ("features", "perceptron"):
-            model.pop("width", None)
-        if problem.field.name != "features":
-            for key in ("features", "bandwidth", "seed"):
-                model.pop(key, None)
         data = dict(data or {})
         if cfg.get("lift") is not None:
             data.setdefault("lift", cfg["lift"])
@@ -254,8 +219,9 @@ def load_config(path):
 
 
 def demo_config():
-    """The embedded default demo."""
-    return parse_config(DEMO_TOML, source="the built-in demo")
+    """The built-in demo (:data:`DEMO_PATH`)."""
+    with open(DEMO_PATH, encoding="utf-8") as f:
+        return parse_config(f.read(), source="the built-in demo")
 
 
 def read_arrays(path):

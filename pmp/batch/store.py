@@ -40,6 +40,9 @@ from datetime import datetime, timezone
 import h5py
 import numpy as np
 
+from .._version import __version__
+from .config import parse_config
+
 FORMAT = "pmp-run"
 FORMAT_VERSION = 1
 
@@ -146,8 +149,6 @@ class RunWriter:
 
     def __init__(self, directory, problem, config_text, method, trajectory_samples=None,
                  resume=False):
-        from . import __version__
-
         self.directory = os.fspath(directory)
         self.problem = problem
         self.n_stored = problem.n_samples if trajectory_samples is None else max(
@@ -185,12 +186,13 @@ class RunWriter:
                                        side="right"))
             self.history = {k: v[:keep] for k, v in self.history.items()}
 
-    def checkpoint(self, state, status="running", message=""):
-        """Write the checkpoint of a :class:`pmp.TrainState`, then the index."""
-        from .sweeps import evaluate
+    def checkpoint(self, state, evaluation, status="running", message=""):
+        """Write the checkpoint of a :class:`pmp.TrainState`, then the index.
 
+        ``evaluation`` is ``(parts, xs, ps)``: the cost parts on all samples, the states and
+        the costates at ``state.controls`` (see :func:`pmp.evaluate`)."""
         iteration = int(state.iteration)
-        parts, _, xs, ps = evaluate(self.problem, state.controls)
+        parts, xs, ps = evaluation
         path = os.path.join(self.directory, "checkpoints", f"{iteration:08d}.h5")
         f = _atomic_h5(path)
         t = f.create_dataset("t", data=self.problem.t)
@@ -212,7 +214,6 @@ class RunWriter:
             self.checkpoints.append(iteration)
         self.attrs.update(status=status, message=message)
         self._write_index()
-        return parts
 
     def set_status(self, status, message=""):
         self.attrs.update(status=status, message=message)
@@ -339,9 +340,7 @@ class Run:
         return _resume_from_tree(read_tree(group["resume"]), self.controls(iteration))
 
     def config(self):
-        """The run's :class:`~pmp.config.RunConfig`."""
-        from .config import parse_config
-
+        """The run's :class:`~pmp.batch.config.RunConfig`."""
         return parse_config(self.attrs["config"], source=f"{self.path} (config)")
 
     def problem(self):

@@ -13,8 +13,9 @@ import time
 
 from .config import ConfigError, RunConfig, parse_config
 from .store import RunFileError, RunWriter, load_run
-from .threads import threads
-from .trainer import HISTORY_COLUMNS, history_row, iterate
+from ..threads import threads
+from ..sweeps import evaluate
+from ..trainer import history_columns, history_row, iterate
 
 RUN_FILES = ("run.h5", "data.h5", "config.toml")
 
@@ -101,27 +102,37 @@ def _execute(config, directory, problem, writer, resume_state, stream, print_eve
     progress = Progress(options.get("max_iter", 1000), stream, print_every,
                         start=0 if resume_state is None else resume_state["iteration"])
     state = None
+    columns = history_columns()
     limit = threads(config.threads) if config.threads is not None else contextlib.nullcontext()
     try:
         with limit:
             for state in iterate(problem, config.method, resume=resume_state, **options):
                 if not state.extra.get("repeat"):
-                    writer.append(HISTORY_COLUMNS, history_row(state))
+                    writer.append(columns, history_row(state))
                 progress.update(state)
                 if state.status is None and state.iteration % every == 0:
-                    writer.checkpoint(state)
+                    _checkpoint(writer, problem, state)
     except KeyboardInterrupt:
         progress.close()
         if state is not None and state.resume is not None:
             writer.truncate(state.iteration)
-            writer.checkpoint(state, status="interrupted",
-                              message=f"interrupted at iteration {state.iteration}")
+            _checkpoint(writer, problem, state, status="interrupted",
+                        message=f"interrupted at iteration {state.iteration}")
         raise
     progress.close()
     final = state.extra.get("last_finite") or state
     status = "diverged" if state.status == "diverged" else "finished"
-    parts = writer.checkpoint(final, status=status, message=f"{state.status}: {state.message}")
+    parts = _checkpoint(writer, problem, final, status=status,
+                        message=f"{state.status}: {state.message}")
     return state, parts
+
+
+def _checkpoint(writer, problem, state, **status):
+    """Evaluate ``state`` on all samples (cost, states, costates) and write its checkpoint;
+    returns the cost parts."""
+    parts, _, xs, ps = evaluate(problem, state.controls)
+    writer.checkpoint(state, (parts, xs, ps), **status)
+    return parts
 
 
 def train_run(config, directory, *, overwrite=False, stream=None, print_every=50):

@@ -17,7 +17,7 @@ import numpy as np
 
 from .config import ConfigError, parse_config, parse_value
 from .store import load_run
-from .threads import threads as blas_threads
+from ..threads import threads as blas_threads
 
 SUMMARY = ("status", "iterations", "cost", "terminal", "running", "regularization", "loss",
            "grad_norm", "wall_time")
@@ -161,6 +161,7 @@ def write_summary(directory, keys, rows):
             writer.writerow({c: row[c] for c in columns})
     tmp = os.path.join(directory, "sweep.h5.tmp")
     with h5py.File(tmp, "w") as f:
+        f.attrs["grid_keys"] = list(keys)  # the swept keys, for pmp analyze and pmp plot
         for c in columns:
             values = [row[c] for row in rows]
             if all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool)

@@ -7,7 +7,7 @@
     pmp analyze RUN|SWEEP [--iteration K]
     pmp plot RUN|SWEEP
 
-``pmp train`` with no CONFIG trains the built-in demo (``pmp.config.DEMO_TOML``). Errors
+``pmp train`` with no CONFIG trains the built-in demo (``pmp/batch/demo.toml``). Errors
 print one line and exit with status 2; Ctrl-C writes a checkpoint and exits with 130.
 """
 import argparse
@@ -65,7 +65,7 @@ def _resume(args):
 
 
 def _sweep(args):
-    from .sweep import parse_grid, sweep
+    from .grid import parse_grid, sweep
 
     config = load_config(args.config)
     if args.set:
@@ -124,11 +124,10 @@ def _read_sweep(directory):
     path = os.path.join(directory, "sweep.h5")
     with h5py.File(path, "r") as f:
         columns = {k: f[k][()] for k in f}
+        keys = [str(k) for k in f.attrs.get("grid_keys", [k for k in columns if "." in k])]
     n = len(next(iter(columns.values())))
     rows = [{k: (v[i].decode() if isinstance(v[i], bytes) else v[i]) for k, v in columns.items()}
             for i in range(n)]
-    keys = [k for k in columns if "." in k and k in ("model.T", "objective.lam")] or \
-        [k for k in columns if "." in k]
     return rows, keys
 
 
@@ -147,7 +146,7 @@ def _fit_line(name, fit):
 
 
 def _analyze(args):
-    from .analysis import analyze_run, analyze_sweep
+    from ..analysis import analyze_run, analyze_sweep
     from .store import write_analysis
 
     if _target(args.path) == "sweep":
@@ -196,7 +195,7 @@ def _analyze(args):
 
 
 def _plot(args):
-    from .plots import plot_run, plot_sweep
+    from ..plots import plot_run, plot_sweep
 
     if _target(args.path) == "sweep":
         rows, keys = _read_sweep(args.path)

@@ -15,84 +15,19 @@ starting point); the trainer (:mod:`pmp.trainer`) decides when to stop.
 "lbfgs"        limited-memory BFGS with scipy's strong-Wolfe line search
                (``scipy.optimize.line_search``) on the Riesz-scaled controls
                ``sqrt(h) u``; full batch only
-"proximal"     FISTA with adaptive restart and the proximal map of the regulariser
-               (l1 with a bound: soft-threshold then clip, THEORY.md 4b); backtracking
-               on the Lipschitz constant unless ``lr`` is given
 =============  =====================================================================
+
+The proximal method for non-smooth regularisers is in :mod:`pmp.methods.proximal`.
 """
 import warnings
-from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.optimize import line_search
 from scipy.optimize._linesearch import LineSearchWarning
 
-from ._validation import integer, real
-
-
-@dataclass
-class Point:
-    """One iterate: controls, cost parts, Riesz gradient and the step that led there."""
-
-    controls: dict
-    parts: dict
-    riesz: dict | None  # None where only the cost was evaluated
-    grad_norm: float
-    step_size: float = float("nan")
-    extra: dict = field(default_factory=dict)  # method-specific history columns
-
-
-def _axpy(a, x, y):
-    """``a x + y`` for dicts of arrays."""
-    return {n: a * x[n] + y[n] for n in y}
-
-
-def _lincomb(*terms):
-    """sum of ``coef * dict`` terms."""
-    out = {}
-    for coef, d in terms:
-        for n, v in d.items():
-            out[n] = out[n] + coef * v if n in out else coef * v
-    return out
-
-
-class Method:
-    """Base class. Subclasses set ``name``, accept their options in ``__init__`` and implement
-    :meth:`run`.
-
-    Parameters of :meth:`run`
-    -------------------------
-    oracle : pmp.trainer.Oracle
-        ``oracle.evaluate(u, step_size) -> Point`` (cost parts and Riesz gradient on the
-        current batch), ``oracle.value(u) -> parts``, ``oracle.norm(riesz)``,
-        ``oracle.stall(message)`` and ``oracle.problem``.
-    u : dict
-        Starting controls.
-    state : dict, optional
-        The method's :attr:`state` saved at a checkpoint: with it, ``run`` continues exactly
-        (bitwise) where the checkpointed run was when it yielded ``u``.
-
-    Attributes
-    ----------
-    state : dict
-        Set before every ``yield``: what the method needs besides the controls to continue
-        (momenta, curvature pairs, rho, ...): arrays, dicts and lists of arrays, scalars.
-    """
-
-    name = ""
-    needs_smooth = True
-    full_batch_only = False
-    # its own vector algebra between the sweeps calls BLAS: run it at one BLAS thread
-    # (:func:`pmp.threads.serial_blas`)
-    blas_between_sweeps = False
-    state = None
-
-    def run(self, oracle, u, state=None):
-        raise NotImplementedError
-
-    def __repr__(self):
-        opts = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if k != "state")
-        return f"{type(self).__name__}({opts})"
+from .._controls import Flattener, axpy, lincomb
+from .._validation import integer, real
+from .base import Method
 
 
 class GradientDescent(Method):
@@ -106,7 +41,7 @@ class GradientDescent(Method):
         self.state = {}
         while True:
             yield point
-            point = oracle.evaluate(_axpy(-self.lr, point.riesz, point.controls), self.lr)
+            point = oracle.evaluate(axpy(-self.lr, point.riesz, point.controls), self.lr)
 
 
 class HeavyBall(Method):
@@ -122,7 +57,7 @@ class HeavyBall(Method):
             self.state = {"previous": previous}
             yield point
             u = point.controls
-            new = _lincomb((1.0, u), (-self.lr, point.riesz), (self.momentum, u),
+            new = lincomb((1.0, u), (-self.lr, point.riesz), (self.momentum, u),
                            (-self.momentum, previous))
             previous, point = u, oracle.evaluate(new, self.lr)
 
@@ -137,8 +72,8 @@ class Nesterov(HeavyBall):
             self.state = {"velocity": velocity}
             yield point
             g = point.riesz
-            velocity = _lincomb((self.momentum, velocity), (-self.lr, g))
-            y = _lincomb((1.0, point.controls), (self.momentum, velocity), (-self.lr, g))
+            velocity = lincomb((self.momentum, velocity), (-self.lr, g))
+            y = lincomb((1.0, point.controls), (self.momentum, velocity), (-self.lr, g))
             point = oracle.evaluate(y, self.lr)
 
 
@@ -164,7 +99,7 @@ class Adam(Method):
             yield point
             t += 1
             g = point.riesz
-            m = _lincomb((self.beta1, m), (1.0 - self.beta1, g))
+            m = lincomb((self.beta1, m), (1.0 - self.beta1, g))
             v = {n: self.beta2 * v[n] + (1.0 - self.beta2) * g[n] ** 2 for n in v}
             c1, c2 = 1.0 - self.beta1**t, 1.0 - self.beta2**t
             new = {n: a - self.lr * (m[n] / c1) / (np.sqrt(v[n] / c2) + self.eps)
@@ -192,18 +127,12 @@ class LBFGS(Method):
 
     def run(self, oracle, u, state=None):
         problem = oracle.problem
-        names = list(u)
-        shapes = {n: u[n].shape for n in names}
-        sizes = np.cumsum([0] + [u[n].size for n in names])
+        layout = Flattener(u, list(u), problem.dtype)
         sqrt_w = np.concatenate([np.full(u[n].size, np.sqrt(problem.riesz_weight(n)))
-                                 for n in names])
-
-        def unpack(flat):
-            return {n: flat[sizes[i]:sizes[i + 1]].reshape(shapes[n]).astype(problem.dtype)
-                    for i, n in enumerate(names)}
+                                 for n in layout.names])
 
         def gradient(point):  # dJ/du = w * (Riesz gradient)
-            return sqrt_w**2 * np.concatenate([point.riesz[n].ravel() for n in names])
+            return sqrt_w**2 * layout.flatten(point.riesz)
 
         cache = {}
 
@@ -211,10 +140,10 @@ class LBFGS(Method):
             key = flat.tobytes()
             if key not in cache:
                 cache.clear()
-                cache[key] = oracle.evaluate(unpack(flat))
+                cache[key] = oracle.evaluate(layout.unflatten(flat))
             return cache[key]
 
-        x = np.concatenate([u[n].ravel() for n in names]).astype(np.float64)
+        x = layout.flatten(u)
         s_hist, y_hist, old_f = [], [], None
         if state:  # x in float64 may be finer than float32 controls
             x, s_hist, y_hist = state["x"], list(state["s"]), list(state["y"])
@@ -302,82 +231,3 @@ class LBFGS(Method):
         for (s, y), a in zip(zip(s_hist, y_hist), reversed(alphas)):
             q += (a - (y @ q) / (y @ s)) * s
         return q
-
-
-class Proximal(Method):
-    """FISTA (Beck & Teboulle) with the regulariser's proximal map and adaptive restart.
-
-    The smooth part is ``J - h sum_k R(u_k)`` for l1 regularisers and all of J otherwise.
-    With ``lr=None`` the step ``1/L`` is found by backtracking (``L`` doubles until the
-    quadratic upper bound holds, and is tried 1.5x smaller at the next iteration); a given
-    ``lr`` is used as a fixed step (needed for mini-batches).
-    """
-
-    name = "proximal"
-    blas_between_sweeps = True
-    needs_smooth = False
-
-    def __init__(self, lr=None, lipschitz=1.0, restart=True):
-        self.lr = None if lr is None else real(lr, "lr", low=0.0, low_open=True)
-        self.lipschitz = real(lipschitz, "lipschitz", low=0.0, low_open=True)
-        self.restart = bool(restart)
-
-    def run(self, oracle, u, state=None):
-        problem = oracle.problem
-        reg, names = problem.reg, problem.control_names
-
-        def smooth(parts):
-            return parts["total"] - (0.0 if reg.smooth else parts["regularization"])
-
-        def prox_step(y, g, step):
-            out = reg.prox(_axpy(-step, g, y), names, step)
-            for name, mask in problem.frozen.items():
-                out[name] = np.where(mask, y[name], out[name])
-            return out
-
-        def inner(a, b):  # the L^2(0, T) inner product
-            return sum(problem.riesz_weight(n) * float(np.vdot(a[n], b[n])) for n in a)
-
-        def mapping_norm(y, new, step):  # size of the gradient mapping (y - new) / step
-            return oracle.norm({n: (y[n] - new[n]) / step for n in y})
-
-        L = 1.0 / self.lr if self.lr is not None else self.lipschitz
-        x_point = oracle.evaluate(u)
-        y_point, t = x_point, 1.0
-        if state:
-            L, t = float(state["L"]), float(state["t"])
-            y_point = oracle.evaluate(state["y"])
-        x_point.grad_norm = mapping_norm(u, prox_step(u, x_point.riesz, 1.0 / L), 1.0 / L)
-        while True:
-            self.state = {"y": y_point.controls, "t": t, "L": L}
-            yield x_point
-            y, g, f_y = y_point.controls, y_point.riesz, smooth(y_point.parts)
-            while True:
-                step = 1.0 / L
-                new = prox_step(y, g, step)
-                parts = oracle.value(new)
-                if self.lr is not None or not np.isfinite(parts["total"]):
-                    break
-                diff = {n: new[n] - y[n] for n in y}
-                bound = f_y + inner(g, diff) + 0.5 * L * inner(diff, diff)
-                if smooth(parts) <= bound + 1e-12 * abs(bound):
-                    break
-                L *= 2.0
-            gnorm = mapping_norm(y, new, step)
-            if self.restart and parts["total"] > x_point.parts["total"]:
-                # adaptive restart: reject the step, drop the momentum, retry from x
-                t = 1.0
-                y_point = x_point if x_point.riesz is not None else oracle.evaluate(
-                    x_point.controls)
-                x_point = Point(y_point.controls, y_point.parts, y_point.riesz, gnorm, step)
-            else:
-                t_next = 0.5 * (1.0 + np.sqrt(1.0 + 4.0 * t * t))
-                beta = (t - 1.0) / t_next
-                y_point = oracle.evaluate(_lincomb((1.0 + beta, new), (-beta, x_point.controls)))
-                x_point = Point(new, parts, y_point.riesz if beta == 0.0 else None, gnorm, step)
-                t = t_next
-            if self.lr is None:
-                L /= 1.5
-
-
-GRADIENT_METHODS = (GradientDescent, HeavyBall, Nesterov, Adam, LBFGS, Proximal)

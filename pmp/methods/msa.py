@@ -27,9 +27,9 @@ fraction of non-zero discrete weights).
 """
 import numpy as np
 
-from ._validation import lookup, real
-from .maximize import Maximizer
-from .optimizers import Method, Point
+from .._validation import lookup, real
+from ..maximize import Maximizer
+from .base import Method, Point
 
 
 class MSA(Method):
@@ -46,6 +46,8 @@ class MSA(Method):
 
     name = "msa"
     needs_smooth = False
+    accepts_segment = False  # the maximisation reads the whole trajectory
+    history_columns = ("rho", "accepted", "gain")
 
     def __init__(self, n_direct=256, tol=1e-10, max_inner=500, xtol=1e-12):
         self.n_direct, self.tol, self.max_inner = n_direct, tol, max_inner
@@ -72,22 +74,39 @@ class MSA(Method):
 
     def run(self, oracle, u, state=None):
         maximizer = self._maximizer(oracle.problem)
-        maximizer._check(self.rho)
-        full = maximizer.reads_trajectories(oracle.problem)
-        point, xs, ps = oracle.sweep(u, trajectories=full)
-        point.extra = dict(rho=self.rho, accepted=1.0)
+        rho = self._initial_rho(state)
+        maximizer.check(rho)
+        need = maximizer.need(oracle.problem)
+        point, xs, ps = oracle.sweep(u, need)
+        point.extra = dict(rho=rho, accepted=1.0)
         batch = oracle.batch_id
-        self.state = {}
         while True:
+            self.state = self._state(rho)
             yield point
             if oracle.batch_id != batch:  # a new mini-batch: sweep it at the current controls
-                point, xs, ps = oracle.sweep(point.controls, trajectories=full)
+                point, xs, ps = oracle.sweep(point.controls, need)
                 batch = oracle.batch_id
-            new, extra = self._candidate(maximizer, oracle, point, xs, ps, self.rho)
+            new, extra = self._candidate(maximizer, oracle, point, xs, ps, rho)
             if new is None:
                 return
-            point, xs, ps = oracle.sweep(new, trajectories=full)
-            point.extra = dict(extra, accepted=1.0)
+            step = self._step(oracle, point, xs, ps, new, extra, rho, need)
+            if step is None:
+                return
+            point, xs, ps, rho = step
+
+    def _initial_rho(self, state):
+        return self.rho
+
+    def _state(self, rho):
+        """What a checkpoint keeps to continue exactly (plain MSA: nothing)."""
+        return {}
+
+    def _step(self, oracle, point, xs, ps, new, extra, rho, need):
+        """Move to the candidate ``new``: ``(point, xs, ps, rho)`` of the next iterate, or
+        None to stop. Plain MSA accepts every candidate."""
+        point, xs, ps = oracle.sweep(new, need)
+        point.extra = dict(extra, accepted=1.0)
+        return point, xs, ps, rho
 
 
 class EMSA(MSA):
@@ -123,42 +142,35 @@ class EMSA(MSA):
             raise ValueError("rho must be > 0 for the adaptive E-MSA (it is multiplied and "
                              "divided), got 0.0; use method='msa' for rho = 0")
 
-    def run(self, oracle, u, state=None):
+    def _initial_rho(self, state):
+        return float(state["rho"]) if state and self.adaptive else self.rho
+
+    def _state(self, rho):
+        return {"rho": rho} if self.adaptive else {}
+
+    def _step(self, oracle, point, xs, ps, new, extra, rho, need):
+        """Adaptive: accept the candidate on sufficient decrease (then ``rho /= 2``), else
+        keep the current point and ``rho *= 4``; stop above ``rho_max``."""
         if not self.adaptive:
-            yield from super().run(oracle, u)
-            return
-        maximizer = self._maximizer(oracle.problem)
-        full = maximizer.reads_trajectories(oracle.problem)
-        rho = float(state["rho"]) if state else self.rho
-        point, xs, ps = oracle.sweep(u, trajectories=full)
-        point.extra = dict(rho=rho, accepted=1.0)
-        batch = oracle.batch_id
-        while True:
-            self.state = {"rho": rho}
-            yield point
-            if oracle.batch_id != batch:
-                point, xs, ps = oracle.sweep(point.controls, trajectories=full)
-                batch = oracle.batch_id
-            new, extra = self._candidate(maximizer, oracle, point, xs, ps, rho)
-            if new is None:
-                return
-            parts, xs_new = oracle.value_and_states(new, trajectories=full)
-            current = point.parts["total"]
-            target = current - self.sufficient * extra["gain"]
-            if np.isfinite(parts["total"]) and parts["total"] <= target and \
-                    parts["total"] < current:
-                point, xs, ps = oracle.sweep(new, states=xs_new, trajectories=full)
-                rho = max(rho / 2.0, self.rho_min)
-                point.extra = dict(extra, accepted=1.0)
-            else:
-                rho *= 4.0
-                if rho > self.rho_max:
-                    oracle.stall(f"rho exceeded rho_max = {self.rho_max:g}: no maximisation "
-                                 "step decreases J any more")
-                    return
-                point = Point(point.controls, point.parts, point.riesz, point.grad_norm,
-                              extra=dict(extra, accepted=0.0))
-            point.extra["rho"] = rho
+            return super()._step(oracle, point, xs, ps, new, extra, rho, need)
+        parts, candidate = oracle.value_and_states(new, need)
+        current = point.parts["total"]
+        target = current - self.sufficient * extra["gain"]
+        if np.isfinite(parts["total"]) and parts["total"] <= target and \
+                parts["total"] < current:
+            point, xs, ps = oracle.sweep(new, need, candidate)
+            rho = max(rho / 2.0, self.rho_min)
+            point.extra = dict(extra, accepted=1.0)
+        else:
+            rho *= 4.0
+            if rho > self.rho_max:
+                oracle.stall(f"rho exceeded rho_max = {self.rho_max:g}: no maximisation "
+                             "step decreases J any more")
+                return None
+            point = Point(point.controls, point.parts, point.riesz, point.grad_norm,
+                          extra=dict(extra, accepted=0.0))
+        point.extra["rho"] = rho
+        return point, xs, ps, rho
 
 
 class Discrete(Method):
@@ -182,8 +194,8 @@ class Discrete(Method):
 
     name = "discrete"
     needs_smooth = True
-    DISCRETE = {"outer": ("W",), "inner": ("W",), "diagonal": ("w",), "features": ("A",),
-                "perceptron": ("V", "W")}
+    accepts_segment = False
+    history_columns = ("accepted", "nonzero")
 
     def __init__(self, levels="binary", scale=None, threshold=None, ema=0.9, flip=0.9,
                  lr=0.1):
@@ -203,7 +215,7 @@ class Discrete(Method):
 
     def run(self, oracle, u, state=None):
         problem = oracle.problem
-        names = self.DISCRETE[problem.field.name]
+        names = problem.field.discrete_controls
         scales = {n: self.scale if self.scale is not None
                   else 1.0 / np.sqrt(problem.field.fan_in(n)) for n in names}
         threshold = problem.lam if self.threshold is None else self.threshold
@@ -248,5 +260,3 @@ class Discrete(Method):
         total = sum(controls[n].size for n in names)
         return sum(np.count_nonzero(controls[n]) for n in names) / total
 
-
-MSA_METHODS = (MSA, EMSA, Discrete)

@@ -1,0 +1,29 @@
+"""The maximiser of ``f(x, w) = diag(w) sigma(x)`` (:class:`pmp.fields.DiagonalForm`):
+the linear case coordinate by coordinate."""
+import numpy as np
+
+from .._kernels import maximize as _mx
+from ._common import REG_CODES, free_entries, h1_terms
+
+
+def check(problem):
+    """Every regulariser of pmp has a maximiser here."""
+
+
+def reads_trajectories(maximizer, problem):
+    return True
+
+
+def maximize(maximizer, problem, form, controls, xs, ps, rho, statistics):
+    """New ``w`` and the per-step info (4, K); see :meth:`pmp.maximize.Maximizer.maximize`."""
+    name = form.name
+    free = free_entries(problem, [name])[name]
+    h1_diag, h1_rhs = h1_terms(problem, controls, name)
+    reg = problem.reg
+    w_new = np.empty_like(controls[name])
+    info = np.zeros((problem.n_steps, 4))
+    _mx.diagonal_maximize(xs, ps, form.code, form.param, controls[name],
+                          np.ascontiguousarray(free), REG_CODES[type(reg)], reg.lam,
+                          getattr(reg, "bound", np.inf), rho, h1_diag, h1_rhs, maximizer.tol,
+                          maximizer.max_inner, w_new, info)
+    return {name: w_new}, info.T

@@ -1,0 +1,74 @@
+"""The maximiser of fields linear in the control, ``f(x, U) = U psi(x)``
+(:class:`pmp.fields.LinearForm`): exact per step (THEORY.md section 8).
+
+l2: the closed form ``G_k / (2 lam)`` for ``rho = 0``; else the quadratic, solved by
+Cholesky when a step has at most ``n_direct`` unknowns, by preconditioned conjugate
+gradients above. l1 with a bound: FISTA with the prox (the switching law for ``rho = 0``).
+"""
+import numpy as np
+
+from .._kernels import maximize as _mx
+from ..threads import blocks, map_blocks
+from ._common import REG_CODES, free_entries, h1_terms
+
+# the kernels' code of each psi of pmp.fields.LinearForm
+PSI_KINDS = {"activation_and_one": _mx.OUTER, "random_features": _mx.FEATURES}
+
+
+def check(problem):
+    """Every regulariser of pmp has a maximiser here."""
+
+
+def reads_trajectories(maximizer, problem):
+    """False where the costate sweep's sums suffice: l2 with a direct solve on a field
+    whose costate sweep computes them."""
+    form = maximizer.form
+    unknowns = sum(int(np.prod(problem.field.step_shapes()[n])) for n in form.names)
+    return not (problem.reg.smooth and problem.field.maximize_statistics(0) is not None
+                and unknowns <= maximizer.n_direct)
+
+
+def maximize(maximizer, problem, form, controls, xs, ps, rho, statistics):
+    """New controls ``form.names`` and the per-step info (4, K); see
+    :meth:`pmp.maximize.Maximizer.maximize`."""
+    names = form.names
+    U_old = np.ascontiguousarray(form.pack(controls), dtype=problem.dtype)
+    free = np.ascontiguousarray(form.pack(free_entries(problem, names)))
+    h1 = [h1_terms(problem, controls, n) for n in names]
+    h1_diag = h1[0][0]
+    h1_rhs = np.ascontiguousarray(form.pack({n: t[1] for n, t in zip(names, h1)}))
+    U_new = np.empty_like(U_old)
+    info = np.zeros((problem.n_steps, 4))
+    kernel, args = _kernel(maximizer, problem, form, xs, ps, rho, statistics, U_old, free,
+                           (h1_diag, h1_rhs.astype(problem.dtype)), U_new, info)
+    # the steps are independent: one block of steps per thread
+    map_blocks(lambda k0, k1, _: kernel(*args, k0, k1), blocks(problem.n_steps))
+    return form.unpack(U_new, controls), info.T
+
+
+def _kernel(maximizer, problem, form, xs, ps, rho, statistics, U_old, free, h1, U_new, info):
+    """The kernel of this regulariser and size, and its arguments but the steps."""
+    reg, dt = problem.reg, problem.dtype
+    d, q = U_old.shape[1:]
+    if not reg.smooth:
+        return _mx.linear_maximize_l1, _psi_args(form, xs, ps, dt, U_old, free) + (
+            REG_CODES[type(reg)], reg.lam, reg.bound, rho) + h1 + (
+            maximizer.tol, maximizer.max_inner, U_new, info)
+    if d * q <= maximizer.n_direct or (rho == 0.0 and not np.any(h1[0])):
+        if statistics is not None:  # the costate sweep's sums
+            return _mx.linear_maximize_sums, (U_old, free, reg.lam, rho) + h1 + (
+                U_new, info) + tuple(statistics) + (xs.shape[1],)
+        return _mx.linear_maximize_direct, _psi_args(form, xs, ps, dt, U_old, free) + (
+            reg.lam, rho) + h1 + (U_new, info)
+    return _mx.linear_maximize_cg, _psi_args(form, xs, ps, dt, U_old, free) + (
+        reg.lam, rho) + h1 + (maximizer.tol, maximizer.max_inner, U_new, info)
+
+
+def _psi_args(form, xs, ps, dtype, U_old, free):
+    """The kernels' leading arguments: trajectories, psi and its fixed arrays, U_old, free."""
+    if form.omega is None:
+        omega, beta, Kt, use_Kt = np.zeros((1, 1)), np.zeros(1), np.zeros((1, 1)), False
+    else:
+        omega, beta, Kt, use_Kt = form.omega, form.beta, form.omega @ form.omega.T, True
+    return (PSI_KINDS[form.psi], xs, ps, omega.astype(dtype), beta.astype(dtype), form.code,
+            form.param, Kt.astype(dtype), use_Kt, U_old, free)
