@@ -17,6 +17,15 @@ def lookup(registry, name, what):
     raise ValueError(f"unknown {what} {name!r}{hint}; expected one of: {valid}")
 
 
+def register(registry, cls, base, what):
+    """Add the ``base`` subclass ``cls`` to ``registry`` under its ``name``; returns ``cls``."""
+    if not (isinstance(cls, type) and issubclass(cls, base)) or not cls.name:
+        raise TypeError(f"register_{what} expects a {base.__name__} subclass with a name, "
+                        f"got {cls!r}")
+    registry[cls.name] = cls
+    return cls
+
+
 def real(value, name, *, low=None, high=None, low_open=False, allow_inf=False):
     """A finite float within bounds."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):

@@ -29,7 +29,7 @@ import numpy as np
 
 from ._kernels import activations as _act
 from ._kernels import sweeps as _sw
-from ._validation import integer, lookup, real
+from ._validation import integer, lookup, real, register
 
 
 # ------------------------------------------------------------------- control forms
@@ -501,10 +501,7 @@ FIELDS = {}
 
 def register_field(cls):
     """Make the :class:`Field` subclass ``cls`` available by its ``name``; returns ``cls``."""
-    if not (isinstance(cls, type) and issubclass(cls, Field)) or not cls.name:
-        raise TypeError(f"register_field expects a Field subclass with a name, got {cls!r}")
-    FIELDS[cls.name] = cls
-    return cls
+    return register(FIELDS, cls, Field, "field")
 
 
 for _cls in (Outer, Inner, Diagonal, Features, Perceptron):

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._controls import step_norms_squared
 from ._kernels import readout as _ro
 from ._kernels import sweeps as _sw
 from .threads import map_blocks, row_blocks
@@ -524,9 +525,7 @@ def riesz_gradient(problem, grads):
 
 def grad_norm(problem, riesz):
     """``max_k |g_k|`` over the steps (all arrays of a step together), and ``|g_P|``."""
-    step = np.sqrt(sum(np.sum(riesz[n].reshape(problem.n_steps, -1) ** 2, axis=1)
-                       for n in problem.control_names))
-    norm = float(np.max(step))
+    norm = float(np.max(np.sqrt(step_norms_squared(riesz, problem.control_names))))
     if "P" in riesz:
         norm = max(norm, float(np.linalg.norm(riesz["P"])))
     return norm

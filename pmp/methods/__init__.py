@@ -19,7 +19,7 @@ contract. A new method is one subclass of :class:`Method` and one call of
 """
 import inspect
 
-from .._validation import lookup
+from .._validation import lookup, register
 from .base import Method, Oracle, Point
 from .gradient import LBFGS, Adam, GradientDescent, HeavyBall, Nesterov
 from .msa import EMSA, MSA, Discrete
@@ -30,10 +30,7 @@ METHODS = {}
 
 def register_method(cls):
     """Make the :class:`Method` subclass ``cls`` available by its ``name``; returns ``cls``."""
-    if not (isinstance(cls, type) and issubclass(cls, Method)) or not cls.name:
-        raise TypeError(f"register_method expects a Method subclass with a name, got {cls!r}")
-    METHODS[cls.name] = cls
-    return cls
+    return register(METHODS, cls, Method, "method")
 
 
 for _cls in (GradientDescent, HeavyBall, Nesterov, Adam, LBFGS, Proximal, MSA, EMSA, Discrete):
