@@ -177,6 +177,11 @@ class Problem:
 
     # --------------------------------------------------------------------- helpers
     @property
+    def width(self):
+        """Hidden width of "perceptron" or number of features of "features" (else None)."""
+        return self.field.options().get("width")
+
+    @property
     def readout(self):
         """The readout tuple passed to the kernels (with the fixed P)."""
         return self.readout_with(self.P)
