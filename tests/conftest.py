@@ -17,3 +17,22 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def rings():
     """The demo's data: two rings lifted to R^3, 64 samples."""
     return pmp.datasets.rings(64, seed=0, lift=3)
+
+
+@pytest.fixture(scope="module")
+def toy():
+    """Two rings lifted to R^3, 24 samples: the gradient methods' and the trainer's problem."""
+    x, y = pmp.datasets.rings(24, seed=1)
+    return pmp.Problem(x, y, field="outer", T=2.0, n_steps=10, lam=1e-2, lift=3)
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    from pmp.batch.runner import train_run
+
+    directory = tmp_path_factory.mktemp("runs") / "r"
+    config = pmp.parse_config(open(os.path.join(ROOT, "runs", "demo.toml")).read())
+    config = config.with_overrides(["data.n_samples=40", "model.n_steps=20",
+                                    "train.max_iter=30", "train.checkpoint_every=10"])
+    train_run(config, directory, stream=open(os.devnull, "w"))
+    return directory

@@ -295,3 +295,33 @@ def hamiltonians(problem, controls, xs, ps):
         run = problem.running * mean_loss(problem, xs[k], P)[0]
         out[k] = np.sum(ps[k + 1] * nxt) - problem.h * (run + R[k])
     return out
+
+
+# -------------------------------------------------- the maximiser's augmented Hamiltonian
+def psi(problem, u, old, xs, ps, k, rho):
+    """Psi~_k of THEORY 4d (+ the h1 Jacobi terms of section 5) from the NumPy twins."""
+    N = problem.n_samples
+    names = problem.control_names
+    step = {n: np.asarray(u[n][k], float) for n in names}
+    step_old = {n: np.asarray(old[n][k], float) for n in names}
+    X, p = np.asarray(xs[k], float), np.asarray(ps[k + 1], float)
+    value = 0.0
+    for x_i, p_i in zip(X, p):
+        f = sample_field(problem, x_i, step)
+        f_old = sample_field(problem, x_i, step_old)
+        J = sample_field_vjp(problem, x_i, step, N * p_i)[0]
+        J_old = sample_field_vjp(problem, x_i, step_old, N * p_i)[0]
+        value += p_i @ f - rho / (2 * N) * (np.sum((f - f_old) ** 2) + np.sum((J - J_old) ** 2))
+    norm2 = sum(np.sum(step[n] ** 2) for n in names)
+    reg = problem.reg
+    if reg.name in ("l2", "h1"):
+        value -= reg.lam * norm2
+    elif reg.name == "l1":
+        value -= reg.lam * np.sqrt(norm2)
+    else:
+        value -= reg.lam * sum(np.sum(np.abs(step[n])) for n in names)
+    lam1 = getattr(reg, "lam1", 0.0)
+    for nb in (k - 1, k + 1):
+        if 0 <= nb < problem.n_steps:
+            value -= lam1 / problem.h**2 * sum(np.sum((step[n] - old[n][nb]) ** 2) for n in names)
+    return value

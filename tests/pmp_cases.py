@@ -1,4 +1,9 @@
-"""Tiny test problems shared by test_kernels, test_gradients and test_theory."""
+"""Plain helpers shared by several test modules: tiny test problems, and the configs, run
+comparisons and `pmp` command of the batch tests (fixtures are in conftest.py)."""
+import os
+import subprocess
+import sys
+
 import numpy as np
 
 import naive
@@ -92,3 +97,77 @@ def relative_error(a, b):
     scale = np.max(np.abs(b)) if b.size else 0.0
     err = np.max(np.abs(a - b)) if b.size else 0.0
     return err / scale if scale > 0 else err
+
+
+# ---------------------------------------------- the maximiser's and the engine's problems
+def small_problem(field, kw, reg="l2", **extra):
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(6, 3)), rng.normal(size=6)
+    options = dict(T=1.0, n_steps=3, lam=0.3, reg=reg)
+    options.update(extra)
+    return pmp.Problem(x, y, field=field, **kw, **options)
+
+
+# ------------------------------------------------------------------------------ bad input
+X = np.random.default_rng(0).normal(size=(5, 3))
+Y = np.random.default_rng(1).normal(size=(5, 2))
+
+
+# ------------------------------------------------------ configs, runs and the pmp command
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+SMALL = """\
+[data]
+name = "rings"
+n_samples = 48
+seed = 1
+lift = 3
+
+[model]
+field = "outer"
+activation = "tanh"
+T = 2.0
+n_steps = 8
+
+[objective]
+loss = "squared"
+reg = "l2"
+lam = 0.01
+
+[train]
+method = "emsa"
+max_iter = 40
+checkpoint_every = 10
+batch_size = 16
+
+[output]
+dir = "runs"
+name = "small"
+"""
+
+
+def pmp_cli(*args, cwd, timeout=600, **popen):
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               MPLBACKEND="Agg")
+    return subprocess.run([sys.executable, "-m", "pmp", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout, **popen)
+
+
+def spawn(*args, cwd):
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.Popen([sys.executable, "-m", "pmp", *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def one_line_error(out, *fragments):
+    assert out.returncode == 2, (out.stdout, out.stderr)
+    assert "Traceback" not in out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("pmp: error: "), out.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def controls_equal(a, b):
+    return set(a) == set(b) and all(np.array_equal(a[n], b[n]) for n in a)

@@ -1,8 +1,5 @@
-"""Decay analysis (pmp.analysis), figures (pmp.plots) and `pmp analyze` / `pmp plot`."""
-import os
-import subprocess
-import sys
-
+"""Decay analysis (pmp.analysis) and figures (pmp.plots); `pmp analyze` / `pmp plot` are in
+test_cli.py."""
 import matplotlib
 
 matplotlib.use("Agg")
@@ -12,8 +9,6 @@ import pytest  # noqa: E402
 
 import pmp  # noqa: E402
 from pmp import analysis, plots  # noqa: E402
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 # -------------------------------------------------------------------- rate fits
@@ -163,16 +158,6 @@ def test_displacement_bound_holds_on_a_trained_network():
 
 
 # --------------------------------------------------------------------- figures
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory):
-    from pmp.batch.runner import train_run
-
-    directory = tmp_path_factory.mktemp("runs") / "r"
-    config = pmp.parse_config(open(os.path.join(ROOT, "runs", "demo.toml")).read())
-    config = config.with_overrides(["data.n_samples=40", "model.n_steps=20",
-                                    "train.max_iter=30", "train.checkpoint_every=10"])
-    train_run(config, directory, stream=open(os.devnull, "w"))
-    return directory
 
 
 def test_every_plot_function_draws_on_a_run(trained_run):
@@ -198,56 +183,3 @@ def test_every_plot_function_draws_on_a_run(trained_run):
         fig, ax = plt.subplots()
         assert plots.decay(t, c["error"], ax=ax) is ax
         plt.close("all")
-
-
-def pmp_cli(*args, cwd):
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
-               MPLBACKEND="Agg")
-    return subprocess.run([sys.executable, "-m", "pmp", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)
-
-
-def test_analyze_and_plot_a_run(trained_run):
-    out = pmp_cli("analyze", str(trained_run), cwd=trained_run.parent)
-    assert out.returncode == 0, out.stderr
-    assert "exponential decay in t" in out.stdout and "|u(t)|" in out.stdout
-    assert "J_(T,lam)(u)" in out.stdout
-    with pmp.load_run(trained_run) as run:
-        stored = run.file["analysis"]
-        assert stored["fit_control"]["mu"][()] == pytest.approx(
-            float(out.stdout.split("|u(t)|")[1].split()[0]), rel=1e-3)
-        assert stored["curves"]["t"].shape == (21,)
-    plot = pmp_cli("plot", str(trained_run), cwd=trained_run.parent)
-    assert plot.returncode == 0, plot.stderr
-    for name in ("decay", "states_costates", "trajectories", "control_heatmap", "training"):
-        for ext in ("png", "pdf"):
-            assert (trained_run / f"{name}.{ext}").stat().st_size > 1000
-
-
-def test_analyze_and_plot_a_T_sweep(tmp_path):
-    config = """
-[data]
-name = "rings"
-n_samples = 24
-lift = 3
-[model]
-T = 1.0
-n_steps = 10
-[objective]
-lam = 0.01
-[train]
-method = "lbfgs"
-max_iter = 200
-gtol = 1e-9
-checkpoint_every = 1000
-"""
-    (tmp_path / "t.toml").write_text(config)
-    out = pmp_cli("sweep", "t.toml", "--grid", "model.T=1,2,4,8", "--out", "sw", cwd=tmp_path)
-    assert out.returncode == 0, out.stderr
-    out = pmp_cli("analyze", "sw", cwd=tmp_path)
-    assert out.returncode == 0, out.stderr
-    assert "power laws against model.T" in out.stdout and "T*J" in out.stdout
-    assert (tmp_path / "sw" / "analysis.h5").exists()
-    out = pmp_cli("plot", "sw", cwd=tmp_path)
-    assert out.returncode == 0, out.stderr
-    assert (tmp_path / "sw" / "scaling_T.png").exists()

@@ -1,4 +1,10 @@
-"""pmp's jitted kernels against the NumPy twins of tests/naive.py (THEORY.md sections 1-3, 8)."""
+"""pmp's jitted kernels against the NumPy twins of tests/naive.py (THEORY.md sections 1-3, 8),
+and their compilation cache."""
+import os
+import subprocess
+import sys
+import textwrap
+
 import numba
 import numpy as np
 import pytest
@@ -9,8 +15,8 @@ from pmp._kernels import activations as _act
 from pmp._kernels import readout as _ro
 from pmp._kernels import sweeps as _sw
 from pmp.threads import row_blocks
-from pmp_cases import (ACTIVATIONS, FIELD_ACTIVATIONS, case_id, make_controls, make_problem,
-                       relative_error, smooth_case)
+from pmp_cases import (ACTIVATIONS, FIELD_ACTIVATIONS, ROOT, case_id, make_controls,
+                       make_problem, relative_error, smooth_case)
 
 RTOL64 = 1e-12
 RTOL32 = 1e-5
@@ -307,38 +313,6 @@ def test_inputs_not_modified():
     np.testing.assert_array_equal(problem.x, x)
 
 
-# ------------------------------------------------------- shapes and dtypes of trajectories
-@pytest.mark.parametrize("bad", ["costates_one_step_short", "states_fewer_samples",
-                                 "both_one_step_short"])
-def test_hamiltonian_rejects_mismatched_shapes(bad):
-    problem = make_problem("outer", "tanh", n_steps=4)
-    controls = make_controls(problem)
-    xs = pmp.forward(problem, controls)
-    ps = pmp.backward(problem, controls, xs)
-    states, costates = {
-        "costates_one_step_short": (xs, ps[:-1]),  # a view: the over-read stays inside ps
-        "states_fewer_samples": (np.ascontiguousarray(xs[:, :3]), ps),
-        "both_one_step_short": (xs[:-1], ps[:-1]),
-    }[bad]
-    with pytest.raises(ValueError, match="shape"):
-        pmp.hamiltonian(problem, controls, states, costates)
-
-
-@pytest.mark.parametrize("func", ["losses_along", "hamiltonian"])
-def test_float32_problem_accepts_float64_states(func):
-    problem = make_problem("outer", "tanh", running=0.5, dtype="float32")
-    controls = make_controls(problem)
-    xs = pmp.forward(problem, controls)
-    ps = pmp.backward(problem, controls, xs)
-    xs64 = xs.astype(np.float64)
-    if func == "losses_along":
-        out = pmp.losses_along(problem, xs64)
-        np.testing.assert_allclose(out, pmp.losses_along(problem, xs), rtol=1e-6)
-    else:
-        out = pmp.hamiltonian(problem, controls, xs64, ps)
-        np.testing.assert_allclose(out, pmp.hamiltonian(problem, controls, xs, ps), rtol=1e-5)
-
-
 # ------------------------------------------------------------- options read by the twins
 @pytest.mark.parametrize("field", ["outer", "inner", "diagonal", "perceptron"])
 def test_leaky_relu_slope_reaches_the_kernels(field):
@@ -448,3 +422,27 @@ def test_outer_wide_states(activation, running, n_steps):
         assert relative_error(grads[name], expected[name]) < RTOL64, name
     assert relative_error(pmp.backward(problem, controls),
                           naive.costates(problem, controls)) < RTOL64
+
+
+# ------------------------------------------------------------------ compilation cache
+def test_a_warm_process_loads_kernels_from_the_cache(tmp_path):
+    code = textwrap.dedent("""
+        import numpy as np, pmp
+        from pmp._kernels import activations, readout, sweeps
+        x, y = pmp.datasets.rings(16, seed=0, lift=3)
+        for field, kw in [("outer", {}), ("perceptron", {"width": 4})]:
+            problem = pmp.Problem(x, y, field=field, T=1.0, n_steps=4, **kw)
+            pmp.value_and_grad(problem, pmp.init_controls(problem))
+        kernels = [getattr(m, n) for m in (activations, readout, sweeps) for n in dir(m)]
+        stats = [k.stats for k in kernels if hasattr(k, "stats")]
+        print(sum(sum(s.cache_misses.values()) for s in stats),
+              sum(sum(s.cache_hits.values()) for s in stats))
+    """)
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"),
+               PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    runs = [subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                           text=True, timeout=600, check=True) for _ in range(2)]
+    cold_misses, _ = map(int, runs[0].stdout.split())
+    warm_misses, warm_hits = map(int, runs[1].stdout.split())
+    assert cold_misses > 0
+    assert warm_misses == 0 and warm_hits > 0

@@ -1,61 +1,14 @@
-"""The gradient-family trainers, the iterate() generator and TrainResult."""
+"""iterate() and train() (pmp.trainer): the states, stop rules, history, mini-batches,
+TrainResult, bad arguments, and resuming a run in process."""
+import os
+
 import numpy as np
 import pytest
 
 import pmp
-
-
-@pytest.fixture(scope="module")
-def toy():
-    x, y = pmp.datasets.rings(24, seed=1)
-    return pmp.Problem(x, y, field="outer", T=2.0, n_steps=10, lam=1e-2, lift=3)
-
-
-METHOD_OPTIONS = {
-    "gd": dict(lr=0.5),
-    "heavy_ball": dict(lr=0.2, momentum=0.8),
-    "nesterov": dict(lr=0.2, momentum=0.8),
-    "adam": dict(lr=0.02),
-    "lbfgs": {},
-    "proximal": {},
-}
-
-
-@pytest.mark.parametrize("method", sorted(METHOD_OPTIONS))
-def test_each_method_decreases_the_cost(toy, method):
-    result = pmp.train(toy, method, max_iter=60, **METHOD_OPTIONS[method])
-    cost = result.history["cost"]
-    assert result.cost["total"] < 0.7 * cost[0]
-    assert np.all(np.isfinite(cost))
-    assert set(result.controls) == set(toy.control_shapes)
-    for name, shape in toy.control_shapes.items():
-        assert result.controls[name].shape == shape
-
-
-@pytest.mark.parametrize("method", ["gd", "lbfgs", "proximal"])
-def test_monotone_methods_never_increase_the_cost(toy, method):
-    cost = pmp.train(toy, method, max_iter=40, **METHOD_OPTIONS[method]).history["cost"]
-    assert np.all(np.diff(cost) <= 1e-12 * np.abs(cost[:-1]))
-
-
-def test_lbfgs_resolves_the_riesz_gradient_below_1e_8(toy):
-    result = pmp.train(toy, "lbfgs", max_iter=5000, gtol=1e-9)
-    assert result.status == "converged" and result.success
-    assert result.grad_norm < 1e-8
-    riesz = pmp.riesz_gradient(toy, pmp.value_and_grad(toy, result.controls)[1])
-    assert pmp.grad_norm(toy, riesz) < 1e-8
-
-
-def test_adam_approaches_the_lbfgs_optimum(toy):
-    # fixed-step GD / heavy ball go unstable on this toy as |W| grows (the sensitivity of x(T)
-    # to the controls grows like exp(|W| T)); Adam's normalised steps do not. With a constant
-    # lr Adam does not settle: it reaches the optimum's neighbourhood and then hovers there
-    # with bursts (relative 1e-5 here at lr = 0.005) whose timing changes with rounding.
-    best = pmp.train(toy, "lbfgs", max_iter=5000, gtol=1e-9).cost["total"]
-    got = pmp.train(toy, "adam", max_iter=6000, gtol=1e-7, lr=0.005)
-    costs = np.asarray(got.history["cost"])
-    assert best - 1e-12 <= costs.min() < best * (1 + 1e-6)
-    assert got.cost["total"] < best * (1 + 1e-3)
+from pmp.batch.config import parse_config
+from pmp.batch.runner import resume_run, train_run
+from pmp_cases import SMALL, controls_equal
 
 
 def test_history_columns_and_result_fields(toy):
@@ -124,36 +77,6 @@ def test_full_batch_training_is_deterministic(toy):
         np.testing.assert_array_equal(a.controls[n], b.controls[n])
 
 
-def test_proximal_keeps_l1_bound_and_decreases():
-    x, y = pmp.datasets.rings(24, seed=1)
-    problem = pmp.Problem(x, y, T=2.0, n_steps=10, lam=1e-2, reg="l1", bound=0.8, lift=3)
-    result = pmp.train(problem, "proximal", max_iter=100)
-    norms = np.sqrt(sum(np.sum(u.reshape(10, -1) ** 2, axis=1)
-                        for u in result.controls.values()))
-    assert np.all(norms <= 0.8 * (1 + 1e-12))
-    assert result.cost["total"] < result.history["cost"][0]
-
-
-def test_proximal_elementwise_box():
-    x, y = pmp.datasets.moons(20, seed=0)
-    problem = pmp.Problem(x, y, field="diagonal", T=2.0, n_steps=8, lam=1e-3, reg="l1elem",
-                          bound=0.3)
-    result = pmp.train(problem, "proximal", max_iter=50)
-    assert np.max(np.abs(result.controls["w"])) <= 0.3
-    assert result.cost["total"] < result.history["cost"][0]
-
-
-def test_frozen_controls_do_not_move(toy):
-    x, y = pmp.datasets.rings(24, seed=1)
-    problem = pmp.Problem(x, y, T=2.0, n_steps=10, lam=1e-2, lift=3, frozen={"b": True})
-    start = pmp.init_controls(problem, scale=0.1)
-    for method in ("gd", "adam", "lbfgs"):
-        result = pmp.train(problem, method, max_iter=10, controls=start,
-                           **METHOD_OPTIONS[method])
-        np.testing.assert_array_equal(result.controls["b"], start["b"])
-        assert not np.array_equal(result.controls["W"], start["W"])
-
-
 def test_trainable_readout_and_float32():
     x, y = pmp.datasets.rings(24, seed=1)
     problem = pmp.Problem(x, y, T=2.0, n_steps=10, lam=1e-2, lift=3, projection="trainable",
@@ -181,3 +104,23 @@ def test_bad_trainer_arguments(toy):
         pmp.train(l1, "adam")
     with pytest.raises(ValueError, match=r"controls must have keys \['W', 'b'\], got \['W'\]"):
         pmp.train(toy, "gd", controls={"W": np.zeros((10, 3, 3))})
+
+
+def test_resume_in_process_equals_uninterrupted(tmp_path):
+    config = parse_config(SMALL).with_overrides(["train.max_iter=30"])
+    null = open(os.devnull, "w")
+    train_run(config, tmp_path / "full", stream=null)
+    short = config.with_overrides(["train.max_iter=30"])
+    # a run stopped at a checkpoint: rewrite its status as if it had been interrupted
+    train_run(short, tmp_path / "cut", stream=null)
+    with pmp.load_run(tmp_path / "cut") as run:
+        assert 20 in run.checkpoints
+    from pmp.batch.store import RunWriter
+    problem = short.validate()
+    writer = RunWriter(tmp_path / "cut", problem, short.to_toml(), "emsa", resume=True)
+    writer.checkpoints = [0, 10, 20]
+    writer.truncate(20)
+    writer.set_status("interrupted")
+    resume_run(tmp_path / "cut", stream=null)
+    with pmp.load_run(tmp_path / "cut") as a, pmp.load_run(tmp_path / "full") as b:
+        assert controls_equal(a.controls(), b.controls())

@@ -1,0 +1,31 @@
+"""Thread settings (pmp.threads): set_threads, get_threads, threads() and PMP_THREADS."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+import pmp
+from pmp.batch.config import parse_config
+from pmp_cases import ROOT, SMALL
+
+
+def test_thread_settings():
+    before = pmp.get_threads()
+    assert 1 <= before <= pmp.available_cores()
+    with pmp.threads(1):
+        assert pmp.get_threads() == 1
+    assert pmp.get_threads() == before
+    with pytest.raises(ValueError, match="threads must be >= 1, got 0"):
+        pmp.set_threads(0)
+    config = parse_config(SMALL).with_overrides(["train.threads=1", "train.max_iter=3"])
+    assert config.threads == 1 and "threads" not in config.train_options
+
+
+def test_pmp_threads_environment_variable(tmp_path):
+    code = "import pmp; print(pmp.get_threads())"
+    env = dict(os.environ, PMP_THREADS="1",
+               PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "1", out.stderr
