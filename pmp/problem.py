@@ -13,6 +13,7 @@ from ._validation import check_shape, finite_array, integer, real
 from .fields import make_field
 
 _PROJECTIONS = ("last", "first", "trainable")
+INIT_SCHEMES = ("normal", "uniform", "zeros", "smooth")
 _DTYPES = {"float64": np.float64, "float32": np.float32}
 
 
@@ -271,9 +272,9 @@ def init_controls(problem, scheme="normal", scale=1.0, seed=0):
         name -> ndarray of shape ``problem.control_shapes[name]``; a trainable readout starts
         at ``problem.P``.
     """
-    schemes = ("normal", "uniform", "zeros", "smooth")
-    if scheme not in schemes:
-        raise ValueError(f"unknown scheme {scheme!r}; expected one of: {', '.join(schemes)}")
+    if scheme not in INIT_SCHEMES:
+        raise ValueError(f"unknown scheme {scheme!r}; expected one of: "
+                         f"{', '.join(INIT_SCHEMES)}")
     scale = real(scale, "scale", low=0.0)
     rng = np.random.default_rng(seed)
     out = {}

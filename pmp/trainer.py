@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import OptimizeResult
 
-from ._validation import integer, real
+from ._validation import integer, lookup, real
 from .methods import Oracle, extra_history_columns, make_method
-from .problem import init_controls
+from .problem import INIT_SCHEMES, init_controls
 from .sweeps import cost
 from .threads import serial_blas
 
@@ -116,9 +116,8 @@ def iterate(problem, method="gd", *, max_iter=1000, controls=None, seed=0, gtol=
     TrainState
         One per iterate; the last one has ``status`` set.
     """
-    method = make_method(method, options)
-    stop = _StopRules(max_iter, gtol, time_limit)
-    oracle = _oracle(problem, method, batch_size, segment, seed)
+    method, stop, oracle = _setup(problem, method, options, max_iter, gtol, time_limit,
+                                  batch_size, segment, seed, init, init_scale)
     start = time.perf_counter()
     if resume is not None:
         oracle.set_state(resume["oracle"])
@@ -133,6 +132,25 @@ def iterate(problem, method="gd", *, max_iter=1000, controls=None, seed=0, gtol=
     if method.blas_between_sweeps:
         steps = serial_blas(steps)
     yield from _loop(steps, method, oracle, stop, start, resume)
+
+
+def check_options(problem, method="gd", *, max_iter=1000, seed=0, gtol=1e-6, time_limit=None,
+                  batch_size=None, init="normal", init_scale=0.1, segment=None, **options):
+    """Raise the error :func:`iterate` would raise for these arguments, without training
+    (a batch run checks its whole configuration before it writes anything)."""
+    _setup(problem, method, options, max_iter, gtol, time_limit, batch_size, segment, seed,
+           init, init_scale)
+
+
+def _setup(problem, method, options, max_iter, gtol, time_limit, batch_size, segment, seed,
+           init, init_scale):
+    """The method, the stop rules and the oracle of a run, every argument checked."""
+    method = make_method(method, options)
+    stop = _StopRules(max_iter, gtol, time_limit)
+    seed = integer(seed, "seed", low=0)
+    lookup({s: s for s in INIT_SCHEMES}, init, "init scheme")
+    real(init_scale, "init_scale", low=0.0)
+    return method, stop, _oracle(problem, method, batch_size, segment, seed)
 
 
 def _oracle(problem, method, batch_size, segment, seed):
@@ -155,8 +173,13 @@ def _loop(steps, method, oracle, stop, start, resume):
         first, iteration = float(resume["first"]), int(resume["iteration"])
         point = next(steps)
         last = TrainState(iteration, point.controls, point.parts, point.grad_norm,
-                          point.step_size, 0.0, time.perf_counter() - start, oracle.n_evals)
+                          point.step_size, 0.0, time.perf_counter() - start, oracle.n_evals,
+                          resume=resume)
         iteration += 1
+        if iteration > stop.max_iter:  # resumed at max_iter (say, interrupted at the end)
+            yield _state(last, "max_iter", f"reached max_iter = {stop.max_iter} iterations",
+                         time.perf_counter(), start, oracle)
+            return
         oracle.next_batch()
     for iteration in range(iteration, stop.max_iter + 1):
         tic = time.perf_counter()

@@ -1,7 +1,7 @@
 """The ``pmp`` command (also ``python -m pmp``).
 
     pmp train [CONFIG] [--set section.key=value ...] [--out DIR] [--overwrite]
-    pmp resume DIR
+    pmp resume DIR [--max-iter N] [--time-limit SECONDS]
     pmp sweep CONFIG --grid section.key=v1,v2,... [--grid ...] [--workers N | --scheduler ADDRESS]
     pmp info RUN
     pmp analyze RUN|SWEEP [--iteration K]
@@ -17,6 +17,7 @@ import sys
 import numpy as np
 
 from .config import ConfigError, demo_config, load_config
+from .lock import DirectoryInUse, DirectoryLock
 from .runner import OutputExists, resume_run, run_directory, train_run
 from .store import RunFileError, load_run
 
@@ -60,8 +61,9 @@ def _report(directory, job):
 
 def _resume(args):
     print(f"pmp: resuming {args.directory}", flush=True)
-    return _report(args.directory, lambda: resume_run(args.directory,
-                                                      print_every=args.print_every))
+    return _report(args.directory, lambda: resume_run(
+        args.directory, max_iter=args.max_iter, time_limit=args.time_limit,
+        print_every=args.print_every))
 
 
 def _sweep(args):
@@ -119,15 +121,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _read_sweep(directory):
-    import h5py
+    from .grid import read_summary
 
-    path = os.path.join(directory, "sweep.h5")
-    with h5py.File(path, "r") as f:
-        columns = {k: f[k][()] for k in f}
-        keys = [str(k) for k in f.attrs.get("grid_keys", [k for k in columns if "." in k])]
-    n = len(next(iter(columns.values())))
-    rows = [{k: (v[i].decode() if isinstance(v[i], bytes) else v[i]) for k, v in columns.items()}
-            for i in range(n)]
+    keys, rows = read_summary(directory)
     return rows, keys
 
 
@@ -165,8 +161,9 @@ def _analyze(args):
                     print(f"  {group or 'all'}: T*J = " + ", ".join(
                         f"{v:.4g}" for v in entry["T_times_J"]))
             tree[key] = analyze_sweep(rows, key)
-        write_analysis(args.path, tree, index=False)
-        print(f"pmp: analysis stored in {os.path.join(args.path, 'analysis.h5')}")
+        with DirectoryLock(args.path, "analysis"):
+            path = write_analysis(args.path, tree)
+        print(f"pmp: analysis stored in {path}")
         return 0
     with load_run(args.path) as run:
         result = analyze_run(run, args.iteration)
@@ -189,8 +186,10 @@ def _analyze(args):
         J_T, J_1, rel = result["time_scaling"]
         print(f"  J_(T,lam)(u) = {J_T:.12g}, J_(1,lam/T)(T u) = {J_1:.12g} (rel. diff {rel:.2e})")
     tree = {k: (v.as_dict() if hasattr(v, "as_dict") else v) for k, v in result.items()}
-    write_analysis(os.path.dirname(run.path), tree)
-    print(f"pmp: analysis stored under /analysis of {run.path}")
+    directory = os.path.dirname(run.path)
+    with DirectoryLock(directory, "analysis"):
+        path = write_analysis(directory, tree)
+    print(f"pmp: analysis stored in {path}")
     return 0
 
 
@@ -223,8 +222,13 @@ def build_parser():
                        help="iterations between progress lines when not on a terminal")
     train.set_defaults(run=_train)
 
-    resume = sub.add_parser("resume", help="continue a run from its last checkpoint")
+    resume = sub.add_parser("resume", help="continue a run from its last checkpoint, or "
+                            "extend a finished one")
     resume.add_argument("directory")
+    resume.add_argument("--max-iter", type=int, metavar="N",
+                        help="train up to iteration N (extends a finished run)")
+    resume.add_argument("--time-limit", type=float, metavar="SECONDS",
+                        help="a new time limit of the whole run")
     resume.add_argument("--print-every", type=int, default=50)
     resume.set_defaults(run=_resume)
 
@@ -259,8 +263,12 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (ConfigError, OutputExists, RunFileError, ValueError, TypeError, OSError,
-            KeyError) as err:
+    except BrokenPipeError:  # `pmp info RUN | head`: the reader has what it wanted
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes stdout
+        return 0
+    except (ConfigError, OutputExists, RunFileError, DirectoryInUse, ValueError, TypeError,
+            OSError, KeyError) as err:
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
         print(f"pmp: error: {message}", file=sys.stderr)
         return 2

@@ -29,6 +29,8 @@ import tomli_w
 
 from .. import datasets
 from ..problem import Problem
+from ..trainer import check_options
+from .._validation import integer
 from ..methods import METHODS, make_method, method_options
 
 SECTIONS = ("data", "model", "objective", "train", "output")
@@ -91,7 +93,7 @@ class RunConfig:
 
     @property
     def checkpoint_every(self):
-        return int(self["train"].get("checkpoint_every", 100))
+        return self["train"].get("checkpoint_every", 100)
 
     def to_toml(self):
         """The configuration as TOML text (None values are left out)."""
@@ -142,21 +144,35 @@ class RunConfig:
             return x, y, lift
         return (*datasets.load(name, **data), None)
 
-    def build_problem(self):
-        """The :class:`~pmp.Problem` of [data], [model] and [objective]."""
-        x, y, lift = self.load_data()
+    def build_problem(self, data=None):
+        """The :class:`~pmp.Problem` of [data], [model] and [objective]; ``data``, ``(x, y)``
+        with x already lifted (a run's ``data.h5``), replaces reading [data]."""
+        if data is None:
+            x, y, lift = self.load_data()
+        else:
+            (x, y), lift = data, None
         kwargs = dict(self["model"])
         kwargs.update(self["objective"])
         if isinstance(kwargs.get("projection"), list):
             kwargs["projection"] = np.asarray(kwargs["projection"], dtype=float)
         return Problem(x, y, lift=lift, **kwargs)
 
-    def validate(self):
-        """Check keys, build the problem and the method (raising the API's errors)."""
+    def validate(self, data=None):
+        """Check every section (keys and values, with the API's own errors) without training
+        or writing anything; returns the problem (see :meth:`build_problem`)."""
         self.check_keys()
-        problem = self.build_problem()
-        options = {k: v for k, v in self.train_options.items() if k not in TRAIN_KEYS}
-        make_method(self.method, options)
+        problem = self.build_problem(data)
+        check_options(problem, self.method, **self.train_options)
+        train, output = self["train"], self["output"]
+        if train.get("threads") is not None:
+            integer(train["threads"], "train.threads", low=1)
+        integer(train.get("checkpoint_every", 100), "train.checkpoint_every", low=1)
+        if output.get("trajectory_samples") is not None:
+            integer(output["trajectory_samples"], "output.trajectory_samples", low=1)
+        for key in ("dir", "name"):
+            if key in output and not isinstance(output[key], str):
+                raise ConfigError(f"output.{key} must be a string, got "
+                                  f"{type(output[key]).__name__} {output[key]!r}")
         return problem
 
     def with_overrides(self, assignments):

@@ -8,6 +8,7 @@ interface (``workers=N``), or on an existing cluster (``scheduler=ADDRESS``). Ea
 with one BLAS thread, so results do not depend on the executor.
 """
 import csv
+import io
 import itertools
 import os
 import re
@@ -16,7 +17,8 @@ import h5py
 import numpy as np
 
 from .config import ConfigError, parse_config, parse_value
-from .store import load_run
+from .lock import DirectoryLock
+from .store import RunFileError, atomic_h5, load_run, write_text
 from ..threads import threads as blas_threads
 
 SUMMARY = ("status", "iterations", "cost", "terminal", "running", "regularization", "loss",
@@ -68,11 +70,11 @@ def run_point(config_text, directory, assignments, threads=1):
         status = None
         if os.path.exists(os.path.join(directory, "run.h5")):
             with load_run(directory) as run:
-                status, has_checkpoint = run.attrs["status"], bool(run.checkpoints)
-        if status in ("running", "interrupted") and has_checkpoint:
+                status = run.attrs["status"]
+        if status in ("running", "interrupted"):
             resume_run(directory, stream=_Null())
         elif status not in ("finished", "diverged"):
-            train_run(config, directory, overwrite=True, stream=_Null())
+            train_run(config, directory, stream=_Null())
     return summarize(directory, assignments)
 
 
@@ -112,19 +114,42 @@ def sweep(config, grid, directory, *, workers=1, scheduler=None, progress=print)
     todo = points(grid)
     for point in todo:  # validate every point before running any
         config.with_overrides([f"{k}={_toml(v)}" for k, v in point.items()]).validate()
-    os.makedirs(directory, exist_ok=True)
-    text = config.to_toml()
-    jobs = [(text, os.path.join(directory, point_name(p)), p) for p in todo]
-    if scheduler is None and workers == 1:
-        rows = []
-        for job in jobs:
-            rows.append(run_point(*job))
-            progress(f"  {os.path.basename(job[1])}: {rows[-1]['status']}, "
-                     f"J = {rows[-1]['cost']:.6g}")
-    else:
-        rows = _dask(jobs, workers, scheduler, progress)
-    write_summary(directory, list(grid), rows)
-    return rows
+    earlier = read_summary(directory)
+    if earlier is not None and earlier[0] != list(grid):
+        raise ConfigError(f"{directory} holds a sweep over {', '.join(earlier[0])}; sweep "
+                          f"{', '.join(grid)} into another directory (--out)")
+    with DirectoryLock(directory, "sweep"):
+        text = config.to_toml()
+        jobs = [(text, os.path.join(directory, point_name(p)), p) for p in todo]
+        if scheduler is None and workers == 1:
+            rows = []
+            for job in jobs:
+                rows.append(run_point(*job))
+                progress(f"  {os.path.basename(job[1])}: {rows[-1]['status']}, "
+                         f"J = {rows[-1]['cost']:.6g}")
+        else:
+            rows = _dask(jobs, workers, scheduler, progress)
+        new = {row["directory"] for row in rows}
+        kept = [row for row in (earlier[1] if earlier else []) if row["directory"] not in new]
+        write_summary(directory, list(grid), kept + rows)
+    return kept + rows
+
+
+def read_summary(directory):
+    """``(grid keys, rows)`` of the summary in ``directory``, or None."""
+    path = os.path.join(directory, "sweep.h5")
+    if not os.path.exists(path):
+        return None
+    try:
+        with h5py.File(path, "r") as f:
+            columns = {k: f[k][()] for k in f}
+            keys = [str(k) for k in f.attrs.get("grid_keys", [k for k in columns if "." in k])]
+    except OSError as err:
+        raise RunFileError(f"{path} is damaged ({str(err).splitlines()[0]})") from None
+    n = len(next(iter(columns.values()))) if columns else 0
+    rows = [{k: (v[i].decode() if isinstance(v[i], bytes) else v[i].item())
+             for k, v in columns.items()} for i in range(n)]
+    return keys, rows
 
 
 def _dask(jobs, workers, scheduler, progress):
@@ -152,15 +177,16 @@ def _dask(jobs, workers, scheduler, progress):
 
 
 def write_summary(directory, keys, rows):
-    """sweep.csv and sweep.h5 (one dataset per column) in ``directory``."""
+    """sweep.csv and sweep.h5 (one dataset per column) in ``directory``, each replaced
+    atomically."""
     columns = list(keys) + list(SUMMARY) + ["directory"]
-    with open(os.path.join(directory, "sweep.csv"), "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({c: row[c] for c in columns})
-    tmp = os.path.join(directory, "sweep.h5.tmp")
-    with h5py.File(tmp, "w") as f:
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=columns)
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({c: row[c] for c in columns})
+    write_text(os.path.join(directory, "sweep.csv"), text.getvalue())
+    with atomic_h5(os.path.join(directory, "sweep.h5")) as f:
         f.attrs["grid_keys"] = list(keys)  # the swept keys, for pmp analyze and pmp plot
         for c in columns:
             values = [row[c] for row in rows]
@@ -170,4 +196,3 @@ def write_summary(directory, keys, rows):
             else:
                 f.create_dataset(c, data=np.asarray([str(v) for v in values], dtype=object),
                                  dtype=h5py.string_dtype())
-    os.replace(tmp, os.path.join(directory, "sweep.h5"))

@@ -1,23 +1,32 @@
 """Batch runs: a configuration trained into a run directory, with checkpoints and resume.
 
-:func:`train_run` starts a run, :func:`resume_run` continues one from its last checkpoint;
-the final controls of a resumed run are bitwise identical to those of an uninterrupted run
-(same configuration, same thread count). Progress goes to a bar on a terminal and to plain
-periodic lines otherwise.
+:func:`train_run` starts a run, :func:`resume_run` continues one from its last good
+checkpoint (or extends a finished one); the final controls of a resumed run are bitwise
+identical to those of an uninterrupted run (same configuration, same thread count).
+
+Every command checks its whole configuration before it writes anything, holds the run
+directory's lock while it writes (:mod:`pmp.batch.lock`), and never deletes a file that pmp
+did not write. Progress goes to a bar on a terminal and to plain periodic lines otherwise.
 """
 import contextlib
 import os
-import shutil
+import re
 import sys
 import time
 
-from .config import ConfigError, RunConfig, parse_config
-from .store import RunFileError, RunWriter, load_run
-from ..threads import threads
-from ..sweeps import evaluate
-from ..trainer import history_columns, history_row, iterate
+import numpy as np
 
-RUN_FILES = ("run.h5", "data.h5", "config.toml")
+from .._validation import integer
+from ..sweeps import cost, evaluate
+from ..threads import threads
+from ..trainer import history_columns, history_row, iterate
+from .config import ConfigError, RunConfig, parse_config
+from .lock import DirectoryLock
+from .store import DiskFull, RunFileError, RunWriter, load_run
+
+# the files of a run directory that pmp writes (and so may replace)
+RUN_FILES = ("run.h5", "data.h5", "config.toml", "analysis.h5")
+CHECKPOINT_FILE = re.compile(r"\d{8}\.h5(\.damaged)?")
 
 
 class OutputExists(ValueError):
@@ -45,17 +54,34 @@ def run_directory(config, out=None):
 
 
 def _prepare_directory(directory, overwrite):
-    if os.path.exists(os.path.join(directory, "run.h5")):
-        if not overwrite:
-            raise OutputExists(f"{directory} already holds a run; pass --overwrite to replace "
-                               f"it or use `pmp resume {directory}`")
-        # remove the run's own files only, never anything else in the directory
-        for name in RUN_FILES:
-            path = os.path.join(directory, name)
-            if os.path.exists(path):
-                os.remove(path)
-        shutil.rmtree(os.path.join(directory, "checkpoints"), ignore_errors=True)
+    """Make room for a new run: refuse a run that holds a checkpoint unless ``overwrite``;
+    remove only the files pmp writes (a run killed before its first checkpoint is replaced
+    without asking)."""
+    index = os.path.join(directory, "run.h5")
+    if os.path.exists(index) and not overwrite and _has_checkpoint(index):
+        raise OutputExists(f"{directory} already holds a run; pass --overwrite to replace "
+                           f"it, `pmp resume {directory}` to continue it, or "
+                           f"`pmp resume {directory} --max-iter N` to extend it")
+    for name in RUN_FILES:
+        path = os.path.join(directory, name)
+        if os.path.exists(path):
+            os.remove(path)
+    checkpoints = os.path.join(directory, "checkpoints")
+    if os.path.isdir(checkpoints):
+        for name in os.listdir(checkpoints):
+            if CHECKPOINT_FILE.fullmatch(name):
+                os.remove(os.path.join(checkpoints, name))
+        if not os.listdir(checkpoints):
+            os.rmdir(checkpoints)
     os.makedirs(directory, exist_ok=True)
+
+
+def _has_checkpoint(index):
+    try:
+        with load_run(index) as run:
+            return bool(run.checkpoints)
+    except (OSError, RunFileError):  # a damaged index: only --overwrite replaces it
+        return True
 
 
 class Progress:
@@ -96,16 +122,16 @@ class Progress:
             self.bar.close()
 
 
-def _execute(config, directory, problem, writer, resume_state, stream, print_every):
+def _execute(config, problem, writer, resume_state, stream, print_every):
     options = config.train_options
-    every = max(1, config.checkpoint_every)
+    every = config.checkpoint_every
     progress = Progress(options.get("max_iter", 1000), stream, print_every,
                         start=0 if resume_state is None else resume_state["iteration"])
     state = None
     columns = history_columns()
     limit = threads(config.threads) if config.threads is not None else contextlib.nullcontext()
     try:
-        with limit:
+        with limit, _intact_on_full_disk(writer):
             for state in iterate(problem, config.method, resume=resume_state, **options):
                 if not state.extra.get("repeat"):
                     writer.append(columns, history_row(state))
@@ -122,9 +148,22 @@ def _execute(config, directory, problem, writer, resume_state, stream, print_eve
     progress.close()
     final = state.extra.get("last_finite") or state
     status = "diverged" if state.status == "diverged" else "finished"
-    parts = _checkpoint(writer, problem, final, status=status,
-                        message=f"{state.status}: {state.message}")
+    with _intact_on_full_disk(writer):
+        parts = _checkpoint(writer, problem, final, status=status,
+                            message=f"{state.status}: {state.message}")
     return state, parts
+
+
+@contextlib.contextmanager
+def _intact_on_full_disk(writer):
+    """A full disk ends the run with one line that says which checkpoint is intact."""
+    try:
+        yield
+    except DiskFull as err:
+        last = (f"the last checkpoint (iteration {writer.checkpoints[-1]}) is intact"
+                if writer.checkpoints else "no checkpoint was written")
+        raise DiskFull(f"{err}; {last}; free some space, then `pmp resume "
+                       f"{writer.directory}`") from None
 
 
 def _checkpoint(writer, problem, state, **status):
@@ -147,22 +186,54 @@ def train_run(config, directory, *, overwrite=False, stream=None, print_every=50
     """
     if not isinstance(config, RunConfig):
         raise TypeError(f"config must be a RunConfig, got {type(config).__name__}")
+    print_every = integer(print_every, "print_every", low=1)
     problem = config.validate()
-    _prepare_directory(directory, overwrite)
-    writer = RunWriter(directory, problem, config.to_toml(), config.method,
-                       config["output"].get("trajectory_samples"))
-    return _execute(config, directory, problem, writer, None, stream, print_every)
+    with DirectoryLock(directory, "run"):
+        _prepare_directory(directory, overwrite)
+        writer = RunWriter(directory, problem, config.to_toml(), config.method,
+                           config["output"].get("trajectory_samples"))
+        return _execute(config, problem, writer, None, stream, print_every)
 
 
-def resume_run(directory, *, stream=None, print_every=50):
-    """Continue the run in ``directory`` from its last checkpoint (see :func:`train_run`)."""
+def resume_run(directory, *, max_iter=None, time_limit=None, stream=None, print_every=50):
+    """Continue the run in ``directory`` from its last good checkpoint (see
+    :func:`train_run`); a run without a checkpoint starts at iteration 0.
+
+    ``max_iter`` / ``time_limit`` extend the run (also a finished one): the result equals a
+    run started with them, bit for bit for a deterministic method. A damaged checkpoint
+    (checksum, or a stored cost that its controls no longer give) is set aside as
+    ``*.h5.damaged`` and the run continues from the one before it.
+    """
     directory = os.fspath(directory)
-    with load_run(directory) as run:
-        text = run.attrs["config"]
-        status = run.attrs["status"]
-        if not run.checkpoints:
-            raise RunFileError(f"{directory} has no checkpoint to resume from")
-        resume_state = run.resume_state()
+    print_every = integer(print_every, "print_every", low=1)
+    with DirectoryLock(directory, "run"):
+        with load_run(directory) as run:
+            text, status = run.attrs["config"], run.attrs["status"]
+            data = run.data()
+        _check_config_file(directory, text)
+        config = _extended(parse_config(text, source=f"{directory}/run.h5"), max_iter,
+                           time_limit)
+        problem = config.validate(data=data)
+        resume_state = _last_good_checkpoint(directory, problem, stream)
+        done = resume_state is not None and \
+            resume_state["iteration"] >= config["train"].get("max_iter", 1000)
+        if status == "diverged" or (status == "finished" and (done or max_iter is None)):
+            raise RunFileError(f"{directory} is {status}; nothing to resume" + (
+                "" if status == "diverged" else
+                f" (extend it with `pmp resume {directory} --max-iter N`)"))
+        writer = RunWriter(directory, problem, text, config.method,
+                           config["output"].get("trajectory_samples"), resume=True)
+        start = -1 if resume_state is None else resume_state["iteration"]
+        writer.forget_checkpoints_after(start)
+        writer.truncate(start)
+        if config.to_toml() != text:
+            writer.set_config(config.to_toml())
+        writer.set_status("running", f"resumed at iteration {max(start, 0)} on "
+                          f"{time.strftime('%Y-%m-%d %H:%M:%S')}")
+        return _execute(config, problem, writer, resume_state, stream, print_every)
+
+
+def _check_config_file(directory, text):
     on_disk = os.path.join(directory, "config.toml")
     if os.path.exists(on_disk):
         with open(on_disk) as f:
@@ -170,13 +241,40 @@ def resume_run(directory, *, stream=None, print_every=50):
                 raise ConfigError(f"{on_disk} differs from the configuration the run started "
                                   f"with; resume continues the original run only (start a new "
                                   f"run for a changed configuration)")
-    if status in ("finished", "diverged"):
-        raise RunFileError(f"{directory} is {status}; nothing to resume")
-    config = parse_config(text, source=f"{directory}/run.h5")
-    problem = config.validate()
-    writer = RunWriter(directory, problem, text, config.method,
-                       config["output"].get("trajectory_samples"), resume=True)
-    writer.truncate(resume_state["iteration"])
-    writer.set_status("running", f"resumed at iteration {resume_state['iteration']} on "
-                      f"{time.strftime('%Y-%m-%d %H:%M:%S')}")
-    return _execute(config, directory, problem, writer, resume_state, stream, print_every)
+
+
+def _extended(config, max_iter, time_limit):
+    """The configuration with a new ``max_iter`` / ``time_limit`` (None: unchanged)."""
+    changes = [f"train.{key}={value!r}" for key, value in
+               (("max_iter", max_iter), ("time_limit", time_limit)) if value is not None]
+    return config.with_overrides(changes) if changes else config
+
+
+# a stored cost and the one its controls give agree to this relative tolerance (another
+# thread count changes the last bits)
+COST_RTOL = 1e-9
+
+
+def _last_good_checkpoint(directory, problem, stream):
+    """The ``resume`` state of the newest checkpoint whose files read back (checksums) and
+    whose controls give its stored cost; None when there is none to check."""
+    with load_run(directory) as run:
+        stored = run.checkpoints
+        for iteration in reversed(stored):
+            try:
+                resume = run.resume_state(iteration)
+                expected = float(run.checkpoint(iteration).attrs["cost"])
+            except (RunFileError, KeyError) as err:
+                reason = str(err)
+            else:
+                found = cost(problem, resume["controls"])["total"]
+                if np.isclose(found, expected, rtol=COST_RTOL, atol=0.0):
+                    return resume
+                reason = (f"checkpoint {iteration}: its controls give J = {found:.12g}, it "
+                          f"stored {expected:.12g}")
+            print(f"pmp: warning: {reason}; set aside, trying the checkpoint before it",
+                  file=stream or sys.stderr, flush=True)
+    if stored:
+        raise RunFileError(f"{directory}: no checkpoint is intact (all {len(stored)} "
+                           f"failed their checks); start the run again with --overwrite")
+    return None

@@ -2,10 +2,11 @@
 
 A run lives in a directory ``DIR``::
 
-    DIR/config.toml                  the configuration (written once)
+    DIR/config.toml                  the configuration
     DIR/run.h5                       the index, format "pmp-run" (read this one)
-    DIR/data.h5                      inputs and targets (written once)
+    DIR/data.h5                      inputs and targets (written once; resume trains on it)
     DIR/checkpoints/<8 digits>.h5    one file per checkpoint (written once)
+    DIR/analysis.h5                  what ``pmp analyze`` found (its own file, see below)
 
 ``run.h5`` (format version 1)::
 
@@ -27,14 +28,24 @@ A run lives in a directory ``DIR``::
                            (what :func:`pmp.iterate` needs to continue exactly)
     /final                 soft link to the last checkpoint
 
-Crash safety: every file is written under a temporary name and moved into place with
-``os.replace`` (atomic), checkpoint before index, so after ``kill -9`` at any moment
+Every dataset carries an HDF5 Fletcher-32 checksum, so a damaged file fails to read
+instead of giving wrong numbers.
+
+Crash safety: every file is written under a temporary name of its own and moved into place
+with ``os.replace`` (atomic), checkpoint before index, so after ``kill -9`` at any moment
 ``run.h5`` is a complete index whose checkpoints are complete. A reader (a notebook) opens
 ``run.h5`` read-only at any time, also while the run trains: it sees the index as of its last
-replacement, and its checkpoint files never change.
+replacement, and its checkpoint files never change. ``analysis.h5`` (group ``/analysis``)
+is written by ``pmp analyze`` only, never by the trainer, so an analysis can run beside the
+training. Before a write the free space is checked: a full disk ends the command with one
+line and leaves the last checkpoint as it was.
 """
+import contextlib
+import errno
 import json
 import os
+import shutil
+import tempfile
 from datetime import datetime, timezone
 
 import h5py
@@ -51,28 +62,87 @@ class RunFileError(ValueError):
     """A run directory or file that cannot be used."""
 
 
+class DiskFull(RunFileError):
+    """A write ran out of space; what was published before is intact."""
+
+
 def _now():
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _atomic_h5(path):
-    """An h5py file written to ``path + '.tmp'``; call ``_commit(f, path)`` to publish."""
-    tmp = f"{path}.tmp"
+@contextlib.contextmanager
+def atomic_h5(path, needed=0):
+    """An h5py file to write, published at ``path`` (atomically) when the block ends.
+
+    It is written under a temporary name beside ``path``, unique to this writer; if the
+    block raises, the temporary file is removed and nothing is published. ``needed``:
+    bytes the file will take, checked against the free space first. ``OSError`` becomes a
+    :class:`RunFileError` (:class:`DiskFull` for a full disk) naming ``path``."""
+    directory = os.path.dirname(os.path.abspath(path))
+    check_space(directory, needed, path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
+                               dir=directory)
+    os.close(fd)
+    f = None
+    try:
+        f = h5py.File(tmp, "w")
+        yield f
+        f.close()
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException as err:
+        _discard(f, tmp)
+        if isinstance(err, OSError):
+            raise _write_error(err, path) from None
+        raise
+
+
+def _discard(f, tmp):
+    """Close and remove an unpublished temporary file."""
+    try:
+        if f is not None and f.id.valid:
+            f.close()
+    except Exception:  # noqa: BLE001 - a file whose write failed may fail to close
+        pass
     if os.path.exists(tmp):
         os.remove(tmp)
-    return h5py.File(tmp, "w")
 
 
-def _commit(f, path):
-    f.flush()
-    name = f.filename
-    f.close()
-    fd = os.open(name, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(name, path)
+# room kept free beyond a file's own size: HDF5's metadata and the file system's blocks
+SPACE_MARGIN = 1 << 20
+
+
+def check_space(directory, needed, path):
+    """Raise :class:`DiskFull` when ``directory`` has less than ``needed`` bytes (plus a
+    margin) free."""
+    free = shutil.disk_usage(directory).free
+    if free < needed + SPACE_MARGIN:
+        raise DiskFull(f"no space left on device writing {path} ({needed + SPACE_MARGIN} "
+                       f"bytes needed, {free} free)")
+
+
+def _write_error(err, path):
+    """A :class:`RunFileError` naming ``path`` (:class:`DiskFull` when the disk is full)."""
+    full = getattr(err, "errno", None) == errno.ENOSPC or "No space left" in str(err)
+    return (DiskFull if full else RunFileError)(
+        f"{'no space left on device' if full else str(err).splitlines()[0]} writing {path}")
+
+
+def _size(*objects):
+    """Bytes of the arrays in ``objects`` (nested dicts and lists followed)."""
+    total = 0
+    for obj in objects:
+        if isinstance(obj, dict):
+            total += _size(*obj.values())
+        elif isinstance(obj, (list, tuple)):
+            total += _size(*obj)
+        elif isinstance(obj, np.ndarray):
+            total += obj.nbytes
+    return total
 
 
 # ------------------------------------------------------------ nested state <-> HDF5
@@ -97,7 +167,16 @@ def write_tree(group, name, obj):
         arr = np.asarray(obj)
         if arr.dtype == object:
             raise TypeError(f"cannot store {type(obj).__name__} in a checkpoint")
-        group.create_dataset(name, data=arr)
+        create_dataset(group, name, arr)
+
+
+def create_dataset(group, name, data, **options):
+    """``group[name] = data`` with a Fletcher-32 checksum (scalars have none: HDF5 stores
+    them in the object header, which it checks itself)."""
+    data = np.asarray(data)
+    if data.ndim == 0 or data.size == 0:
+        return group.create_dataset(name, data=data, **options)
+    return group.create_dataset(name, data=data, fletcher32=True, **options)
 
 
 def read_tree(node):
@@ -166,12 +245,11 @@ class RunWriter:
                 self.history = {k: list(v[()]) for k, v in f["history"].items()}
                 self.checkpoints = sorted(int(k) for k in f["checkpoints"])
             return
-        with open(os.path.join(self.directory, "config.toml"), "w") as f:
-            f.write(config_text)
-        data = _atomic_h5(os.path.join(self.directory, "data.h5"))
-        data.create_dataset("data/x", data=problem.x)
-        data.create_dataset("data/y", data=problem.y)
-        _commit(data, os.path.join(self.directory, "data.h5"))
+        write_config(self.directory, config_text)
+        with atomic_h5(os.path.join(self.directory, "data.h5"),
+                       _size(problem.x, problem.y)) as data:
+            create_dataset(data, "data/x", problem.x)
+            create_dataset(data, "data/y", problem.y)
         self._write_index()
 
     def append(self, columns, row):
@@ -194,22 +272,23 @@ class RunWriter:
         iteration = int(state.iteration)
         parts, xs, ps = evaluation
         path = os.path.join(self.directory, "checkpoints", f"{iteration:08d}.h5")
-        f = _atomic_h5(path)
-        t = f.create_dataset("t", data=self.problem.t)
-        t.make_scale("t")
-        group = f.create_group("checkpoint")
-        group.attrs.update(iteration=iteration, cost=parts["total"],
-                           **{k: v for k, v in parts.items() if k != "total"})
-        for name, arr in (("states", xs), ("costates", ps)):
-            ds = group.create_dataset(name, data=arr[:, :self.n_stored])
-            ds.dims[0].attach_scale(t)
-            ds.dims[0].label, ds.dims[1].label, ds.dims[2].label = "t", "sample", "dim"
-        for name, arr in state.controls.items():
-            group.create_dataset(f"controls/{name}", data=arr)
+        stored = [xs[:, :self.n_stored], ps[:, :self.n_stored]]
+        with atomic_h5(path, _size(*stored, state.controls, state.resume)) as f:
+            t = create_dataset(f, "t", self.problem.t)
+            t.make_scale("t")
+            group = f.create_group("checkpoint")
+            group.attrs.update(iteration=iteration, cost=parts["total"],
+                               **{k: v for k, v in parts.items() if k != "total"})
+            for name, arr in zip(("states", "costates"), stored):
+                ds = create_dataset(group, name, arr)
+                ds.dims[0].attach_scale(t)
+                ds.dims[0].label, ds.dims[1].label, ds.dims[2].label = "t", "sample", "dim"
+            for name, arr in state.controls.items():
+                create_dataset(group, f"controls/{name}", arr)
+            if state.resume is not None:
+                write_tree(group, "resume", _resume_to_tree(state.resume))
         if state.resume is not None:
-            write_tree(group, "resume", _resume_to_tree(state.resume))
             self.attrs["rng_state"] = json.dumps(state.resume["oracle"]["rng"])
-        _commit(f, path)
         if iteration not in self.checkpoints:
             self.checkpoints.append(iteration)
         self.attrs.update(status=status, message=message)
@@ -219,47 +298,69 @@ class RunWriter:
         self.attrs.update(status=status, message=message)
         self._write_index()
 
+    def set_config(self, config_text):
+        """Replace the run's configuration (an extended resume): index and config.toml."""
+        self.attrs["config"] = config_text
+        write_config(self.directory, config_text)
+
+    def forget_checkpoints_after(self, iteration):
+        """Drop the checkpoints after ``iteration`` from the index (a resume that falls back
+        to an earlier checkpoint redoes them; their files are renamed, never deleted)."""
+        for it in [c for c in self.checkpoints if c > iteration]:
+            path = os.path.join(self.directory, "checkpoints", f"{it:08d}.h5")
+            if os.path.exists(path):
+                os.replace(path, f"{path}.damaged")
+            self.checkpoints.remove(it)
+
     def _write_index(self):
-        f = _atomic_h5(self.index)
-        self.attrs["updated"] = _now()
-        f.attrs.update(self.attrs)
-        t = f.create_dataset("t", data=self.problem.t)
-        t.make_scale("t")
-        f["data"] = h5py.ExternalLink("data.h5", "/data")
-        history = f.create_group("history")
-        for name, values in self.history.items():
-            history.create_dataset(name, data=np.asarray(values, dtype=np.float64),
-                                   maxshape=(None,), chunks=True)
-        checkpoints = f.create_group("checkpoints")
-        for it in self.checkpoints:
-            checkpoints[f"{it:08d}"] = h5py.ExternalLink(f"checkpoints/{it:08d}.h5",
-                                                         "/checkpoint")
-        if self.checkpoints:
-            f["final"] = h5py.SoftLink(f"/checkpoints/{self.checkpoints[-1]:08d}")
-        if os.path.exists(os.path.join(self.directory, "analysis.h5")):
-            f["analysis"] = h5py.ExternalLink("analysis.h5", "/analysis")
-        _commit(f, self.index)
+        history = {k: np.asarray(v, dtype=np.float64) for k, v in self.history.items()}
+        with atomic_h5(self.index, _size(self.problem.t, *history.values())) as f:
+            self.attrs["updated"] = _now()
+            f.attrs.update(self.attrs)
+            t = create_dataset(f, "t", self.problem.t)
+            t.make_scale("t")
+            f["data"] = h5py.ExternalLink("data.h5", "/data")
+            group = f.create_group("history")
+            for name, values in history.items():
+                create_dataset(group, name, values, maxshape=(None,), chunks=True)
+            checkpoints = f.create_group("checkpoints")
+            for it in self.checkpoints:
+                checkpoints[f"{it:08d}"] = h5py.ExternalLink(f"checkpoints/{it:08d}.h5",
+                                                             "/checkpoint")
+            if self.checkpoints:
+                f["final"] = h5py.SoftLink(f"/checkpoints/{self.checkpoints[-1]:08d}")
 
 
-def write_analysis(directory, tree, index=True):
-    """Store an analysis (nested dict) as ``DIR/analysis.h5:/analysis`` and, when ``index``,
-    link it as ``/analysis`` from ``DIR/run.h5`` (both replaced atomically)."""
-    import shutil
+def write_config(directory, text):
+    """``DIR/config.toml``, replaced atomically."""
+    write_text(os.path.join(directory, "config.toml"), text)
 
+
+def write_text(path, text):
+    """A text file, replaced atomically (a temporary file of its own, then os.replace)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    check_space(directory, len(text.encode()), path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
+                               dir=directory)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException as err:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        if isinstance(err, OSError):
+            raise _write_error(err, path) from None
+        raise
+
+
+def write_analysis(directory, tree):
+    """Store an analysis (nested dict) as ``DIR/analysis.h5:/analysis`` (replaced
+    atomically; the trainer never writes this file, so this may run beside it)."""
     path = os.path.join(directory, "analysis.h5")
-    f = _atomic_h5(path)
-    write_tree(f, "analysis", tree)
-    f["analysis"].attrs["created"] = _now()
-    _commit(f, path)
-    run_file = os.path.join(directory, "run.h5")
-    if index and os.path.exists(run_file):
-        tmp = f"{run_file}.tmp"
-        shutil.copyfile(run_file, tmp)
-        with h5py.File(tmp, "r+") as g:
-            if "analysis" in g:
-                del g["analysis"]
-            g["analysis"] = h5py.ExternalLink("analysis.h5", "/analysis")
-        os.replace(tmp, run_file)
+    with atomic_h5(path, SPACE_MARGIN) as f:
+        write_tree(f, "analysis", tree)
+        f["analysis"].attrs["created"] = _now()
     return path
 
 
@@ -295,13 +396,34 @@ class Run:
     def t(self):
         return self.file["t"][()]
 
+    def data(self):
+        """``(x, y)`` of ``data.h5``: the inputs after lifting and the targets."""
+        path = os.path.join(self.directory, "data.h5")
+        try:
+            with h5py.File(path, "r") as f:
+                return f["data/x"][()], f["data/y"][()]
+        except (OSError, KeyError, TypeError) as err:
+            raise RunFileError(f"the run's data file {path} is missing or damaged "
+                               f"({str(err).splitlines()[0]})") from None
+
     @property
     def x(self):
-        return self.file["data/x"][()]
+        return self.data()[0]
 
     @property
     def y(self):
-        return self.file["data/y"][()]
+        return self.data()[1]
+
+    def analysis(self):
+        """What ``pmp analyze`` stored (``analysis.h5``) as a nested dict, or None."""
+        path = os.path.join(self.directory, "analysis.h5")
+        if not os.path.exists(path):
+            return None
+        try:
+            with h5py.File(path, "r") as f:
+                return read_tree(f["analysis"])
+        except (OSError, KeyError) as err:
+            raise RunFileError(f"{path} is damaged ({str(err).splitlines()[0]})") from None
 
     @property
     def history(self):
@@ -326,26 +448,37 @@ class Run:
         return self.file[key]
 
     def controls(self, iteration=None):
-        return {k: v[()] for k, v in self.checkpoint(iteration)["controls"].items()}
+        return self._read(iteration, lambda g: {k: v[()] for k, v in g["controls"].items()})
 
     def states(self, iteration=None):
-        return self.checkpoint(iteration)["states"][()]
+        return self._read(iteration, lambda g: g["states"][()])
 
     def costates(self, iteration=None):
-        return self.checkpoint(iteration)["costates"][()]
+        return self._read(iteration, lambda g: g["costates"][()])
 
     def resume_state(self, iteration=None):
         """The ``resume`` argument of :func:`pmp.iterate` for a checkpoint."""
-        group = self.checkpoint(iteration)
-        return _resume_from_tree(read_tree(group["resume"]), self.controls(iteration))
+        tree = self._read(iteration, lambda g: read_tree(g["resume"]))
+        return _resume_from_tree(tree, self.controls(iteration))
+
+    def _read(self, iteration, read):
+        """``read(group)`` of a checkpoint; a damaged or missing file is a
+        :class:`RunFileError` that names it."""
+        try:
+            return read(self.checkpoint(iteration))
+        except (OSError, KeyError) as err:
+            it = self.checkpoints[-1] if iteration is None and self.checkpoints else iteration
+            path = os.path.join(self.directory, "checkpoints", f"{int(it or 0):08d}.h5")
+            raise RunFileError(f"checkpoint {path} is damaged or missing "
+                               f"({str(err).splitlines()[0]})") from None
 
     def config(self):
         """The run's :class:`~pmp.batch.config.RunConfig`."""
         return parse_config(self.attrs["config"], source=f"{self.path} (config)")
 
     def problem(self):
-        """The run's Problem, rebuilt from its configuration."""
-        return self.config().build_problem()
+        """The run's Problem: its configuration on the data stored in ``data.h5``."""
+        return self.config().build_problem(data=self.data())
 
     def close(self):
         self.file.close()
