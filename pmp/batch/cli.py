@@ -264,14 +264,22 @@ def main(argv=None):
     try:
         return args.run(args)
     except BrokenPipeError:  # `pmp info RUN | head`: the reader has what it wanted
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes stdout
+        _silence_stdout()
         return 0
     except (ConfigError, OutputExists, RunFileError, DirectoryInUse, ValueError, TypeError,
             OSError, KeyError) as err:
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
         print(f"pmp: error: {message}", file=sys.stderr)
         return 2
+
+
+def _silence_stdout():
+    """Point stdout at /dev/null, so that Python's flush at exit finds no closed pipe."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # a stdout without a file descriptor
+        pass
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -18,7 +18,7 @@ import numpy as np
 
 from .._validation import integer
 from ..sweeps import cost, evaluate
-from ..threads import threads
+from ..threads import get_threads, threads
 from ..trainer import history_columns, history_row, iterate
 from .config import ConfigError, RunConfig, parse_config
 from .lock import DirectoryLock
@@ -188,6 +188,7 @@ def train_run(config, directory, *, overwrite=False, stream=None, print_every=50
         raise TypeError(f"config must be a RunConfig, got {type(config).__name__}")
     print_every = integer(print_every, "print_every", low=1)
     problem = config.validate()
+    get_threads()  # PMP_THREADS is read here, before anything is written
     with DirectoryLock(directory, "run"):
         _prepare_directory(directory, overwrite)
         writer = RunWriter(directory, problem, config.to_toml(), config.method,
@@ -206,6 +207,7 @@ def resume_run(directory, *, max_iter=None, time_limit=None, stream=None, print_
     """
     directory = os.fspath(directory)
     print_every = integer(print_every, "print_every", low=1)
+    get_threads()
     with DirectoryLock(directory, "run"):
         with load_run(directory) as run:
             text, status = run.attrs["config"], run.attrs["status"]

@@ -57,6 +57,10 @@ class MSA(Method):
     def _maximizer(self, problem):
         return Maximizer(problem, self.n_direct, self.tol, self.max_inner)
 
+    def check(self, problem, batch_size=None, segment=None):
+        super().check(problem, batch_size, segment)
+        self._maximizer(problem).check(self.rho)  # a maximisation with no solution
+
     def _candidate(self, maximizer, oracle, point, xs, ps, rho):
         """The maximiser's controls and history extras; None at a fixed point."""
         old = point.controls
