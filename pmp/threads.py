@@ -8,8 +8,8 @@ whose vector algebra between sweeps calls BLAS (:func:`serial_blas`).
 
 pmp uses, by default, the cores this process may run on (its CPU affinity;
 ``PMP_THREADS`` overrides), never more, because busy-waiting threads on a shared, loaded
-machine are many times slower (measured: 10x on W2 with 2 BLAS threads while another process
-held a core). Choose with
+machine are many times slower (a thread that waits for a core held by another process
+holds up all the others). Choose with
 
     pmp.set_threads(1)            # from now on
     with pmp.threads(2): ...      # inside the block only
@@ -56,7 +56,7 @@ def _controller():
 @contextlib.contextmanager
 def _one_blas_thread():
     """BLAS at one thread inside the block: threadpoolctl's ``limit`` without its
-    bookkeeping (5 against 9.5 us per use, paid once per sweep)."""
+    bookkeeping, whose cost would be paid again at every sweep."""
     global _blas_libraries
     if _blas_libraries is None:
         _blas_libraries = _controller().select(user_api="blas").lib_controllers
@@ -147,8 +147,8 @@ def serial_blas(steps):
 
     For methods whose own vector algebra between sweeps calls BLAS (L-BFGS's inner products,
     scipy's line search): vector operations gain nothing from BLAS threads, and OpenBLAS's
-    threads keep spinning for a while after a call, beside the next sweep's threads
-    (measured: L-BFGS on W2 ran at 86 against 42 ms per iteration)."""
+    threads keep spinning for a while after a call, beside the next sweep's threads, which
+    they slow down."""
     while True:
         with _one_blas_thread():
             item = next(steps, _END)

@@ -6,8 +6,8 @@ options below apply everywhere:
 * ``cache=True``: compiled machine code is written next to the sources (or to
   ``NUMBA_CACHE_DIR``) and a warm process loads it instead of compiling again.
 * ``fastmath={"contract"}`` only: a multiplication and an addition may fuse into one FMA
-  (one rounding fewer; the vectorised tanh runs 1.75x faster with Estrin's scheme). Nothing
-  is reordered, so results match the NumPy twins in ``tests/`` to rounding and are
+  (one rounding fewer, and fewer instructions in the polynomials of the vectorised tanh).
+  Nothing is reordered, so results match the NumPy twins in ``tests/`` to rounding and are
   reproducible bit for bit. The one exception is :func:`jit_sum`, for the short dot
   products and sums of the small-d kernels.
 * ``nogil=True``: kernels release the GIL, so threads (a notebook's, Dask's) can overlap them.
@@ -31,8 +31,8 @@ import numba
 CACHE = os.environ.get("PMP_NO_CACHE", "0") != "1"
 OPTIONS = dict(cache=CACHE, fastmath={"contract"}, nogil=True, error_model="numpy")
 # A strict left-to-right sum is one chain of dependent additions that LLVM may not
-# vectorise; allowing it to reassociate (and fuse multiply-adds) runs a dot product of
-# 1024 doubles 4x faster (measured: 64 against 260 ns). The order it picks is fixed in the
+# vectorise; allowing it to reassociate (and fuse multiply-adds) lets a dot product keep
+# several partial sums in vector registers at once. The order it picks is fixed in the
 # compiled code, so results stay reproducible run to run and for any thread count.
 SUM_OPTIONS = dict(OPTIONS, fastmath={"reassoc", "contract"})
 

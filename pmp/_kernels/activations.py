@@ -61,8 +61,7 @@ def _pow2_of_shifted(typingctx, shifted):
     ``n`` a small integer: the bits of ``shifted`` minus those of the shifter plus the
     exponent bias, moved into the exponent field. Integer adds and a shift on the float's
     bits, which vectorise on any x86-64 with AVX2; numba's ``float(1 << k)`` needs int64
-    <-> float conversions, which only AVX-512 has, and kept tanh's loop scalar elsewhere
-    (3.9 against 2.3-2.5 ns per value on an AVX2 CPU, a Zen 3)."""
+    <-> float conversions, which only AVX-512 has, and kept tanh's loop scalar elsewhere."""
     if shifted == types.float64:
         int_type, float_type, mantissa, bias, shifter = ir.IntType(64), ir.DoubleType(), \
             52, 1023, 0x4338000000000000
@@ -91,8 +90,8 @@ if DISABLED:  # pragma: no cover - kernels as plain Python (debugging aid)
 def fast_tanh(v):
     """tanh(v) to within 3 ulp, branch-free so that loops over it vectorise.
 
-    numba's ``math.tanh`` is a scalar libm call (about 15 ns here, ~8-15x slower than
-    NumPy's SIMD tanh), which made it the largest cost of a sweep. Here
+    numba's ``math.tanh`` is a scalar libm call, many times slower than NumPy's SIMD tanh,
+    which made it the largest cost of a sweep. Here
     ``tanh|v| = -m / (2 + m)`` with ``m = expm1(-2|v|)``; ``-2|v| = n ln2 + r`` with
     ``|r| <= ln2/2``, ``expm1(r)`` by its Taylor polynomial to degree 13 (error < 1e-17,
     evaluated by Estrin's scheme) and ``2^n`` exact from the bits of ``n``. ``|v|`` is
@@ -117,7 +116,8 @@ def fast_tanh(v):
 @jit
 def fast_tanh32(v):
     """:func:`fast_tanh` in float32 arithmetic for float32 ``v``, to within 3 ulp of float32
-    (0.45 against 0.81 ns per value for the float64 algorithm on float32 data). ``|v|`` is
+    (faster than the float64 algorithm on float32 data: twice the values per vector and a
+    shorter polynomial). ``|v|`` is
     clamped at 10, where tanh rounds to 1 in float32."""
     a = min(abs(v), _CLAMP_32)
     y = _MINUS_TWO_32 * a
@@ -215,8 +215,8 @@ def activate(code, param, z, s):
 @jit
 def activate_rows(code, param, z, s):
     """``s = sigma(z)`` for 2-D arrays with long rows, row by row (no flattening views:
-    their set-up is a fixed cost per call, and the small-d forward sweep's fixed cost per
-    step fell from 150 to 125 ns without them). The activations' loops are written here
+    their set-up is a fixed cost per call, which counts in the small-d sweeps' cost per
+    step). The activations' loops are written here
     once, with loops of their own for tanh so that they vectorise."""
     if code == TANH and z.itemsize == 4:
         for r in range(z.shape[0]):

@@ -107,8 +107,8 @@ def _selected_columns(P):
 
 @jit
 def _project(x, P, z):
-    """``z = x P^T``; a selection ``P`` reads its columns instead of a matrix product (for
-    the identity readout of W3, two GEMMs of a sweep's 62)."""
+    """``z = x P^T``; a selection ``P`` (e.g. the identity readout) reads its columns
+    instead of a matrix product."""
     cols = _selected_columns(P)
     if cols.shape[0] == 0:
         np.dot(x, P.T, z)

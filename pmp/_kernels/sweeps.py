@@ -47,7 +47,7 @@ def _euler(x, f, b, h, x_next):
 def _euler_in_place(x, f, b, h):
     """``f = x + h (f + b)``. A loop of its own: written as :func:`_euler` with
     ``x_next = f``, the store aliases a load, LLVM's run-time overlap check fails and the
-    loop runs scalar (measured on W2: 48 us against 17 in float64, 7 in float32)."""
+    loop runs scalar."""
     for i in range(x.shape[0]):
         for j in range(x.shape[1]):
             f[i, j] = x[i, j] + h * (f[i, j] + b[j])
@@ -234,8 +234,8 @@ def outer_backward(xs, ps, W, b, h, act, aparam, ro, gW, gb, gP, ss, stored, q, 
 
 
 # "outer" with a small state dimension (d <= SMALL_DIM). One BLAS call per (N_rows x d) x
-# (d x d) product costs more than the product itself there (measured on W1, d = 3: 1.4 us
-# per call against 0.2 us for the loops below), so these kernels keep the block's states and
+# (d x d) product costs more than the product itself there (the call's fixed cost exceeds
+# the few multiply-adds per row), so these kernels keep the block's states and
 # costates transposed, (d, N_rows), where every product is d^2 vectorised row updates.
 SMALL_DIM = 8
 
@@ -284,7 +284,7 @@ def _weighted_dots3(a, b, w0, w1, w2):
 @jit
 def _transpose_in(a, t):
     """``t = a^T``; a (n, d), t (d, n). Row by row of ``t``: the stores are contiguous and
-    vectorise (2.6x faster for d = 3 than the other loop order)."""
+    vectorise (in the other loop order they are strided and do not)."""
     for j in range(a.shape[1]):
         for i in range(a.shape[0]):
             t[j, i] = a[i, j]
@@ -293,7 +293,7 @@ def _transpose_in(a, t):
 @jit
 def _transpose_out(t, a):
     """``a = t^T``; t (d, n), a (n, d). Row by row of ``t``: the loads are contiguous and
-    vectorise (measured for d = 3, 512 rows: 0.29 against 0.75 us)."""
+    vectorise (in the other loop order they are strided and do not)."""
     for j in range(a.shape[1]):
         for i in range(a.shape[0]):
             a[i, j] = t[j, i]
@@ -345,7 +345,7 @@ def outer_backward_small(xs, ps, W, b, h, act, aparam, ro, gW, gb, gP, ss, store
     ``scratch`` is ``(xt, st, pt, qt, z, gz)``: four (d, N_rows) arrays and the readout's
     two (N_rows, m). ``sums`` is ``(sG, sS, sQ)``, of shapes (K, d, d + 1), (K, d + 1, d + 1)
     and (K, d, d, d), unless empty (shape[0] == 0): they receive the sums over the rows that
-    the MSA's maximisation needs (:func:`pmp._kernels.maximize.linear_maximize_sums`):
+    the MSA's maximisation needs (:func:`pmp._kernels.maximize_linear.linear_maximize_sums`):
     ``G_k = p^T [sigma 1]``, ``[sigma 1]^T [sigma 1]`` and, for every column c,
     ``sum_i sigma'_ic^2 p_i p_i^T``, with ``p = p_{k+1}`` and ``sigma = sigma(X_k)``, while
     both are at hand.

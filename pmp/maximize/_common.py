@@ -2,10 +2,11 @@
 the free (not frozen) entries."""
 import numpy as np
 
-from .._kernels import maximize as _mx
+from .._kernels import prox as _prox
 from ..objectives import H1, L1, L2, L1Elementwise
 
-REG_CODES = {L2: _mx.L2, H1: _mx.L2, L1: _mx.L1_GROUP, L1Elementwise: _mx.L1_ELEMENTWISE}
+REG_CODES = {L2: _prox.L2, H1: _prox.L2, L1: _prox.L1_GROUP,
+             L1Elementwise: _prox.L1_ELEMENTWISE}
 
 
 def h1_terms(problem, controls, name):

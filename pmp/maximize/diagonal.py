@@ -2,7 +2,7 @@
 the linear case coordinate by coordinate."""
 import numpy as np
 
-from .._kernels import maximize as _mx
+from .._kernels import maximize_diagonal as _kd
 from ._common import REG_CODES, free_entries, h1_terms
 
 
@@ -22,8 +22,8 @@ def maximize(maximizer, problem, form, controls, xs, ps, rho, statistics):
     reg = problem.reg
     w_new = np.empty_like(controls[name])
     info = np.zeros((problem.n_steps, 4))
-    _mx.diagonal_maximize(xs, ps, form.code, form.param, controls[name],
-                          np.ascontiguousarray(free), REG_CODES[type(reg)], reg.lam,
-                          getattr(reg, "bound", np.inf), rho, h1_diag, h1_rhs, maximizer.tol,
-                          maximizer.max_inner, w_new, info)
+    _kd.diagonal_maximize(xs, ps, form.code, form.param, controls[name],
+                          np.ascontiguousarray(free),
+                          (REG_CODES[type(reg)], reg.lam, getattr(reg, "bound", np.inf)), rho,
+                          (h1_diag, h1_rhs), (maximizer.tol, maximizer.max_inner), w_new, info)
     return {name: w_new}, info.T

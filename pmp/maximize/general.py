@@ -5,7 +5,7 @@ import numpy as np
 from scipy.optimize import minimize
 
 from .._controls import Flattener, step_norms_squared
-from .._kernels import maximize as _mx
+from .._kernels import maximize_general as _kg
 from ._common import free_entries, h1_terms
 
 
@@ -69,9 +69,9 @@ class _PerStep:
         V, Vo, gV = ((u[form.outer], old[form.outer], grads[form.outer]) if form.outer
                      else (self.empty, self.empty, self.empty))
         w, c = form.weight, form.bias
-        _mx.augmented_general(self.xs, self.ps, V, u[w], u[c], Vo, old[w], old[c],
+        _kg.augmented_general(self.xs, self.ps, (V, u[w], u[c]), (Vo, old[w], old[c]),
                               form.outer is not None, form.code, form.param, self.rho, values,
-                              gV, grads[w], grads[c])
+                              (gV, grads[w], grads[c]))
         values -= lam * step_norms_squared(u, self.names)
         for n in self.names:
             diag, rhs = self.h1[n]

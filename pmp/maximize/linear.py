@@ -7,12 +7,12 @@ gradients above. l1 with a bound: FISTA with the prox (the switching law for ``r
 """
 import numpy as np
 
-from .._kernels import maximize as _mx
+from .._kernels import maximize_linear as _kl
 from ..threads import blocks, map_blocks
 from ._common import REG_CODES, free_entries, h1_terms
 
 # the kernels' code of each psi of pmp.fields.LinearForm
-PSI_KINDS = {"activation_and_one": _mx.OUTER, "random_features": _mx.FEATURES}
+PSI_KINDS = {"activation_and_one": _kl.OUTER, "random_features": _kl.FEATURES}
 
 
 def check(problem):
@@ -50,25 +50,26 @@ def _kernel(maximizer, problem, form, xs, ps, rho, statistics, U_old, free, h1, 
     """The kernel of this regulariser and size, and its arguments but the steps."""
     reg, dt = problem.reg, problem.dtype
     d, q = U_old.shape[1:]
+    solver = (maximizer.tol, maximizer.max_inner)
     if not reg.smooth:
-        return _mx.linear_maximize_l1, _psi_args(form, xs, ps, dt, U_old, free) + (
-            REG_CODES[type(reg)], reg.lam, reg.bound, rho) + h1 + (
-            maximizer.tol, maximizer.max_inner, U_new, info)
+        return _kl.linear_maximize_l1, _psi_args(form, xs, ps, dt, U_old, free) + (
+            (REG_CODES[type(reg)], reg.lam, reg.bound), rho, h1, solver, U_new, info)
     if d * q <= maximizer.n_direct or (rho == 0.0 and not np.any(h1[0])):
         if statistics is not None:  # the costate sweep's sums
-            return _mx.linear_maximize_sums, (U_old, free, reg.lam, rho) + h1 + (
-                U_new, info) + tuple(statistics) + (xs.shape[1],)
-        return _mx.linear_maximize_direct, _psi_args(form, xs, ps, dt, U_old, free) + (
-            reg.lam, rho) + h1 + (U_new, info)
-    return _mx.linear_maximize_cg, _psi_args(form, xs, ps, dt, U_old, free) + (
-        reg.lam, rho) + h1 + (maximizer.tol, maximizer.max_inner, U_new, info)
+            return _kl.linear_maximize_sums, (U_old, free, reg.lam, rho, h1, U_new, info,
+                                              tuple(statistics), xs.shape[1])
+        return _kl.linear_maximize_direct, _psi_args(form, xs, ps, dt, U_old, free) + (
+            reg.lam, rho, h1, U_new, info)
+    return _kl.linear_maximize_cg, _psi_args(form, xs, ps, dt, U_old, free) + (
+        reg.lam, rho, h1, solver, U_new, info)
 
 
 def _psi_args(form, xs, ps, dtype, U_old, free):
-    """The kernels' leading arguments: trajectories, psi and its fixed arrays, U_old, free."""
+    """The kernels' leading arguments: trajectories, psi's ``spec`` (its kind, fixed
+    arrays, activation and ``K~``), U_old, free."""
     if form.omega is None:
         omega, beta, Kt, use_Kt = np.zeros((1, 1)), np.zeros(1), np.zeros((1, 1)), False
     else:
         omega, beta, Kt, use_Kt = form.omega, form.beta, form.omega @ form.omega.T, True
-    return (PSI_KINDS[form.psi], xs, ps, omega.astype(dtype), beta.astype(dtype), form.code,
-            form.param, Kt.astype(dtype), use_Kt, U_old, free)
+    return (xs, ps, (PSI_KINDS[form.psi], omega.astype(dtype), beta.astype(dtype), form.code,
+                     form.param, Kt.astype(dtype), use_Kt), U_old, free)
