@@ -96,15 +96,15 @@ def test_candidate_sweeps_leave_the_current_trajectories_intact():
     _, xs, ps = oracle.sweep(u)
     xs_copy, ps_copy = xs.copy(), ps.copy()
     for _ in range(2):  # two rejected candidates
-        parts, candidate = oracle.value_and_states(v)
+        oracle.candidate(v)
         np.testing.assert_array_equal(xs, xs_copy)
         np.testing.assert_array_equal(ps, ps_copy)
-    parts, candidate = oracle.value_and_states(v)
+    candidate = oracle.candidate(v)
     point, xs_new, ps_new = oracle.sweep(v, candidate=candidate)  # accepted
     expected = pmp.evaluate(problem, v)
     np.testing.assert_array_equal(xs_new, expected[2])
     np.testing.assert_array_equal(ps_new, expected[3])
-    assert parts["total"] == pytest.approx(expected[0]["total"], rel=1e-14)
+    assert candidate.parts["total"] == pytest.approx(expected[0]["total"], rel=1e-14)
     _, xs_u, _ = oracle.sweep(u)  # a full sweep after an accepted candidate
     np.testing.assert_array_equal(xs_u, xs_copy)
     np.testing.assert_array_equal(xs_new, expected[2])
@@ -121,14 +121,14 @@ def test_kept_activations_follow_the_row_blocks():
     v = pmp.init_controls(problem, scale=0.5, seed=3)
     oracle = Oracle(problem)
     with pmp.threads(3):
-        _, candidate = oracle.value_and_states(v)
+        candidate = oracle.candidate(v)
     with pmp.threads(2):
         _, _, ps = oracle.sweep(v, candidate=candidate)
         expected = pmp.evaluate(problem, v)[3]
     np.testing.assert_allclose(ps, expected, rtol=1e-12, atol=1e-15)
     lean = Need(trajectories=False)
     with pmp.threads(3):  # the statistics-only path: the candidate keeps X_K only
-        _, candidate = oracle.value_and_states(v, lean)
+        candidate = oracle.candidate(v, lean)
     with pmp.threads(2):
         point, _, _ = oracle.sweep(v, lean, candidate)
         fresh = Oracle(problem)

@@ -152,7 +152,7 @@ class Oracle:
 
     def sweep(self, controls, need=Need(), candidate=None, step_size=float("nan")):
         """:meth:`evaluate` and the trajectories :class:`~pmp.sweeps.Need` asks for
-        (``candidate``, from :meth:`value_and_states` at these controls: no forward sweep).
+        (``candidate``, from :meth:`candidate` at these controls: no forward sweep).
 
         Returns the :class:`Point`, the states and the costates. They stay valid until the
         next call of :meth:`sweep`; :attr:`statistics` then holds what the maximiser needs
@@ -173,13 +173,12 @@ class Oracle:
         self.n_evals += 1
         return cost(self.batch, controls, validate=False)
 
-    def value_and_states(self, controls, need=Need()):
-        """Cost parts of a candidate (one forward sweep) and the
-        :class:`~pmp.sweeps.Candidate` to pass to :meth:`sweep` to accept it; the current
-        trajectories of :meth:`sweep` stay valid."""
+    def candidate(self, controls, need=Need()):
+        """A :class:`~pmp.sweeps.Candidate`: the cost parts of ``controls`` (one forward
+        sweep), to pass to :meth:`sweep` to accept them; the current trajectories of
+        :meth:`sweep` stay valid."""
         self.n_evals += 1
-        candidate = self.engine.candidate(self.batch, controls, need)
-        return candidate.parts, candidate
+        return self.engine.candidate(self.batch, controls, need)
 
     def norm(self, riesz):
         return grad_norm(self.problem, riesz)

@@ -157,7 +157,8 @@ class EMSA(MSA):
         keep the current point and ``rho *= 4``; stop above ``rho_max``."""
         if not self.adaptive:
             return super()._step(oracle, point, xs, ps, new, extra, rho, need)
-        parts, candidate = oracle.value_and_states(new, need)
+        candidate = oracle.candidate(new, need)
+        parts = candidate.parts
         current = point.parts["total"]
         target = current - self.sufficient * extra["gain"]
         if np.isfinite(parts["total"]) and parts["total"] <= target and \
