@@ -7,14 +7,16 @@ import numbers
 import numpy as np
 
 
-def lookup(registry, name, what):
-    """Return ``registry[name]``; a wrong name lists the valid ones (and the nearest)."""
+def lookup(registry, name, what, param=None):
+    """Return ``registry[name]``; a wrong name lists the valid ones (and the nearest).
+    ``param``: the parameter's name, when ``what`` is not it."""
     if isinstance(name, str) and name in registry:
         return registry[name]
     valid = ", ".join(sorted(registry))
     near = difflib.get_close_matches(str(name), list(registry), n=1)
     hint = f" (did you mean {near[0]!r}?)" if near else ""
-    raise ValueError(f"unknown {what} {name!r}{hint}; expected one of: {valid}")
+    where = f" (parameter {param})" if param else ""
+    raise ValueError(f"unknown {what} {name!r}{where}{hint}; expected one of: {valid}")
 
 
 def register(registry, cls, base, what):
@@ -52,20 +54,39 @@ def integer(value, name, *, low=None):
 
 
 def finite_array(value, name, *, ndim=None, dtype=np.float64):
-    """A finite, C-contiguous array of ``dtype`` with the given number of dimensions."""
+    """A finite, C-contiguous array of ``dtype`` with the given number of dimensions; a
+    value beyond the range of ``dtype`` (float32) is an error too (see :func:`fit`)."""
     try:
         arr = np.asarray(value)
     except Exception as err:  # ragged lists and the like
         raise TypeError(f"{name} must be array-like: {err}") from None
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
-    arr = np.ascontiguousarray(arr, dtype=dtype)
     if ndim is not None and arr.ndim not in np.atleast_1d(ndim):
         raise ValueError(f"{name} must be {ndim}-dimensional, got shape {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
+    if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+        bad = _first_non_finite(arr)
         raise ValueError(f"{name} must be finite, got {arr[bad]} at index {bad}")
-    return arr
+    return fit(arr, dtype, name)
+
+
+def fit(arr, dtype, name):
+    """The finite real array ``arr`` as a C-contiguous array of ``dtype``; an entry that
+    overflows ``dtype`` (a float64 beyond float32's range) is a ValueError."""
+    arr = np.asarray(arr)
+    with np.errstate(over="ignore"):
+        out = np.asarray(arr, dtype=dtype, order="C")
+    narrowed = arr.dtype.kind == "f" and out.dtype.itemsize < arr.dtype.itemsize
+    if narrowed and not np.all(np.isfinite(out)):
+        bad = _first_non_finite(out)
+        limit = np.finfo(out.dtype).max
+        raise ValueError(f"{name} exceeds {out.dtype.name}'s range (|{name}| <= {limit:.8g}), "
+                         f"got {arr[bad]} at index {bad}")
+    return out
+
+
+def _first_non_finite(arr):
+    return tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
 
 
 def check_shape(arr, shape, name):

@@ -42,13 +42,14 @@ __all__ = [
 _LABELS = ("pm1", "int")
 
 
-def _check_args(n_samples, labels, noise=0.0):
+def _check_args(n_samples, labels, noise=0.0, seed=0):
     """Validate the arguments shared by all generators."""
     integer(n_samples, "n_samples", low=2)
     if labels not in _LABELS:
         choices = ", ".join(repr(c) for c in _LABELS)
         raise ValueError(f"labels must be one of {choices}, got {labels!r}")
     real(noise, "noise", low=0.0)
+    integer(seed, "seed", low=0)
 
 
 def _lift(x, lift):
@@ -80,7 +81,10 @@ def _finish(rng, x, y, noise, lift, labels):
     y : ndarray, shape (n_samples,), float64 in {-1, +1} or int64 in {0, 1}
     """
     if noise > 0:
-        x = x + noise * rng.standard_normal(x.shape)
+        with np.errstate(over="ignore", invalid="ignore"):  # checked below
+            x = x + noise * rng.standard_normal(x.shape)
+        if not np.all(np.isfinite(x)):
+            raise ValueError(f"noise must keep the points finite in float64, got {noise}")
     order = rng.permutation(len(x))
     x = _lift(np.asarray(x[order], dtype=np.float64), lift)
     y = np.asarray(y[order], dtype=np.int64)
@@ -110,7 +114,7 @@ def rings(n_samples=512, *, n_rings=2, noise=0.05, seed=0, lift=None, labels="pm
     noise : float, default 0.05
         Standard deviation of the Gaussian noise added to the points.
     seed : int, default 0
-        Seed for ``np.random.default_rng``.
+        Seed for ``np.random.default_rng``, >= 0.
     lift : int or None, default None
         If given (>= 2), pad ``x`` with zero columns up to ``lift`` columns.
     labels : {"pm1", "int"}, default "pm1"
@@ -121,7 +125,7 @@ def rings(n_samples=512, *, n_rings=2, noise=0.05, seed=0, lift=None, labels="pm
     x : ndarray, shape (n_samples, 2) or (n_samples, lift), float64
     y : ndarray, shape (n_samples,)
     """
-    _check_args(n_samples, labels, noise)
+    _check_args(n_samples, labels, noise, seed)
     integer(n_rings, "n_rings", low=2)
     rng = np.random.default_rng(seed)
     ring = _split(n_samples, n_rings)
@@ -146,7 +150,7 @@ def moons(n_samples=512, *, noise=0.1, seed=0, lift=None, labels="pm1"):
     noise : float, default 0.1
         Standard deviation of the Gaussian noise added to the points.
     seed : int, default 0
-        Seed for ``np.random.default_rng``.
+        Seed for ``np.random.default_rng``, >= 0.
     lift : int or None, default None
         If given (>= 2), pad ``x`` with zero columns up to ``lift`` columns.
     labels : {"pm1", "int"}, default "pm1"
@@ -157,7 +161,7 @@ def moons(n_samples=512, *, noise=0.1, seed=0, lift=None, labels="pm1"):
     x : ndarray, shape (n_samples, 2) or (n_samples, lift), float64
     y : ndarray, shape (n_samples,)
     """
-    _check_args(n_samples, labels, noise)
+    _check_args(n_samples, labels, noise, seed)
     rng = np.random.default_rng(seed)
     y = _split(n_samples, 2)
     angle = rng.uniform(0.0, np.pi, n_samples)
@@ -183,7 +187,7 @@ def spirals(n_samples=512, *, n_turns=1.5, noise=0.05, seed=0, lift=None, labels
     noise : float, default 0.05
         Standard deviation of the Gaussian noise added to the points.
     seed : int, default 0
-        Seed for ``np.random.default_rng``.
+        Seed for ``np.random.default_rng``, >= 0.
     lift : int or None, default None
         If given (>= 2), pad ``x`` with zero columns up to ``lift`` columns.
     labels : {"pm1", "int"}, default "pm1"
@@ -194,12 +198,15 @@ def spirals(n_samples=512, *, n_turns=1.5, noise=0.05, seed=0, lift=None, labels
     x : ndarray, shape (n_samples, 2) or (n_samples, lift), float64
     y : ndarray, shape (n_samples,)
     """
-    _check_args(n_samples, labels, noise)
+    _check_args(n_samples, labels, noise, seed)
     real(n_turns, "n_turns", low=0.0, low_open=True)
     rng = np.random.default_rng(seed)
     y = _split(n_samples, 2)
     t = np.sqrt(rng.uniform(0.0, 1.0, n_samples))
-    angle = 2.0 * np.pi * n_turns * t + np.pi * y
+    with np.errstate(over="ignore"):  # checked below
+        angle = 2.0 * np.pi * n_turns * t + np.pi * y
+    if not np.all(np.isfinite(angle)):
+        raise ValueError(f"n_turns must keep the angles finite in float64, got {n_turns}")
     x = t[:, None] * np.column_stack([np.cos(angle), np.sin(angle)])
     return _finish(rng, x, y, noise, lift, labels)
 
@@ -218,7 +225,7 @@ def xor(n_samples=512, *, noise=0.0, seed=0, lift=None, labels="pm1"):
     noise : float, default 0.0
         Standard deviation of the Gaussian noise added to the points.
     seed : int, default 0
-        Seed for ``np.random.default_rng``.
+        Seed for ``np.random.default_rng``, >= 0.
     lift : int or None, default None
         If given (>= 2), pad ``x`` with zero columns up to ``lift`` columns.
     labels : {"pm1", "int"}, default "pm1"
@@ -229,7 +236,7 @@ def xor(n_samples=512, *, noise=0.0, seed=0, lift=None, labels="pm1"):
     x : ndarray, shape (n_samples, 2) or (n_samples, lift), float64
     y : ndarray, shape (n_samples,)
     """
-    _check_args(n_samples, labels, noise)
+    _check_args(n_samples, labels, noise, seed)
     rng = np.random.default_rng(seed)
     x = rng.uniform(-1.0, 1.0, (n_samples, 2))
     return _finish(rng, x, x[:, 0] * x[:, 1] > 0, noise, lift, labels)
@@ -249,7 +256,7 @@ def checkerboard(n_samples=512, *, n_cells=4, seed=0, lift=None, labels="pm1"):
     n_cells : int, default 4
         Number of cells along each side, >= 2.
     seed : int, default 0
-        Seed for ``np.random.default_rng``.
+        Seed for ``np.random.default_rng``, >= 0.
     lift : int or None, default None
         If given (>= 2), pad ``x`` with zero columns up to ``lift`` columns.
     labels : {"pm1", "int"}, default "pm1"
@@ -260,7 +267,7 @@ def checkerboard(n_samples=512, *, n_cells=4, seed=0, lift=None, labels="pm1"):
     x : ndarray, shape (n_samples, 2) or (n_samples, lift), float64
     y : ndarray, shape (n_samples,)
     """
-    _check_args(n_samples, labels)
+    _check_args(n_samples, labels, seed=seed)
     integer(n_cells, "n_cells", low=2)
     rng = np.random.default_rng(seed)
     x = rng.uniform(-1.0, 1.0, (n_samples, 2))
@@ -292,6 +299,9 @@ def digits(*, standardize=True, lift=None):
     y : ndarray, shape (1797,), int64
         Digit shown, in 0..9.
     """
+    if not isinstance(standardize, (bool, np.bool_)):
+        raise TypeError(f"standardize must be a bool, got {type(standardize).__name__} "
+                        f"{standardize!r}")
     with (files("pmp") / "data" / "digits.npz").open("rb") as fh, np.load(fh) as data:
         x = data["x"].astype(np.float64)
         y = data["y"].astype(np.int64)

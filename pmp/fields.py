@@ -392,7 +392,7 @@ class Features(Field):
     bandwidth : float
         Length scale of the Fourier features: ``Omega ~ N(0, 1/bandwidth^2)``.
     seed : int
-        Seed of ``Omega`` and ``beta``.
+        Seed of ``Omega`` and ``beta`` (>= 0).
     """
 
     name = "features"
@@ -401,10 +401,10 @@ class Features(Field):
     def __init__(self, dim, activation, width, features="fourier", bandwidth=1.0, seed=0):
         super().__init__(dim, activation)
         self.width = integer(width, "width", low=1)
-        self.feature_code = lookup(FEATURE_MAPS, features, "feature map")
+        self.feature_code = lookup(FEATURE_MAPS, features, "feature map", "features")
         self.features = features
         self.bandwidth = real(bandwidth, "bandwidth", low=0.0, low_open=True)
-        self.seed = seed
+        self.seed = integer(seed, "seed", low=0)
         rng = np.random.default_rng(seed)
         if features == "fourier":
             self.omega = rng.normal(0.0, 1.0 / bandwidth, size=(width, dim))
@@ -412,6 +412,9 @@ class Features(Field):
         else:
             self.omega = rng.normal(0.0, 1.0 / math.sqrt(dim), size=(width, dim))
             self.beta = rng.normal(0.0, 1.0, size=width)
+        if not np.all(np.isfinite(self.omega)):  # 1 / bandwidth overflows
+            raise ValueError(f"bandwidth must be large enough for finite features "
+                             f"(Omega ~ N(0, 1/bandwidth^2)), got {self.bandwidth}")
         self.amplitude = math.sqrt(2.0 / width)
 
     def step_shapes(self):

@@ -6,15 +6,22 @@
 
 with ``Phi(X) = (1/N) sum_i l(P x_i, y_i)``. Conventions: THEORY.md sections 1-3.
 """
+import sys
+import warnings
+from collections.abc import Mapping
+
 import numpy as np
 
 from . import activations, objectives
-from ._validation import check_shape, finite_array, integer, real
+from ._validation import check_shape, finite_array, fit, integer, real
 from .fields import make_field
 
 _PROJECTIONS = ("last", "first", "trainable")
 INIT_SCHEMES = ("normal", "uniform", "zeros", "smooth")
 _DTYPES = {"float64": np.float64, "float32": np.float32}
+# the step h must have a normal float64 square (the maximisers divide by h^2)
+_H_MIN = sys.float_info.min ** 0.5
+_H_MAX = sys.float_info.max ** 0.5
 
 
 class Problem:
@@ -36,7 +43,8 @@ class Problem:
     T : float
         Final time, > 0.
     n_steps : int
-        Number of Euler steps (residual layers) K >= 1.
+        Number of Euler steps (residual layers) K >= 1. The step ``h = T / n_steps`` must
+        have a normal float64 square: about ``1.5e-154 <= h <= 1.3e154``.
     loss : {"squared", "lp", "logistic", "cross_entropy"}
     p : float
         Exponent of the "lp" loss ``|z - y|_p^p``, >= 1.
@@ -59,17 +67,19 @@ class Problem:
     bandwidth : float
         Length scale of the Fourier features.
     seed : int
-        Seed of the fixed random features.
+        Seed of the fixed random features (>= 0).
     lift : int, optional
         Pad x with zero columns up to this dimension.
     n_classes : int, optional
-        Number of classes of "cross_entropy" (default: largest label + 1).
+        Number of classes of "cross_entropy" (default: largest label + 1); only for that
+        loss.
     slope : float
         Negative slope of "leaky_relu".
     frozen : dict, optional
         name -> True (freeze the whole control) or a boolean mask broadcastable to the
         control's shape; frozen entries get zero gradient and keep their value.
     dtype : {"float64", "float32"}
+        x, y and a given projection must lie within its range.
 
     Attributes
     ----------
@@ -90,9 +100,7 @@ class Problem:
                  bound=None, running=0.0, terminal=1.0, width=None, features="fourier",
                  bandwidth=1.0, seed=0, lift=None, n_classes=None, slope=0.1, frozen=None,
                  dtype="float64"):
-        if dtype not in _DTYPES and np.dtype(dtype).name not in _DTYPES:
-            raise ValueError(f"dtype must be one of: float32, float64; got {dtype!r}")
-        self.dtype = np.dtype(dtype)
+        self.dtype = _float_dtype(dtype)
         x = finite_array(x, "x", ndim=2)
         if x.shape[0] < 1 or x.shape[1] < 1:
             raise ValueError(f"x must have shape (n_samples >= 1, n_features >= 1), got {x.shape}")
@@ -100,12 +108,17 @@ class Problem:
             lift = integer(lift, "lift", low=x.shape[1])
             x = np.hstack([x, np.zeros((x.shape[0], lift - x.shape[1]))])
         self.lift = lift
-        self.x = np.ascontiguousarray(x, dtype=self.dtype)
+        self.x = fit(x, self.dtype, "x")
         self.n_samples, self.dim = x.shape
 
         self.T = real(T, "T", low=0.0, low_open=True)
         self.n_steps = integer(n_steps, "n_steps", low=1)
         self.h = self.T / self.n_steps
+        if not sys.float_info.min <= self.h * self.h <= sys.float_info.max:
+            raise ValueError(
+                f"the step h = T / n_steps = {self.h:g} must have a normal float64 square "
+                f"({_H_MIN:.3g} <= h <= {_H_MAX:.3g}); got T={self.T}, n_steps={self.n_steps}"
+            )
         self.t = np.linspace(0.0, self.T, self.n_steps + 1)
 
         self.loss = loss
@@ -114,13 +127,16 @@ class Problem:
         self.y = np.asarray(y)
         y_kernel, m = objectives.prepare_targets(loss, y, self.n_samples, n_classes)
         self.n_classes = m if loss == "cross_entropy" else None
-        self.y_kernel = y_kernel.astype(self.dtype)
+        fit(y_kernel, self.dtype, "y")  # within the dtype's range
+        self.y_kernel = y_kernel.astype(self.dtype)  # a copy: y_kernel may view y
         self.n_outputs = m
 
         self.projection = projection
         self.trainable_readout = isinstance(projection, str) and projection == "trainable"
         self.P = self._readout(projection, m)
 
+        if seed is not None:  # used by "features" only; None: the field's default
+            seed = integer(seed, "seed", low=0)
         self.activation = activations.get(activation, slope)
         self.slope = self.activation.slope
         self.field = make_field(field, self.dim, self.activation, width=width,
@@ -159,16 +175,21 @@ class Problem:
         else:
             P = finite_array(projection, "projection", ndim=2)
             check_shape(P, (m, d), "projection")
-        return np.ascontiguousarray(P, dtype=self.dtype)
+        return fit(P, self.dtype, "projection")
 
     def _masks(self, frozen):
+        if frozen is None:
+            return {}
+        if not isinstance(frozen, Mapping):
+            raise TypeError(f"frozen must be a dict name -> True or a boolean mask, got "
+                            f"{type(frozen).__name__}")
         masks = {}
-        for name, mask in (frozen or {}).items():
+        for name, mask in frozen.items():
             if name not in self.control_shapes:
                 raise ValueError(f"frozen names unknown control {name!r}; controls are: "
                                  f"{', '.join(self.control_shapes)}")
             shape = self.control_shapes[name]
-            mask = np.ones(shape, bool) if mask is True else np.asarray(mask, bool)
+            mask = np.ones(shape, bool) if mask is True else _boolean_mask(mask, name)
             try:
                 masks[name] = np.broadcast_to(mask, shape)
             except ValueError:
@@ -238,6 +259,8 @@ class Problem:
         entries are not carried over."""
         kwargs = self.config()
         kwargs.update(lift=None)
+        if changes.get("loss", self.loss) != "cross_entropy":
+            kwargs.update(n_classes=None)  # only for cross_entropy
         kwargs.update(changes)
         if isinstance(kwargs["projection"], list):
             kwargs["projection"] = np.asarray(kwargs["projection"])
@@ -248,6 +271,50 @@ class Problem:
                 f"T={self.T}, n_steps={self.n_steps}, loss={self.loss!r}, "
                 f"reg={self.reg.name!r}, lam={self.lam}, running={self.running}, "
                 f"terminal={self.terminal})")
+
+
+def _float_dtype(dtype):
+    """``dtype`` (a name, type or np.dtype of float32 or float64) as an np.dtype."""
+    name = None
+    if isinstance(dtype, (str, type, np.dtype)):
+        error = ValueError
+        try:
+            with warnings.catch_warnings():  # numpy deprecates some aliases ('a')
+                warnings.simplefilter("ignore")
+                name = np.dtype(dtype).name
+        except (TypeError, ValueError):
+            pass
+    else:
+        error = TypeError
+    if name not in _DTYPES:
+        raise error(f"dtype must be one of: float32, float64; got {dtype!r}")
+    return np.dtype(name)
+
+
+def _boolean_mask(mask, name):
+    """``frozen[name]`` as a bool array: booleans, or numbers that are all 0 or 1."""
+    try:
+        arr = None if mask is None or isinstance(mask, str) else np.asarray(mask)
+    except ValueError:  # ragged nested lists
+        arr = np.asarray(None)
+    if arr is None or arr.dtype.kind not in "biuf":
+        shown = f"{type(mask).__name__} {mask!r}" if arr is None or arr.ndim == 0 \
+            else f"{type(mask).__name__} of dtype {arr.dtype}"
+        raise TypeError(f"frozen[{name!r}] must be True or a boolean mask, got {shown}")
+    if arr.dtype.kind != "b":
+        off = (arr != 0) & (arr != 1)
+        if np.any(off):
+            bad = tuple(int(i) for i in np.argwhere(off)[0]) if arr.ndim else ()
+            raise ValueError(f"frozen[{name!r}] must be True or a mask of booleans (or of 0 "
+                             f"and 1), got {arr[bad]} at index {bad}")
+    return arr.astype(bool)
+
+
+def check_problem(problem):
+    """``problem`` if it is a :class:`Problem`, else a TypeError (the public sweeps)."""
+    if not isinstance(problem, Problem):
+        raise TypeError(f"problem must be a pmp.Problem, got {type(problem).__name__}")
+    return problem
 
 
 def init_controls(problem, scheme="normal", scale=1.0, seed=0):
@@ -262,9 +329,9 @@ def init_controls(problem, scheme="normal", scale=1.0, seed=0):
         function of t (a few low-frequency Fourier modes), with the variance of "normal" -
         the smooth initialisation of Marion et al.
     scale : float
-        Overall scale (>= 0).
+        Overall scale (>= 0); the drawn controls must be finite in the problem's dtype.
     seed : int
-        Seed of the random draws.
+        Seed of the random draws (>= 0).
 
     Returns
     -------
@@ -272,32 +339,48 @@ def init_controls(problem, scheme="normal", scale=1.0, seed=0):
         name -> ndarray of shape ``problem.control_shapes[name]``; a trainable readout starts
         at ``problem.P``.
     """
+    check_problem(problem)
     if scheme not in INIT_SCHEMES:
         raise ValueError(f"unknown scheme {scheme!r}; expected one of: "
                          f"{', '.join(INIT_SCHEMES)}")
     scale = real(scale, "scale", low=0.0)
+    seed = integer(seed, "seed", low=0)
     rng = np.random.default_rng(seed)
     out = {}
     for name, shape in problem.control_shapes.items():
         if name == "P":
             out[name] = problem.P.copy()
             continue
-        std = scale / np.sqrt(problem.field.fan_in(name))
-        if scheme == "zeros":
-            u = np.zeros(shape)
-        elif scheme == "normal":
-            u = rng.normal(0.0, std, size=shape)
-        elif scheme == "uniform":
-            a = std * np.sqrt(3.0)
-            u = rng.uniform(-a, a, size=shape)
-        else:
-            n_modes = 4
-            s = (problem.t[:-1] + 0.5 * problem.h) / problem.T  # midpoints in [0, 1)
-            coef = rng.normal(0.0, std / np.sqrt(n_modes), size=(n_modes, *shape[1:]))
-            phase = rng.uniform(0.0, 2 * np.pi, size=(n_modes, *shape[1:]))
-            modes = np.arange(n_modes).reshape((-1, 1) + (1,) * (len(shape) - 1))
-            u = np.sqrt(2.0) * np.sum(
-                coef[:, None] * np.cos(np.pi * modes * s.reshape((1, -1) + (1,) * (len(shape) - 1))
-                                       + phase[:, None]), axis=0)
-        out[name] = np.ascontiguousarray(u, dtype=problem.dtype)
+        with np.errstate(over="ignore", invalid="ignore"):  # checked below
+            try:
+                u = _draw(problem, rng, scheme, scale, name, shape)
+            except OverflowError:  # uniform's range beyond float64
+                u = np.full(shape, np.inf)
+            u = np.ascontiguousarray(u, dtype=problem.dtype)
+        if not np.all(np.isfinite(u)):
+            bad = tuple(int(i) for i in np.argwhere(~np.isfinite(u))[0])
+            raise ValueError(f"scale must keep the drawn controls finite in "
+                             f"{problem.dtype.name}, got scale={scale} (controls[{name!r}] "
+                             f"has {u[bad]} at index {bad})")
+        out[name] = u
     return out
+
+
+def _draw(problem, rng, scheme, scale, name, shape):
+    """One control of :func:`init_controls`, in float64."""
+    std = scale / np.sqrt(problem.field.fan_in(name))
+    if scheme == "zeros":
+        return np.zeros(shape)
+    if scheme == "normal":
+        return rng.normal(0.0, std, size=shape)
+    if scheme == "uniform":
+        a = std * np.sqrt(3.0)
+        return rng.uniform(-a, a, size=shape)
+    n_modes = 4  # "smooth"
+    s = (problem.t[:-1] + 0.5 * problem.h) / problem.T  # midpoints in [0, 1)
+    coef = rng.normal(0.0, std / np.sqrt(n_modes), size=(n_modes, *shape[1:]))
+    phase = rng.uniform(0.0, 2 * np.pi, size=(n_modes, *shape[1:]))
+    modes = np.arange(n_modes).reshape((-1, 1) + (1,) * (len(shape) - 1))
+    return np.sqrt(2.0) * np.sum(
+        coef[:, None] * np.cos(np.pi * modes * s.reshape((1, -1) + (1,) * (len(shape) - 1))
+                               + phase[:, None]), axis=0)

@@ -5,6 +5,7 @@ Conventions (THEORY.md section 3): the costate is minus the derivative of the co
 to the control at step k is ``-grad_u H_k(X_k, p_{k+1}, u_k)`` plus the regulariser's. The
 Riesz (L^2(0, T)) gradient is that divided by h (:func:`riesz_gradient`).
 """
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,6 +13,8 @@ import numpy as np
 from ._controls import step_norms_squared
 from ._kernels import readout as _ro
 from ._kernels import sweeps as _sw
+from ._validation import finite_array, integer
+from .problem import check_problem
 from .threads import map_blocks, row_blocks
 
 
@@ -111,6 +114,7 @@ def _add_blocks(grads, gP, statistics, outputs, block_gP, block_statistics):
 
 
 def _prepare(problem, controls, validate):
+    check_problem(problem)
     return problem.validate_controls(controls) if validate else controls
 
 
@@ -202,13 +206,14 @@ def backward(problem, controls, states=None, *, validate=True):
 
 
 def _trajectory(problem, arr, name, n_steps=None):
-    """``arr`` as a C-contiguous (n_steps + 1, n_samples, dim) array of the problem's dtype."""
-    arr = np.asarray(arr)
+    """``arr`` as a finite, C-contiguous (n_steps + 1, n_samples, dim) array of the problem's
+    dtype."""
     shape = ((problem.n_steps if n_steps is None else n_steps) + 1, problem.n_samples,
              problem.dim)
+    arr = finite_array(arr, name, dtype=problem.dtype)
     if arr.shape != shape:
         raise ValueError(f"{name} must have shape {shape}, got {arr.shape}")
-    return np.ascontiguousarray(arr, dtype=problem.dtype)
+    return arr
 
 
 def _total(problem, controls, phi, run):
@@ -266,7 +271,11 @@ def value_and_grad(problem, controls, *, segment=None, workspace=None, validate=
         of the smooth part only; frozen entries are zero).
     """
     controls = _prepare(problem, controls, validate)
-    parts, grads = (_segmented(problem, controls, int(segment), workspace)
+    if segment is not None:
+        segment = integer(segment, "segment", low=1)
+    if workspace is not None and not isinstance(workspace, MutableMapping):
+        raise TypeError(f"workspace must be a dict (or None), got {type(workspace).__name__}")
+    parts, grads = (_segmented(problem, controls, segment, workspace)
                     if segment is not None else _gradient(problem, controls, workspace))
     return parts["total"], grads
 
@@ -451,7 +460,9 @@ def losses_along(problem, states, controls=None):
     """Training error ``Phi(X_k)`` at every step; ``states`` (K + 1, N, d) -> (K + 1,).
 
     ``controls`` is needed only for a trainable readout (its "P")."""
-    states = _trajectory(problem, states, "states", n_steps=np.shape(states)[0] - 1)
+    check_problem(problem)
+    states = finite_array(states, "states", ndim=3, dtype=problem.dtype)
+    states = _trajectory(problem, states, "states", n_steps=states.shape[0] - 1)
     P = problem.P if controls is None else _P(problem, problem.validate_controls(controls))
     return losses_with(problem, states, P)
 
@@ -508,6 +519,7 @@ def hamiltonian(problem, controls, states, costates):
     read as the stored ``X_{k+1}``. To evaluate ``H_k`` at another control, use
     :class:`pmp.maximize.Maximizer` (its gains) or a one-step problem started at ``X_k``.
     """
+    check_problem(problem)
     controls = problem.validate_controls(controls)
     states = _trajectory(problem, states, "states")
     costates = _trajectory(problem, costates, "costates")
@@ -520,11 +532,21 @@ def hamiltonian(problem, controls, states, costates):
 
 def riesz_gradient(problem, grads):
     """The L^2(0, T) (Riesz) gradient: ``dJ/du_k / h`` (a trainable P is left as is)."""
+    check_problem(problem)
+    if not isinstance(grads, Mapping):
+        raise TypeError(f"grads must be a mapping name -> array, got {type(grads).__name__}")
     return {n: g / problem.riesz_weight(n) for n, g in grads.items()}
 
 
 def grad_norm(problem, riesz):
     """``max_k |g_k|`` over the steps (all arrays of a step together), and ``|g_P|``."""
+    check_problem(problem)
+    if not isinstance(riesz, Mapping):
+        raise TypeError(f"riesz must be a mapping name -> array, got {type(riesz).__name__}")
+    missing = [n for n in problem.control_names if n not in riesz]
+    if missing:
+        raise ValueError(f"riesz must hold the controls {list(problem.control_names)}, "
+                         f"missing {missing}")
     norm = float(np.max(np.sqrt(step_norms_squared(riesz, problem.control_names))))
     if "P" in riesz:
         norm = max(norm, float(np.linalg.norm(riesz["P"])))

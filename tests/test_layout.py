@@ -21,7 +21,7 @@ LAYERS = [
     ("pmp.maximize",),
     ("pmp.methods",),
     ("pmp.trainer",),
-    ("pmp.batch.config",),
+    ("pmp.batch.config", "pmp.batch.lock"),
     ("pmp.batch.store",),
     ("pmp.analysis",),
     ("pmp.plots",),
