@@ -103,7 +103,6 @@ def _l1_closed_form(g, a, wo, wn, fr, l1, rho, h1d, h1r):
 def _l1_fista(g, a, wo, wn, fr, l1, rho, h1d, h1r, solver, work):
     """Group l1 with a quadratic: FISTA on the diagonal quadratic; returns (iterations, prox
     residual). ``work`` the (2, 1, d) and (3, 1, d) arrays of :func:`diagonal_maximize`."""
-    lam = l1[1]
     tol, max_inner = solver
     d = g.shape[0]
     grad, trial = work[0][0], work[0][1]
