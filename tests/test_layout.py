@@ -144,3 +144,13 @@ print(pmp.get_threads(), max(blas().values()))
                          capture_output=True, text=True, cwd=PACKAGE.parent)
     assert "PMP_THREADS must be an int >= 1, got 'two'" in out.stderr
     assert "in get_threads" in out.stderr  # raised at first use, not by the import
+
+
+def test_every_module_is_installed():
+    """``pip install .`` installs the packages setuptools finds: every folder of modules
+    must be one (an ``__init__.py``), or its modules are missing outside the clone."""
+    setuptools = pytest.importorskip("setuptools")
+    found = set(setuptools.find_packages(str(PACKAGE.parent), include=["pmp", "pmp.*"]))
+    folders = {".".join(path.parent.relative_to(PACKAGE.parent).parts)
+               for path in PACKAGE.rglob("*.py") if "__pycache__" not in path.parts}
+    assert folders <= found, sorted(folders - found)
