@@ -138,7 +138,8 @@ def test_bad_input_is_one_line_and_touches_nothing(tmp_path):
     truncated.mkdir()
     (truncated / "run.h5").write_bytes(index.read_bytes()[:1000])
     one_line_error(pmp_cli("info", "trunc", cwd=tmp_path), "trunc")
-    one_line_error(pmp_cli("resume", "nowhere", cwd=tmp_path), "no run file")
+    one_line_error(pmp_cli("resume", "nowhere", cwd=tmp_path), "no run directory nowhere")
+    assert not (tmp_path / "nowhere").exists()
 
 
 def test_resume_refuses_a_changed_config_and_a_finished_run(tmp_path):

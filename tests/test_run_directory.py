@@ -96,8 +96,9 @@ def test_a_bad_option_writes_nothing(assignments, name, tmp_path, capsys):
     args = ["train", "--out", str(tmp_path / "r")]
     for item in assignments.split("|"):
         args += ["--set", item]
-    status, _, err = run_main(*args, capsys=capsys)
+    status, out, err = run_main(*args, capsys=capsys)
     check_one_line(status, err, name)
+    assert out == ""  # the whole terminal shows the one line
     assert not (tmp_path / "r").exists()
 
 
@@ -148,8 +149,9 @@ def test_bad_command_lines_are_one_line_and_change_nothing(args, fragment, run_d
                                                            tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     before = digest(tmp_path)
-    status, _, err = run_main(*(a.format(run=run_dir) for a in args), capsys=capsys)
+    status, out, err = run_main(*(a.format(run=run_dir) for a in args), capsys=capsys)
     check_one_line(status, err, fragment)
+    assert out == ""
     assert digest(tmp_path) == before
 
 
@@ -232,6 +234,16 @@ def test_a_run_killed_before_its_first_checkpoint_can_be_resumed_or_retrained(tm
         assert status == 0, err
         with pmp.load_run(directory) as run:
             assert run.checkpoints == [0, 10, 20] and run.attrs["status"] == "finished"
+
+
+def test_info_says_when_no_process_trains_a_running_run(tmp_path, capsys):
+    cfg = config()
+    RunWriter(tmp_path / "r", cfg.validate(), cfg.to_toml(), cfg.method)  # then kill -9
+    status, out, _ = run_main("info", str(tmp_path / "r"), capsys=capsys)
+    assert status == 0 and "no process trains it now" in out
+    with DirectoryLock(tmp_path / "r", "run"):
+        status, out, _ = run_main("info", str(tmp_path / "r"), capsys=capsys)
+        assert status == 0 and "no process trains it now" not in out
 
 
 # -------------------------------------------------------------- resume and extension

@@ -31,7 +31,6 @@ def _train(args):
         directory = _free(run_directory(config))
     else:
         directory = run_directory(config, args.out)
-    print(f"pmp: training {config.method!r} into {directory}", flush=True)
     return _report(directory, lambda: train_run(config, directory, overwrite=args.overwrite,
                                                 print_every=args.print_every))
 
@@ -60,7 +59,6 @@ def _report(directory, job):
 
 
 def _resume(args):
-    print(f"pmp: resuming {args.directory}", flush=True)
     return _report(args.directory, lambda: resume_run(
         args.directory, max_iter=args.max_iter, time_limit=args.time_limit,
         print_every=args.print_every))
@@ -94,6 +92,9 @@ def _info(args):
         print(f"run        {run.path}")
         print(f"format     {a['format']} v{a['format_version']} (pmp {a['pmp_version']})")
         print(f"status     {a['status']}  {a.get('message', '')}")
+        if a["status"] == "running" and DirectoryLock(run.directory, "run").holder() is None:
+            print(f"           no process trains it now (interrupted or killed): "
+                  f"`pmp resume {run.directory}` continues it")
         print(f"method     {a['method']}")
         print(f"created    {a['created']}   updated {a.get('updated', '')}")
         print(f"iterations {int(hist['iteration'][-1]) if len(hist.get('iteration', [])) else 0}"

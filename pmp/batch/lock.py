@@ -28,14 +28,17 @@ class DirectoryLock:
         When another process holds it.
     """
 
-    def __init__(self, directory, role="run"):
+    def __init__(self, directory, role="run", create=True):
         self.directory = os.fspath(directory)
+        self.create = create
         self.role = role
         self.path = os.path.join(self.directory, f".lock-{role}")
-        self.holder = f"{self.path}.json"
+        self.holder_file = f"{self.path}.json"
         self._lock = None
 
     def __enter__(self):
+        if not self.create and not os.path.isdir(self.directory):
+            raise FileNotFoundError(f"no run directory {self.directory}")
         os.makedirs(self.directory, exist_ok=True)
         lock = FileLock(self.path, timeout=0)
         try:
@@ -45,7 +48,7 @@ class DirectoryLock:
                                  f"wait for it to finish or stop it") from None
         self._lock = lock
         try:
-            with open(self.holder, "w") as f:
+            with open(self.holder_file, "w") as f:
                 json.dump(dict(pid=os.getpid(), command=" ".join(sys.argv),
                                started=time.strftime("%Y-%m-%d %H:%M:%S")), f)
         except OSError:  # a full disk must not hide the lock we hold
@@ -54,15 +57,26 @@ class DirectoryLock:
 
     def __exit__(self, *exc):
         try:
-            os.remove(self.holder)
+            os.remove(self.holder_file)
         except OSError:
             pass
         self._lock.release()
         self._lock = None
 
+    def holder(self):
+        """The holder's description when its process is alive, else None (read only: the
+        lock itself is not touched)."""
+        try:
+            with open(self.holder_file) as f:
+                pid = json.load(f)["pid"]
+            os.kill(pid, 0)
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return self._describe_holder()
+
     def _describe_holder(self):
         try:
-            with open(self.holder) as f:
+            with open(self.holder_file) as f:
                 holder = json.load(f)
             return f"process {holder['pid']} ({holder['command']}, since {holder['started']})"
         except (OSError, ValueError, KeyError):

@@ -191,6 +191,8 @@ def train_run(config, directory, *, overwrite=False, stream=None, print_every=50
     get_threads()  # PMP_THREADS is read here, before anything is written
     with DirectoryLock(directory, "run"):
         _prepare_directory(directory, overwrite)
+        print(f"pmp: training {config.method!r} into {directory}", file=stream or sys.stdout,
+              flush=True)
         writer = RunWriter(directory, problem, config.to_toml(), config.method,
                            config["output"].get("trajectory_samples"))
         return _execute(config, problem, writer, None, stream, print_every)
@@ -208,7 +210,7 @@ def resume_run(directory, *, max_iter=None, time_limit=None, stream=None, print_
     directory = os.fspath(directory)
     print_every = integer(print_every, "print_every", low=1)
     get_threads()
-    with DirectoryLock(directory, "run"):
+    with DirectoryLock(directory, "run", create=False):
         with load_run(directory) as run:
             text, status = run.attrs["config"], run.attrs["status"]
             data = run.data()
@@ -230,6 +232,8 @@ def resume_run(directory, *, max_iter=None, time_limit=None, stream=None, print_
         writer.truncate(start)
         if config.to_toml() != text:
             writer.set_config(config.to_toml())
+        print(f"pmp: resuming {directory} at iteration {max(start, 0)}",
+              file=stream or sys.stdout, flush=True)
         writer.set_status("running", f"resumed at iteration {max(start, 0)} on "
                           f"{time.strftime('%Y-%m-%d %H:%M:%S')}")
         return _execute(config, problem, writer, resume_state, stream, print_every)
