@@ -155,6 +155,19 @@ def test_bad_command_lines_are_one_line_and_change_nothing(args, fragment, run_d
     assert digest(tmp_path) == before
 
 
+def test_a_data_file_whose_x_is_a_group_is_named(tmp_path, capsys):
+    with h5py.File(tmp_path / "d.h5", "w") as f:
+        f.create_group("x")
+        f["y"] = np.ones(5)
+    text = BASE.replace('name = "rings"\nn_samples = 48\nseed = 1\nlift = 3',
+                        f'path = "{tmp_path / "d.h5"}"')
+    (tmp_path / "c.toml").write_text(text)
+    status, _, err = run_main("train", str(tmp_path / "c.toml"), "--out",
+                              str(tmp_path / "r"), capsys=capsys)
+    check_one_line(status, err, "'x' must be an array", "d.h5")
+    assert not (tmp_path / "r").exists()
+
+
 def test_a_bad_thread_setting_is_one_line_and_writes_nothing(tmp_path):
     env = dict(os.environ, PMP_THREADS="abc",
                PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))

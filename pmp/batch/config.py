@@ -249,6 +249,10 @@ def read_arrays(path):
             with np.load(path) as f:
                 return f["x"], f["y"]
         with h5py.File(path, "r") as f:
+            for name in ("x", "y"):
+                if name in f and not isinstance(f[name], h5py.Dataset):
+                    raise ConfigError(f"data file {path}: '{name}' must be an array (an HDF5 "
+                                      f"dataset), got a {type(f[name]).__name__}")
             return f["x"][()], f["y"][()]
     except KeyError as err:
         raise ConfigError(f"data file {path} must hold arrays 'x' and 'y': {err}") from None
