@@ -259,6 +259,47 @@ def test_info_says_when_no_process_trains_a_running_run(tmp_path, capsys):
         assert status == 0 and "no process trains it now" not in out
 
 
+@pytest.mark.parametrize("when", ["checkpoint file", "final index"])
+def test_interrupted_inside_a_write_then_resume(tmp_path, monkeypatch, when):
+    """A stop inside the writing of a checkpoint file or of the final index: nothing half
+    written is published, and resume finishes the run as if nothing happened."""
+    if when == "checkpoint file":
+        real = store.create_dataset
+
+        def failing(group, name, *args, **kwargs):
+            if "00000010.h5" in group.file.filename and name == "costates":
+                raise KeyboardInterrupt  # inside the second checkpoint's file
+            return real(group, name, *args, **kwargs)
+
+        monkeypatch.setattr(store, "create_dataset", failing)
+    else:
+        real = RunWriter._write_index
+
+        def failing(self):
+            if self.attrs["status"] == "finished":
+                raise KeyboardInterrupt
+            real(self)
+
+        monkeypatch.setattr(RunWriter, "_write_index", failing)
+    with pytest.raises(KeyboardInterrupt):
+        train_run(config(), tmp_path / "r", stream=QUIET)
+    monkeypatch.undo()
+    assert not [n for _, _, files in os.walk(tmp_path) for n in files if n.endswith(".tmp")]
+    resume_run(tmp_path / "r", stream=QUIET)
+    with pmp.load_run(tmp_path / "r") as run:
+        assert run.attrs["status"] == "finished"
+        assert controls_equal(run.controls(), reference(tmp_path, 20))
+
+
+def test_what_a_killed_writer_left_half_written_is_removed(run_dir):
+    stale = [run_dir / ".run.h5.x1y2.tmp", run_dir / "checkpoints" / ".00000030.h5.ab.tmp"]
+    mine = run_dir / "checkpoints" / ".notes.tmp"
+    for path in stale + [mine]:
+        path.write_bytes(b"half")
+    resume_run(run_dir, max_iter=21, stream=QUIET)
+    assert not any(path.exists() for path in stale) and mine.exists()
+
+
 # -------------------------------------------------------------- resume and extension
 def reference(tmp_path, max_iter):
     """Final controls of an uninterrupted run of ``max_iter`` iterations."""

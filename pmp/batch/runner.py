@@ -27,6 +27,8 @@ from .store import DiskFull, RunFileError, RunWriter, load_run
 # the files of a run directory that pmp writes (and so may replace)
 RUN_FILES = ("run.h5", "data.h5", "config.toml", "analysis.h5")
 CHECKPOINT_FILE = re.compile(r"\d{8}\.h5(\.damaged)?")
+# the temporary files of the run's writer (pmp.batch.store): left behind by a kill -9
+RUN_TEMPORARY = re.compile(r"\.(run\.h5|data\.h5|config\.toml|\d{8}\.h5)\..+\.tmp")
 
 
 class OutputExists(ValueError):
@@ -74,6 +76,16 @@ def _prepare_directory(directory, overwrite):
         if not os.listdir(checkpoints):
             os.rmdir(checkpoints)
     os.makedirs(directory, exist_ok=True)
+
+
+def _remove_temporaries(directory):
+    """Remove what a killed writer of this run left half-written (under the run's lock, no
+    other writer of these files runs)."""
+    for folder in (directory, os.path.join(directory, "checkpoints")):
+        if os.path.isdir(folder):
+            for name in os.listdir(folder):
+                if RUN_TEMPORARY.fullmatch(name):
+                    os.remove(os.path.join(folder, name))
 
 
 def _has_checkpoint(index):
@@ -190,6 +202,7 @@ def train_run(config, directory, *, overwrite=False, stream=None, print_every=50
     problem = config.validate()
     get_threads()  # PMP_THREADS is read here, before anything is written
     with DirectoryLock(directory, "run"):
+        _remove_temporaries(directory)
         _prepare_directory(directory, overwrite)
         print(f"pmp: training {config.method!r} into {directory}", file=stream or sys.stdout,
               flush=True)
@@ -211,6 +224,7 @@ def resume_run(directory, *, max_iter=None, time_limit=None, stream=None, print_
     print_every = integer(print_every, "print_every", low=1)
     get_threads()
     with DirectoryLock(directory, "run", create=False):
+        _remove_temporaries(directory)
         with load_run(directory) as run:
             text, status = run.attrs["config"], run.attrs["status"]
             data = run.data()
