@@ -12,8 +12,15 @@ Stopping (checked after every iterate, in this order): non-finite cost or a cost
 returned), Riesz gradient norm ``max_k |g_k| <= gtol`` ("converged"), ``max_iter`` updates
 ("max_iter"), ``time_limit`` seconds ("time_limit"), and a method that cannot go on
 ("stalled", e.g. a failed line search).
+
+The loop also keeps the best iterate (lowest cost; full batch only): every state's ``best``.
+A run that ends above its initial cost says so in its message (and :func:`train` warns);
+``keep_best=True`` returns the best iterate instead of the last one.
 """
+import os
+import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,6 +33,9 @@ from .sweeps import cost
 from .threads import serial_blas
 
 DIVERGENCE_FACTOR = 1e6
+# seconds between two refreshes of a progress bar (tqdm's mininterval): redrawing a terminal
+# line every iteration costs more than an iteration of a small problem
+PROGRESS_INTERVAL = 0.25
 BASE_COLUMNS = ("iteration", "cost", "terminal", "running", "regularization", "loss",
                 "grad_norm", "step_size", "wall_time", "elapsed")
 
@@ -58,6 +68,9 @@ class TrainState:
     status : str or None
         None while training goes on; on the last state the reason it stopped.
     message : str
+    best : TrainState or None
+        The iterate of lowest cost so far (this one, or an earlier one); None with
+        mini-batches, whose costs are on different samples.
     """
 
     iteration: int
@@ -72,11 +85,12 @@ class TrainState:
     message: str = ""
     extra: dict = field(default_factory=dict)
     resume: dict | None = None  # what a checkpoint stores to continue from here exactly
+    best: "TrainState | None" = field(default=None, repr=False, compare=False)
 
 
 def iterate(problem, method="gd", *, max_iter=1000, controls=None, seed=0, gtol=1e-6,
             time_limit=None, batch_size=None, init="normal", init_scale=0.1, resume=None,
-            segment=None, **options):
+            segment=None, keep_best=False, **options):
     """Train ``problem`` step by step: a generator of :class:`TrainState`.
 
     Parameters
@@ -108,6 +122,8 @@ def iterate(problem, method="gd", *, max_iter=1000, controls=None, seed=0, gtol=
         ``state.resume`` of a :class:`TrainState` (as stored in a checkpoint): continue that
         run exactly; the first state yielded is the next iteration. Same problem, method and
         options as the run that produced it.
+    keep_best : bool
+        The result is the best iterate (the last state's ``best``); full batch only.
     **options
         The method's options (``lr``, ``momentum``, ...); unknown ones raise TypeError.
 
@@ -117,7 +133,7 @@ def iterate(problem, method="gd", *, max_iter=1000, controls=None, seed=0, gtol=
         One per iterate; the last one has ``status`` set.
     """
     method, stop, oracle = _setup(problem, method, options, max_iter, gtol, time_limit,
-                                  batch_size, segment, seed, init, init_scale)
+                                  batch_size, segment, seed, init, init_scale, keep_best)
     start = time.perf_counter()
     if resume is not None:
         oracle.set_state(resume["oracle"])
@@ -131,26 +147,35 @@ def iterate(problem, method="gd", *, max_iter=1000, controls=None, seed=0, gtol=
     steps = method.run(oracle, controls, None if resume is None else resume["method"])
     if method.blas_between_sweeps:
         steps = serial_blas(steps)
-    yield from _loop(steps, method, oracle, stop, start, resume)
+    yield from _loop(steps, method, oracle, stop, start, resume, keep_best)
 
 
 def check_options(problem, method="gd", *, max_iter=1000, seed=0, gtol=1e-6, time_limit=None,
-                  batch_size=None, init="normal", init_scale=0.1, segment=None, **options):
+                  batch_size=None, init="normal", init_scale=0.1, segment=None,
+                  keep_best=False, **options):
     """Raise the error :func:`iterate` would raise for these arguments, without training
     (a batch run checks its whole configuration before it writes anything)."""
     _setup(problem, method, options, max_iter, gtol, time_limit, batch_size, segment, seed,
-           init, init_scale)
+           init, init_scale, keep_best)
 
 
 def _setup(problem, method, options, max_iter, gtol, time_limit, batch_size, segment, seed,
-           init, init_scale):
+           init, init_scale, keep_best=False):
     """The method, the stop rules and the oracle of a run, every argument checked."""
     method = make_method(method, options)
     stop = _StopRules(max_iter, gtol, time_limit)
     seed = integer(seed, "seed", low=0)
     lookup({s: s for s in INIT_SCHEMES}, init, "init scheme")
     real(init_scale, "init_scale", low=0.0)
-    return method, stop, _oracle(problem, method, batch_size, segment, seed)
+    if not isinstance(keep_best, (bool, np.bool_)):
+        raise TypeError(f"keep_best must be True or False, got {type(keep_best).__name__} "
+                        f"{keep_best!r}")
+    oracle = _oracle(problem, method, batch_size, segment, seed)
+    if keep_best and oracle.batch_size is not None:
+        raise ValueError(f"keep_best=True compares the costs of the iterates: it needs the full "
+                         f"batch (batch_size=None), got batch_size={batch_size} (the costs of "
+                         f"mini-batches are on different samples)")
+    return method, stop, oracle
 
 
 def _oracle(problem, method, batch_size, segment, seed):
@@ -165,20 +190,23 @@ def _oracle(problem, method, batch_size, segment, seed):
     return Oracle(problem, batch_size, seed, segment)
 
 
-def _loop(steps, method, oracle, stop, start, resume):
+def _loop(steps, method, oracle, stop, start, resume, keep_best=False):
     """Advance the method's generator, yield a :class:`TrainState` per iterate until a stop
-    rule fires or the method gives up."""
-    first, last, iteration = None, None, 0
+    rule fires or the method gives up; keep the best iterate (full batch)."""
+    first, last, iteration, best = None, None, 0, None
+    track = oracle.batch_size is None  # mini-batch costs are on different samples
     if resume is not None:  # the checkpointed iterate again: already recorded
         first, iteration = float(resume["first"]), int(resume["iteration"])
         point = next(steps)
         last = TrainState(iteration, point.controls, point.parts, point.grad_norm,
                           point.step_size, 0.0, time.perf_counter() - start, oracle.n_evals,
                           resume=resume)
+        best = last.best = _restored_best(resume.get("best"), last) if track else None
         iteration += 1
         if iteration > stop.max_iter:  # resumed at max_iter (say, interrupted at the end)
-            yield _state(last, "max_iter", f"reached max_iter = {stop.max_iter} iterations",
-                         time.perf_counter(), start, oracle)
+            yield _conclude(_state(last, "max_iter", f"reached max_iter = {stop.max_iter} "
+                                   f"iterations", time.perf_counter(), start, oracle),
+                            first, keep_best)
             return
         oracle.next_batch()
     for iteration in range(iteration, stop.max_iter + 1):
@@ -186,22 +214,80 @@ def _loop(steps, method, oracle, stop, start, resume):
         point = next(steps, None)
         now = time.perf_counter()
         if point is None:  # the method gave up
-            yield _state(last, oracle.stop_status, oracle.stall_message or "the method stopped",
-                         now, start, oracle)
+            yield _conclude(_state(last, oracle.stop_status,
+                                   oracle.stall_message or "the method stopped", now, start,
+                                   oracle), first, keep_best)
             return
         first = point.parts["total"] if first is None else first
         state = TrainState(iteration, point.controls, point.parts, point.grad_norm,
                            point.step_size, now - tic, now - start, oracle.n_evals,
                            extra=dict(point.extra))
+        total = state.cost["total"]  # on ties the later one (a rejected step repeats it)
+        if track and np.isfinite(total) and (best is None or total <= best.cost["total"]):
+            best = state
+        state.best = best
         state.resume = dict(controls=point.controls, method=method.state,
                             oracle=oracle.get_state(), first=first, iteration=iteration,
-                            elapsed=now - start)
+                            elapsed=now - start, best=_best_record(best, iteration))
         stop.apply(state, first, last)
-        yield state
         if state.status is not None:
+            yield _conclude(state, first, keep_best)
             return
+        yield state
         last = state
         oracle.next_batch()
+
+
+def _best_record(best, iteration):
+    """What a checkpoint keeps of the best iterate (its iteration alone when it is the
+    checkpointed one), so that a resumed run keeps the same best."""
+    if best is None:
+        return None
+    if best.iteration == iteration:
+        return {"iteration": iteration}
+    return dict(iteration=best.iteration, cost=dict(best.cost), grad_norm=best.grad_norm,
+                step_size=best.step_size, controls=best.controls)
+
+
+def _restored_best(record, state):
+    """The best iterate of a resumed run: ``state`` (the resumed one) or the record's."""
+    if record is None or int(record["iteration"]) == state.iteration:
+        return state
+    best = TrainState(int(record["iteration"]), record["controls"],
+                      {k: float(v) for k, v in record["cost"].items()},
+                      float(record["grad_norm"]), float(record["step_size"]), float("nan"),
+                      float("nan"), 0)
+    best.best = best
+    return best
+
+
+def _conclude(state, first, keep_best):
+    """Finish the last state's message: which iterate the run returns (``extra["returned"]``:
+    the last finite one, or the best with ``keep_best``) and whether the run ended above its
+    initial cost (``extra["worse_than_start"]``; None with mini-batches, whose costs are on
+    different samples: :func:`train` compares on all samples)."""
+    end = state.extra.get("last_finite") or state
+    best = state.best
+    returned = best if keep_best and best is not None else end
+    worse = None
+    if best is not None and first is not None and np.isfinite(first):
+        worse = bool(end.cost["total"] > first)
+    notes = []
+    if state.status == "diverged" and returned is end:
+        above = ", above the initial cost" if worse else ""
+        notes.append(f"the controls of iteration {end.iteration} (J = "
+                     f"{end.cost['total']:.6g}{above}) are returned")
+    elif worse:
+        notes.append(f"the run ended above its initial cost (J = {end.cost['total']:.6g} > "
+                     f"{first:.6g})")
+    if best is not None and best.iteration != end.iteration:
+        where = f"iteration {best.iteration} (J = {best.cost['total']:.6g})"
+        notes.append(f"the best iterate, {where}, is returned" if returned is best else
+                     f"the best iterate was {where}: keep_best=True returns it")
+    if notes:
+        state.message = "; ".join([state.message] + notes)
+    state.extra.update(returned=returned, worse_than_start=worse)
+    return state
 
 
 class _StopRules:
@@ -218,9 +304,8 @@ class _StopRules:
         total, iteration = state.cost["total"], state.iteration
         if not np.isfinite(total) or total > DIVERGENCE_FACTOR * max(abs(first), 1e-300):
             state.status = "diverged"
-            state.message = (f"diverged at iteration {iteration}: J = {total:.6g} (initial "
-                             f"{first:.6g}); the controls of iteration "
-                             f"{last.iteration if last else 0} are returned")
+            state.message = f"diverged at iteration {iteration}: J = {total:.6g} (initial " \
+                            f"{first:.6g})"
             state.extra["last_finite"] = last
         elif state.grad_norm <= self.gtol:
             state.status = "converged"
@@ -236,7 +321,9 @@ class _StopRules:
 def _state(last, status, message, now, start, oracle):
     state = TrainState(last.iteration, last.controls, last.cost, last.grad_norm,
                        last.step_size, 0.0, now - start, oracle.n_evals, status, message,
-                       resume=last.resume)
+                       resume=last.resume, best=last.best)
+    if last.best is last:
+        state.best = state
     state.extra["repeat"] = True
     return state
 
@@ -247,9 +334,21 @@ class TrainResult(OptimizeResult):
     Attributes
     ----------
     controls : dict
-        Final controls (same keys and shapes as the problem's).
+        Final controls (same keys and shapes as the problem's): those of the last iterate,
+        the last finite one after a divergence, or the best one with ``keep_best=True``.
     cost : dict
         Final cost parts on all samples: total, terminal, running, regularization, loss.
+    J : float
+        ``cost["total"]``.
+    iteration : int
+        The iterate whose controls are returned.
+    best_iteration : int or None
+        The iterate of lowest cost (None with mini-batches).
+    worse_than_start : bool or None
+        The run ended above its initial cost (the last finite iterate against iteration 0,
+        on all samples; also with ``keep_best=True``, which then returns a better iterate).
+        :func:`train` warns and the message says so. None when not known (a mini-batch run
+        resumed from a checkpoint).
     grad_norm : float
     history : dict
         column -> ndarray, one entry per iterate: iteration, cost, terminal, running,
@@ -261,7 +360,9 @@ class TrainResult(OptimizeResult):
         "converged", "max_iter", "time_limit", "diverged" or "stalled".
     message : str
     method : str
-    n_iter, n_evals : int
+    n_iter : int
+        Updates made (the number of the last iterate).
+    n_evals : int
     wall_time : float
     """
 
@@ -284,28 +385,117 @@ def history_row(state):
             *(float(state.extra.get(k, np.nan)) for k in extra_history_columns()))
 
 
-def train(problem, method="gd", *, max_iter=1000, controls=None, seed=0, **kwargs):
+def train(problem, method="gd", *, max_iter=1000, controls=None, seed=0, keep_best=False,
+          progress=None, **kwargs):
     """Train ``problem``: consume :func:`iterate` and return a :class:`TrainResult`.
 
-    Parameters are those of :func:`iterate`. Example::
+    Parameters are those of :func:`iterate`, and
+
+    keep_best : bool
+        Return the best iterate (lowest cost) instead of the last one; full batch only.
+    progress : bool or None
+        True: a progress bar (``tqdm.auto``: a widget in Jupyter, text on a terminal,
+        refreshed every ``PROGRESS_INTERVAL`` s at most). None (the default): no bar, only a
+        one-line notice on stderr when this call compiles pmp's kernels (the first run of
+        an installation: tens of seconds). False: neither.
+
+    A run that ends above its initial cost warns (``UserWarning``) and sets
+    ``result.worse_than_start``. Example::
 
         result = pmp.train(problem, method="lbfgs", max_iter=500, gtol=1e-8)
-        result.history["cost"]     # one entry per iterate
+        result.J                   # the final cost; result.history["cost"]: one per iterate
     """
-    rows, state = [], None
-    for state in iterate(problem, method, max_iter=max_iter, controls=controls, seed=seed,
-                         **kwargs):
-        if not state.extra.get("repeat"):
-            rows.append(history_row(state))
+    if progress is not None and not isinstance(progress, (bool, np.bool_)):
+        raise TypeError(f"progress must be True, False or None, got "
+                        f"{type(progress).__name__} {progress!r}")
+    name = getattr(method, "name", method)
+    resume = kwargs.get("resume")
+    bar = _progress_bar(progress, max_iter, 0 if resume is None else int(resume["iteration"]),
+                        name)
+    history, start, state = _consume(iterate(problem, method, max_iter=max_iter,
+                                             controls=controls, seed=seed,
+                                             keep_best=keep_best, **kwargs), bar)
+    final = state.extra.get("returned") or state
+    worse, message = state.extra.get("worse_than_start"), state.message
     batch_size = kwargs.get("batch_size")
-    final = state.extra.get("last_finite") or state
     if batch_size is not None and batch_size < problem.n_samples:
         parts = cost(problem, final.controls)  # the history holds mini-batch costs
+        if resume is None:  # compare on all samples
+            initial = cost(problem, start.controls)["total"]
+            worse = bool(parts["total"] > initial)
+            if worse:
+                message += (f"; the run ended above its initial cost on all samples (J = "
+                            f"{parts['total']:.6g} > {initial:.6g})")
     else:
         parts = final.cost
-    history = {c: np.asarray(v) for c, v in zip(history_columns(), zip(*rows))}
-    return TrainResult(controls=final.controls, cost=parts, grad_norm=final.grad_norm,
-                       history=history, success=state.status == "converged",
-                       status=state.status, message=state.message,
-                       method=getattr(method, "name", method), n_iter=final.iteration,
-                       n_evals=state.n_evals, wall_time=state.elapsed)
+    if worse:
+        warnings.warn(f"pmp.train, method {name!r}: {message}", UserWarning, stacklevel=2)
+    best = None if state.best is None else state.best.iteration
+    return TrainResult(controls=final.controls, cost=parts, J=parts["total"],
+                       grad_norm=final.grad_norm, history=history,
+                       success=state.status == "converged", status=state.status,
+                       message=message, method=name, n_iter=state.iteration,
+                       iteration=final.iteration, best_iteration=best,
+                       worse_than_start=worse, n_evals=state.n_evals, wall_time=state.elapsed)
+
+
+def _consume(states, bar):
+    """Run :func:`iterate`'s generator: the history, the first and the last state."""
+    rows, first, state = [], None, None
+    try:
+        for state in states:
+            first = first or state
+            if not state.extra.get("repeat"):
+                rows.append(history_row(state))
+                if bar is not None:
+                    bar.set_postfix_str(f"J={state.cost['total']:.6g}", refresh=False)
+                    bar.update(state.iteration - bar.n)
+    finally:
+        if bar is not None:
+            bar.close()
+    return {c: np.asarray(v) for c, v in zip(history_columns(), zip(*rows))}, first, state
+
+
+COMPILE_NOTICE = "pmp: compiling pmp's kernels (first run only, up to a minute)..."
+_notice_shown = False
+
+
+def kernels_cold():
+    """True when the next training compiles pmp's kernels: none of the sweep kernels is
+    compiled or loaded in this process, and none has machine code in numba's cache on disk
+    (a warm cache loads in a fraction of a second)."""
+    from ._kernels import sweeps
+
+    kernels = [f for f in vars(sweeps).values() if hasattr(f, "signatures")]
+    if not kernels or any(k.signatures for k in kernels):  # JIT disabled, or already here
+        return False
+    for kernel in kernels:
+        cache_file = getattr(getattr(kernel, "_cache", None), "_cache_file", None)
+        index = getattr(cache_file, "_index_path", None)
+        if index is not None and os.path.exists(index):
+            return False
+    return True
+
+
+def compile_notice(file=None):
+    """Print :data:`COMPILE_NOTICE` (to stderr) if the kernels are cold; once per process.
+    Returns whether it printed."""
+    global _notice_shown
+    if _notice_shown or not kernels_cold():
+        return False
+    _notice_shown = True
+    print(COMPILE_NOTICE, file=file or sys.stderr, flush=True)
+    return True
+
+
+def _progress_bar(progress, total, initial, name):
+    """The bar of :func:`train` (None without one), after the compile notice."""
+    if progress is False:
+        return None
+    compile_notice()
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc=str(name), unit="it",
+                mininterval=PROGRESS_INTERVAL, dynamic_ncols=True)

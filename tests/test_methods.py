@@ -147,10 +147,11 @@ def test_e4_rho_equal_T_is_exact_in_one_step():
 
 def test_plain_msa_divergence_is_detected():
     problem, _, _ = e4_problem(5.0, 0.1)
-    result = pmp.train(problem, "msa", max_iter=100,
-                       controls={"W": np.zeros((8, 2, 2)), "b": np.full((8, 2), 0.1)})
+    with pytest.warns(UserWarning, match="above the initial cost"):
+        result = pmp.train(problem, "msa", max_iter=100,
+                           controls={"W": np.zeros((8, 2, 2)), "b": np.full((8, 2), 0.1)})
     assert result.status == "diverged" and not result.success
-    assert "diverged" in result.message
+    assert "diverged" in result.message and result.worse_than_start
     assert all(np.all(np.isfinite(u)) for u in result.controls.values())
 
 
@@ -231,6 +232,7 @@ def test_discrete_weights_stay_in_the_set_and_the_cost_decreases(levels):
         assert np.all(nonzero == 1.0)
 
 
+@pytest.mark.filterwarnings("ignore:.*ended above its initial cost:UserWarning")
 @pytest.mark.parametrize("method,options", [("msa", {}), ("emsa", {}), ("discrete", {})])
 def test_minibatch_msa_is_seeded(method, options):
     x, y = pmp.datasets.rings(32, seed=1)
@@ -255,3 +257,25 @@ def test_msa_errors_are_clear():
         pmp.train(general, "emsa", max_iter=1)
     with pytest.raises(ValueError, match="rho must be > 0 for the adaptive"):
         pmp.train(free, "emsa", rho=0.0)
+
+
+# --------------------------------------------------------- defaults on the README's example
+@pytest.fixture(scope="module")
+def readme_problem():
+    """The example of README's "Python API" section (T = 10: the curvature of J grows like
+    exp(2 |W| T), which long fixed steps and large binary weights do not survive)."""
+    x, y = pmp.datasets.rings(256, seed=0, lift=3)
+    return pmp.Problem(x, y, field="outer", activation="tanh", T=10.0, n_steps=100,
+                       loss="squared", reg="l2", lam=1e-3)
+
+
+@pytest.mark.parametrize("method", ["heavy_ball", "nesterov", "discrete"])
+def test_defaults_do_not_end_above_the_start_on_the_readme_example(readme_problem, method):
+    """With lr=0.1 heavy ball and Nesterov ended at 0.45 and 0.77 after 300 iterations
+    (Nesterov above its start), the discrete method with weights 1/sqrt(3) at 0.72."""
+    start = pmp.cost(readme_problem, pmp.init_controls(readme_problem))["total"]  # 0.514
+    result = pmp.train(readme_problem, method, max_iter=300)
+    assert result.worse_than_start is False
+    assert result.J < 0.9 * min(start, result.history["cost"][0])
+    if method != "discrete":
+        assert result.J < 0.05

@@ -1,4 +1,6 @@
-"""Running a configuration (pmp.batch.runner): the progress lines."""
+"""Running a configuration (pmp.batch.runner): the progress lines and bar, the best iterate
+in the run file."""
+import pytest
 
 
 def test_progress_lines_give_the_rate_since_the_last_line():
@@ -18,3 +20,146 @@ def test_progress_lines_give_the_rate_since_the_last_line():
     lines = out.getvalue().splitlines()
     assert len(lines) == 3 and "it/s" not in lines[0]
     assert lines[1].endswith("(5.0 it/s)") and lines[2].endswith("(100.0 it/s)")
+
+
+# -------------------------------------------------------------- the bar and the best iterate
+class Terminal:
+    """A text stream that says it is a terminal and counts the bar's redraws."""
+
+    def __init__(self):
+        import io
+
+        self.text = io.StringIO()
+
+    def isatty(self):
+        return True
+
+    def write(self, text):
+        return self.text.write(text)
+
+    def flush(self):
+        pass
+
+    @property
+    def redraws(self):
+        return self.text.getvalue().count("\r")
+
+
+def fake_state(iteration, elapsed=0.0):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(iteration=iteration, elapsed=elapsed, status="", grad_norm=1.0,
+                           step_size=0.1, extra={}, cost={"total": 1.0, "loss": 1.0})
+
+
+def test_the_terminal_bar_redraws_a_few_times_per_second_not_every_iteration():
+    import time
+
+    from pmp.batch.runner import Progress
+
+    terminal = Terminal()
+    progress = Progress(500, stream=terminal)
+    tic = time.perf_counter()
+    for iteration in range(501):
+        progress.update(fake_state(iteration))
+    seconds = time.perf_counter() - tic
+    progress.close()
+    assert terminal.redraws <= 3 + seconds / 0.1 < 100  # 0.1 s: tqdm's default
+    assert "500/500" in terminal.text.getvalue()
+
+
+def test_the_terminal_shows_the_compile_notice_once(monkeypatch):
+    from pmp import trainer
+    from pmp.batch.runner import Progress
+
+    monkeypatch.setattr(trainer, "kernels_cold", lambda: True)
+    monkeypatch.setattr(trainer, "_notice_shown", False)
+    terminals = [Terminal(), Terminal()]
+    for terminal in terminals:
+        Progress(10, stream=terminal).close()
+    assert terminals[0].text.getvalue().startswith(trainer.COMPILE_NOTICE + "\n")
+    assert "compiling" not in terminals[1].text.getvalue()
+
+
+OVERSHOOT = """\
+[data]
+name = "rings"
+n_samples = 24
+seed = 1
+lift = 3
+
+[model]
+field = "outer"
+activation = "tanh"
+T = 2.0
+n_steps = 10
+
+[objective]
+loss = "squared"
+reg = "l2"
+lam = 0.01
+
+[train]
+method = "heavy_ball"
+lr = 1.0
+momentum = 0.9
+max_iter = 30
+checkpoint_every = 10
+"""
+
+
+def test_the_run_file_records_the_best_iterate(tmp_path):
+    """Heavy ball with a far too long step: J is lowest at iteration 15, ends far above its
+    start at 30. The run file names the best iterate and stores its checkpoint; with
+    [train] keep_best = true, /final is the best iterate too (and the last is kept)."""
+    import io
+
+    import numpy as np
+
+    import pmp
+    from pmp.batch.config import parse_config
+    from pmp.batch.runner import train_run
+
+    for keep in ("false", "true"):
+        directory = tmp_path / keep
+        config = parse_config(OVERSHOOT).with_overrides([f"train.keep_best={keep}"])
+        _, parts = train_run(config, directory, stream=io.StringIO())
+        with pmp.load_run(directory) as run:
+            cost = run.history["cost"]
+            best = int(np.argmin(cost))
+            assert best == 15 and cost[-1] > cost[0]
+            assert run.attrs["best_iteration"] == best and run.attrs["best_cost"] == cost[best]
+            assert run.checkpoints == [0, 10, 15, 20, 30]
+            assert run.file["best"].attrs["iteration"] == best
+            final = best if keep == "true" else 30
+            assert run.checkpoint().attrs["iteration"] == final
+            assert parts["total"] == pytest.approx(cost[final], rel=1e-12)
+            assert "ended above its initial cost" in run.attrs["message"]
+            problem = run.problem()
+            assert pmp.cost(problem, run.controls(best))["total"] == \
+                pytest.approx(cost[best], rel=1e-12)
+
+
+def test_a_resumed_run_keeps_the_best_iterate_of_before_its_checkpoint(tmp_path):
+    import io
+
+    import pmp
+    from pmp.batch.config import parse_config
+    from pmp.batch.runner import resume_run, train_run
+    from pmp.batch.store import RunWriter
+    from pmp_cases import controls_equal
+
+    config = parse_config(OVERSHOOT).with_overrides(["train.keep_best=true"])
+    train_run(config, tmp_path / "full", stream=io.StringIO())
+    train_run(config, tmp_path / "cut", stream=io.StringIO())
+    # what an interruption after the checkpoint of iteration 20 leaves
+    writer = RunWriter(tmp_path / "cut", config.validate(), config.to_toml(), "heavy_ball",
+                       resume=True)
+    writer.checkpoints = [0, 10, 20]
+    writer.truncate(20)
+    writer.set_status("interrupted")
+    resume_run(tmp_path / "cut", stream=io.StringIO())
+    with pmp.load_run(tmp_path / "cut") as a, pmp.load_run(tmp_path / "full") as b:
+        assert a.attrs["best_iteration"] == b.attrs["best_iteration"] == 15
+        assert a.checkpoint().attrs["iteration"] == 15
+        assert controls_equal(a.controls(), b.controls())

@@ -1,6 +1,8 @@
 """iterate() and train() (pmp.trainer): the states, stop rules, history, mini-batches,
-TrainResult, bad arguments, and resuming a run in process."""
+TrainResult, bad arguments, resuming a run in process, a run that ends above its initial cost,
+keep_best, the progress bar and the compile notice."""
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -124,3 +126,122 @@ def test_resume_in_process_equals_uninterrupted(tmp_path):
     resume_run(tmp_path / "cut", stream=null)
     with pmp.load_run(tmp_path / "cut") as a, pmp.load_run(tmp_path / "full") as b:
         assert controls_equal(a.controls(), b.controls())
+
+
+# ------------------------------------------------- worse than the start, keep_best, progress
+# heavy ball with a step far too long for the toy problem: J falls until iteration 15, then
+# climbs to ~1.5e3 at iteration 30 (above the start, below the divergence threshold)
+OVERSHOOT = dict(method="heavy_ball", max_iter=30, lr=1.0, momentum=0.9)
+
+
+def test_result_J_is_the_final_total_cost(toy):
+    result = pmp.train(toy, "gd", max_iter=5, lr=0.5)
+    assert result.J == result.cost["total"] == result.history["cost"][-1]
+    assert result.iteration == result.n_iter == 5 and result.worse_than_start is False
+
+
+def test_a_run_that_ends_above_its_initial_cost_warns_and_says_so(toy):
+    with pytest.warns(UserWarning, match="ended above its initial cost"):
+        result = pmp.train(toy, **OVERSHOOT)
+    cost = result.history["cost"]
+    assert result.status == "max_iter" and result.worse_than_start is True
+    assert result.J == cost[-1] > cost[0]
+    assert "ended above its initial cost" in result.message
+    assert f"the best iterate was iteration {np.argmin(cost)}" in result.message
+    assert result.best_iteration == np.argmin(cost) == 15
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a run that ends below its start: no warning
+        assert pmp.train(toy, "gd", max_iter=20, lr=0.5).worse_than_start is False
+
+
+def test_keep_best_returns_the_best_iterate(toy):
+    with pytest.warns(UserWarning):
+        result = pmp.train(toy, keep_best=True, **OVERSHOOT)
+    cost = result.history["cost"]
+    best = int(np.argmin(cost))
+    assert result.iteration == result.best_iteration == best and result.n_iter == 30
+    assert result.J == cost[best] < cost[0] < cost[-1]
+    assert pmp.cost(toy, result.controls)["total"] == pytest.approx(cost[best], rel=1e-12)
+    assert f"the best iterate, iteration {best}" in result.message
+    # the same run by iterate(): the last state's best, whatever the consumer does
+    states = list(pmp.iterate(toy, keep_best=True, **OVERSHOOT))
+    assert states[-1].best.iteration == best
+    assert controls_equal(states[-1].best.controls, result.controls)
+    # after a divergence: the best iterate, not the last finite one
+    with pytest.warns(UserWarning):
+        last = pmp.train(toy, "gd", max_iter=200, lr=5.0)
+        kept = pmp.train(toy, "gd", max_iter=200, lr=5.0, keep_best=True)
+    assert last.status == kept.status == "diverged" and last.worse_than_start
+    assert kept.J == np.min(last.history["cost"]) < last.J
+    assert "the best iterate, iteration" in kept.message
+
+
+def test_keep_best_survives_a_resume(toy):
+    """A resumed run keeps the best iterate found before the checkpoint it resumes from."""
+    states = list(pmp.iterate(toy, **OVERSHOOT))
+    with pytest.warns(UserWarning):
+        whole = pmp.train(toy, keep_best=True, **OVERSHOOT)
+        resumed = pmp.train(toy, keep_best=True, resume=states[20].resume, **OVERSHOOT)
+    assert resumed.iteration == whole.iteration == 15
+    assert controls_equal(resumed.controls, whole.controls)
+
+
+def test_keep_best_needs_the_full_batch_and_a_bool(toy):
+    with pytest.raises(ValueError, match="keep_best=True .* full batch.*batch_size=8"):
+        pmp.train(toy, "gd", batch_size=8, keep_best=True)
+    with pytest.raises(TypeError, match="keep_best must be True or False"):
+        pmp.train(toy, "gd", keep_best="yes")
+
+
+class FakeBar:
+    """Stands in for tqdm.auto.tqdm: records its keyword arguments and position."""
+
+    made = []
+
+    def __init__(self, **kwargs):
+        self.kwargs, self.n, self.closed = kwargs, kwargs.get("initial", 0), False
+        FakeBar.made.append(self)
+
+    def update(self, n=1):
+        self.n += n
+
+    def set_postfix_str(self, text, refresh=True):
+        self.postfix = text
+
+    def close(self):
+        self.closed = True
+
+
+def test_progress_bar_is_one_keyword_away_and_refreshes_at_a_bounded_rate(toy, monkeypatch):
+    import tqdm.auto
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", FakeBar)
+    FakeBar.made = []
+    pmp.train(toy, "gd", max_iter=7, lr=0.5)
+    assert FakeBar.made == []  # off by default
+    pmp.train(toy, "gd", max_iter=7, lr=0.5, progress=True)
+    (bar,) = FakeBar.made
+    assert bar.kwargs["mininterval"] == pmp.trainer.PROGRESS_INTERVAL >= 0.1
+    assert bar.kwargs["total"] == 7 and bar.n == 7 and bar.closed
+    assert bar.postfix.startswith("J=")
+    with pytest.raises(TypeError, match="progress must be True, False or None"):
+        pmp.train(toy, "gd", progress="bar")
+
+
+def test_compile_notice_is_shown_once(toy, monkeypatch, capsys):
+    from pmp import trainer
+
+    monkeypatch.setattr(trainer, "kernels_cold", lambda: True)
+    monkeypatch.setattr(trainer, "_notice_shown", False)
+    pmp.train(toy, "gd", max_iter=2, progress=False)
+    assert capsys.readouterr().err == ""  # progress=False: nothing at all
+    pmp.train(toy, "gd", max_iter=2)
+    pmp.train(toy, "gd", max_iter=2)
+    err = capsys.readouterr().err
+    assert err.count("compiling pmp's kernels (first run only") == 1
+    assert err.strip() == trainer.COMPILE_NOTICE
+
+
+def test_kernels_are_warm_after_a_training(toy):
+    pmp.train(toy, "gd", max_iter=1)
+    assert pmp.trainer.kernels_cold() is False

@@ -39,7 +39,7 @@ MODEL_KEYS = ("field", "activation", "T", "n_steps", "width", "projection", "slo
 OBJECTIVE_KEYS = ("loss", "p", "reg", "lam", "lam1", "bound", "running", "terminal",
                   "n_classes")
 TRAIN_KEYS = ("method", "max_iter", "seed", "gtol", "time_limit", "batch_size", "init",
-              "init_scale", "segment", "threads", "checkpoint_every")
+              "init_scale", "segment", "threads", "checkpoint_every", "keep_best")
 OUTPUT_KEYS = ("dir", "name", "trajectory_samples")
 
 # the built-in demo of `pmp train` (also runs/demo.toml in a clone of the repository)

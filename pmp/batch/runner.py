@@ -97,7 +97,9 @@ def _has_checkpoint(index):
 
 
 class Progress:
-    """A tqdm bar on a terminal, plain lines every ``every`` iterations otherwise."""
+    """A tqdm bar on a terminal (redrawn every ``PROGRESS_INTERVAL`` s at most, after the
+    one-line notice when the kernels are about to be compiled), plain lines every ``every``
+    iterations otherwise."""
 
     def __init__(self, max_iter, stream=None, every=50, start=0):
         self.stream = stream or sys.stdout
@@ -107,17 +109,19 @@ class Progress:
         if getattr(self.stream, "isatty", lambda: False)():
             from tqdm import tqdm
 
+            from ..trainer import PROGRESS_INTERVAL, compile_notice
+
+            compile_notice(self.stream)
             self.bar = tqdm(total=max_iter, initial=start, file=self.stream, unit="it",
-                            dynamic_ncols=True)
+                            dynamic_ncols=True, mininterval=PROGRESS_INTERVAL)
 
     def update(self, state):
         c = state.cost
         rho = state.extra.get("rho")
         step = f"rho={rho:.3g}" if rho is not None else f"step={state.step_size:.3g}"
-        if self.bar is not None:
-            self.bar.n = state.iteration
+        if self.bar is not None:  # tqdm redraws when mininterval has passed, and at close
             self.bar.set_postfix_str(f"J={c['total']:.6g} {step}", refresh=False)
-            self.bar.refresh()
+            self.bar.update(state.iteration - self.bar.n)
         elif state.iteration % self.every == 0 or state.status:
             # the rate since the last line, not since the start: the first iterations of a
             # process include the kernels' compilation
@@ -154,16 +158,34 @@ def _execute(config, problem, writer, resume_state, stream, print_every):
         progress.close()
         if state is not None and state.resume is not None:
             writer.truncate(state.iteration)
-            _checkpoint(writer, problem, state, status="interrupted",
-                        message=f"interrupted at iteration {state.iteration}")
+            _final_checkpoints(writer, problem, state, False, status="interrupted",
+                               message=f"interrupted at iteration {state.iteration}")
         raise
     progress.close()
-    final = state.extra.get("last_finite") or state
     status = "diverged" if state.status == "diverged" else "finished"
     with _intact_on_full_disk(writer):
-        parts = _checkpoint(writer, problem, final, status=status,
-                            message=f"{state.status}: {state.message}")
+        parts = _final_checkpoints(writer, problem, state, options.get("keep_best", False),
+                                   status=status, message=f"{state.status}: {state.message}")
     return state, parts
+
+
+def _final_checkpoints(writer, problem, state, keep_best, **status):
+    """The checkpoints a run ends with; returns the cost parts of the iterate it returns.
+
+    That iterate (the last one, the last finite one after a divergence, or the best one
+    with ``keep_best``) is written last, so ``/final`` links to it. Before it: the best
+    iterate (``/best``, full batch only) and, with ``keep_best``, the last one (a run is
+    extended from its newest checkpoint), unless already stored."""
+    end = state.extra.get("last_finite") or state
+    best = state.best
+    returned = best if keep_best and best is not None else end
+    for other in (best, end):
+        if other is not None and other.iteration != returned.iteration and \
+                other.iteration not in writer.checkpoints:
+            _checkpoint(writer, problem, other, **status)
+    if best is not None:
+        writer.record_best(best.iteration, best.cost["total"])
+    return _checkpoint(writer, problem, returned, **status)
 
 
 @contextlib.contextmanager

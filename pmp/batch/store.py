@@ -13,7 +13,9 @@ A run lives in a directory ``DIR``::
     /                      attrs: format = "pmp-run", format_version, pmp_version, config
                                   (the full TOML text), created, updated, status (running,
                                   finished, diverged, interrupted), message, method,
-                                  rng_state (JSON of the sampling RNG at the last checkpoint)
+                                  rng_state (JSON of the sampling RNG at the last checkpoint),
+                                  and once the run ends (full batch only) best_iteration and
+                                  best_cost: its iterate of lowest cost J
     /t                     (n_steps + 1,) time grid, an HDF5 dimension scale
     /data                  external link to data.h5:/data with x (n_samples, dim), after
                            lifting, and y
@@ -25,8 +27,13 @@ A run lives in a directory ``DIR``::
                            attrs iteration, cost (and the other cost parts), datasets states
                            and costates (n_steps + 1, n_stored, dim) with its own /t attached
                            as the dimension scale of axis 0, controls/<name>, and resume/
-                           (what :func:`pmp.iterate` needs to continue exactly)
-    /final                 soft link to the last checkpoint
+                           (what :func:`pmp.iterate` needs to continue exactly; its best/
+                           the best iterate so far, so a resumed run keeps the same one)
+    /final                 soft link to the last checkpoint written: the run's last iterate
+                           (the last finite one after a divergence), or its best iterate when
+                           the run was asked for it ([train] keep_best = true)
+    /best                  soft link to the checkpoint of the best iterate (best_iteration),
+                           written when the run ends
 
 Every dataset carries an HDF5 Fletcher-32 checksum, so a damaged file fails to read
 instead of giving wrong numbers.
@@ -198,14 +205,16 @@ def _resume_to_tree(resume):
     oracle = dict(resume["oracle"])
     oracle["rng"] = json.dumps(oracle["rng"])
     return dict(method=resume["method"], oracle=oracle, first=resume["first"],
-                iteration=resume["iteration"], elapsed=resume["elapsed"])
+                iteration=resume["iteration"], elapsed=resume["elapsed"],
+                best=resume.get("best"))
 
 
 def _resume_from_tree(tree, controls):
     oracle = dict(tree["oracle"])
     oracle["rng"] = json.loads(oracle["rng"])
     return dict(controls=controls, method=tree["method"], oracle=oracle,
-                first=tree["first"], iteration=tree["iteration"], elapsed=tree["elapsed"])
+                first=tree["first"], iteration=tree["iteration"], elapsed=tree["elapsed"],
+                best=tree.get("best"))
 
 
 # ------------------------------------------------------------------------- writer
@@ -237,7 +246,8 @@ class RunWriter:
                           pmp_version=__version__, config=config_text, created=_now(),
                           status="running", message="", method=str(method), rng_state="")
         self.history = {}
-        self.checkpoints = []
+        self.checkpoints = []  # in the order written: the last one is /final
+        self.best = None  # the iteration /best links to
         os.makedirs(os.path.join(self.directory, "checkpoints"), exist_ok=True)
         if resume:
             with h5py.File(self.index, "r") as f:
@@ -289,10 +299,17 @@ class RunWriter:
                 write_tree(group, "resume", _resume_to_tree(state.resume))
         if state.resume is not None:
             self.attrs["rng_state"] = json.dumps(state.resume["oracle"]["rng"])
-        if iteration not in self.checkpoints:
-            self.checkpoints.append(iteration)
+        if iteration in self.checkpoints:  # written again: it becomes /final
+            self.checkpoints.remove(iteration)
+        self.checkpoints.append(iteration)
         self.attrs.update(status=status, message=message)
         self._write_index()
+
+    def record_best(self, iteration, cost):
+        """Name the run's best iterate (a stored checkpoint, or one written before the next
+        index write): attributes best_iteration and best_cost, and the link /best."""
+        self.best = int(iteration)
+        self.attrs.update(best_iteration=self.best, best_cost=float(cost))
 
     def set_status(self, status, message=""):
         self.attrs.update(status=status, message=message)
@@ -329,6 +346,8 @@ class RunWriter:
                                                              "/checkpoint")
             if self.checkpoints:
                 f["final"] = h5py.SoftLink(f"/checkpoints/{self.checkpoints[-1]:08d}")
+            if self.best in self.checkpoints:
+                f["best"] = h5py.SoftLink(f"/checkpoints/{self.best:08d}")
 
 
 def write_config(directory, text):

@@ -45,9 +45,18 @@ class GradientDescent(Method):
 
 
 class HeavyBall(Method):
+    """Polyak's heavy ball (and, by inheritance, Nesterov's options).
+
+    The default step: with ``momentum=0.9`` a step ``lr`` moves like plain gradient descent
+    with ``lr / (1 - momentum) = 10 lr`` in the long run. ``lr=0.02`` (0.2 in GD terms)
+    takes the README's example problem (T = 10, where the curvature of J grows like
+    ``exp(2 |W| T)``) from J = 0.514 to about 0.02 in 300 iterations; with ``lr=0.1``
+    Nesterov ended at 0.77, above its start, and heavy ball at 0.45.
+    """
+
     name = "heavy_ball"
 
-    def __init__(self, lr=0.1, momentum=0.9):
+    def __init__(self, lr=0.02, momentum=0.9):
         self.lr = real(lr, "lr", low=0.0, low_open=True)
         self.momentum = real(momentum, "momentum", low=0.0, high=1.0)
 
