@@ -49,16 +49,34 @@ def curves(problem, controls):
 
 
 # ---------------------------------------------------------------------- rate fits
+# Defaults of the tests of :func:`fit_rate`, and why:
+# a line through three or four points has R^2 close to 1 by chance, and a useless CI
+MIN_POINTS = 8
+# a rate describes a good part of the curve, not a stretch of a few steps
+MIN_FRACTION = 0.25
+# over a smaller drop an exponential cannot be told from a linear decline (1 - c t stays
+# within 1% RMS of an exponential until it has fallen by 1.7x)
+MIN_DROP = 2.0
+# trained controls carry the optimiser's noise: a decay plain to the eye over most of the
+# horizon has R^2 = 0.95 to 0.97 after a few hundred iterations (the straightness test
+# catches a curve that bends)
+R2_MIN = 0.95
+# a line within 1% RMS of the log-values is straight, whatever the noise
+DEVIATION = 0.01
+
+
 @dataclass
 class RateFit:
-    """An exponential fit ``value ~ exp(intercept - mu t)`` on ``window``.
+    """An exponential fit ``value ~ exp(intercept - mu t)`` on ``window``, and its verdict.
 
     Attributes
     ----------
     mu : float
-        Decay rate (positive for decay).
+        Fitted log-slope with the sign of a decay rate (positive for decay). A *rate* only when
+        ``is_rate``: otherwise it is the slope of a straight line through something that is not
+        an exponential decay, and ``verdict`` says what the curve does instead.
     ci : tuple of float
-        95% confidence interval of ``mu`` (Student t on the regression).
+        95% confidence interval of ``mu`` (Student t on the regression; infinite with 2 points).
     r2 : float
         Coefficient of determination of the log-linear fit.
     intercept : float
@@ -68,6 +86,19 @@ class RateFit:
     plateau : float or None
         Level of a plateau detected after the window (the fit stops before it), else None.
     plateau_start : float or None
+    verdict : str
+        What the curve does, in a few words (:func:`fit_rate` says how it is decided):
+        "exponential decay" (the only verdict with ``is_rate``), possibly followed by what
+        comes after the window (", then plateau at 4.2e-3 from t = 3", ", then zero from
+        t = 0.92", ", then rounding level from t = 14"); otherwise "plateau at 4.2e-3 from
+        t = 3", "zero from t = 0.92", "too few points (3 < 8)", "too short (...)", or "no
+        exponential decay detected" with the reason: "(rises)", "(no trend)",
+        "(R^2 0.77 < 0.95)", "(falls by only 1.5x)", "(curved on a log scale)".
+    is_rate : bool
+        ``mu`` is a decay rate to report: the fit passed every test of :func:`fit_rate`.
+    zero_from : float or None
+        Start of the tail (at least two points) at the rounding floor, if there is one: the
+        values vanish from there on (exactly, for l1 controls after their switching time).
     """
 
     mu: float
@@ -78,6 +109,9 @@ class RateFit:
     n_points: int
     plateau: float | None = None
     plateau_start: float | None = None
+    verdict: str = ""
+    is_rate: bool = False
+    zero_from: float | None = None
 
     def predict(self, t):
         return np.exp(self.intercept - self.mu * np.asarray(t, float))
@@ -86,11 +120,12 @@ class RateFit:
         return asdict(self)
 
     def __str__(self):
-        text = (f"mu = {self.mu:.4g} [{self.ci[0]:.4g}, {self.ci[1]:.4g}], R^2 = {self.r2:.4f}, "
-                f"window t in [{self.window[0]:.4g}, {self.window[1]:.4g}] ({self.n_points} pts)")
-        if self.plateau is not None:
-            text += f"; plateau {self.plateau:.3g} from t = {self.plateau_start:.4g}"
-        return text
+        fit = (f"mu = {self.mu:.4g} [{self.ci[0]:.4g}, {self.ci[1]:.4g}], R^2 = {self.r2:.4f}, "
+               f"window t in [{self.window[0]:.4g}, {self.window[1]:.4g}] "
+               f"({self.n_points} pts)")
+        if self.is_rate:
+            return f"{self.verdict}: {fit}"
+        return f"{self.verdict} (not a rate: {fit})"
 
 
 def _linear_fit(t, y):
@@ -102,12 +137,14 @@ def _linear_fit(t, y):
     return slope, intercept, r * r, half
 
 
-def detect_plateau(t, values, *, tail=0.25, flatness=0.1, floor=1e-13):
+def detect_plateau(t, values, *, tail=0.25, flatness=0.1, floor=1e-13, min_drop=MIN_DROP):
     """Start and level of a plateau at the end of a decaying curve, or ``(None, None)``.
 
     A plateau is a tail (at least ``tail`` of the points) whose log-slope is below
     ``flatness`` times the log-slope of the decay before it, at a level above ``floor``
-    times the curve's maximum (below that it is rounding, not a plateau).
+    times the curve's maximum (below that it is rounding, not a plateau). The decay before it
+    must fall by at least a factor ``min_drop`` along its fitted line (a noisy flat curve has
+    no plateau, it is flat).
     """
     t = np.asarray(t, float)
     v = np.asarray(values, float)
@@ -120,7 +157,8 @@ def detect_plateau(t, values, *, tail=0.25, flatness=0.1, floor=1e-13):
     for start in range(int(0.3 * n), int((1 - tail) * n) + 1):
         head_slope = _linear_fit(t[:start], y[:start])[0] if start >= 3 else 0.0
         tail_slope = _linear_fit(t[start:], y[start:])[0]
-        if head_slope < 0 and abs(tail_slope) < flatness * abs(head_slope):
+        if (head_slope < 0 and abs(tail_slope) < flatness * abs(head_slope)
+                and -head_slope * (t[start - 1] - t[0]) >= np.log(min_drop)):
             best = start
             break
     if best is None:
@@ -128,60 +166,169 @@ def detect_plateau(t, values, *, tail=0.25, flatness=0.1, floor=1e-13):
     return float(t[best]), float(np.exp(np.median(y[best:])))
 
 
-def _best_window(t, y, idx, r2_min, n_grid=40):
-    """The longest contiguous window (on a grid of starts and ends) whose log-linear fit has
-    ``R^2 >= r2_min``; if none, the best ``R^2`` among windows of at least a third of the
-    points. Sums are cumulative, so every candidate costs O(1)."""
+def _noise_level(y):
+    """Standard deviation of the noise on a curve ``y`` sampled on a uniform grid, from its
+    second differences: ``6 sigma^2`` for independent noise, while a smooth curve adds only
+    ``h^2 y''`` (and a kink one term)."""
+    if len(y) < 3:
+        return 0.0
+    return float(np.sqrt(np.mean(np.diff(y, 2) ** 2) / 6.0))
+
+
+def _best_window(t, y, *, min_points, min_span, r2_min, min_drop, deviation, n_grid=60):
+    """``(i, j)``: the window ``[i, j)`` of the automatic fit of ``y = log values``.
+
+    Candidates (on a grid of starts and ends) have at least ``min_points`` points and span at
+    least ``min_span``. The longest candidate that passes the tests of a rate wins (ties go
+    to the smaller residual): it decreases, by at least a factor ``min_drop`` along the
+    fitted line, with ``R^2 >= r2_min``, and its residual RMS is at most
+    ``max(1.5 noise, deviation)`` (a straight line up to the noise, :func:`_noise_level` on the
+    window). If none does: all the points. Sums are cumulative, so every candidate costs
+    O(1); ``R^2`` alone would not do, it stays high on a long window with a transient in it.
+    """
     n = len(t)
     c = [np.concatenate([[0.0], np.cumsum(a)]) for a in (np.ones(n), t, y, t * t, y * y, t * y)]
-    starts = np.unique(np.linspace(0, max(0, n - 3), n_grid).astype(int))
-    ends = np.unique(np.linspace(3, n, n_grid).astype(int))
-    best_ok, best_any = None, None
-    for i in starts:
-        for j in ends[ends >= i + 3]:
-            m, st, sy, stt, syy, sty = (a[j] - a[i] for a in c)
-            vt, vy, cov = stt - st * st / m, syy - sy * sy / m, sty - st * sy / m
-            r2 = cov * cov / (vt * vy) if vt > 0 and vy > 0 else 0.0
-            length = j - i
-            if r2 >= r2_min and (best_ok is None or (length, r2) > best_ok[:2]):
-                best_ok = (length, r2, i, j)
-            if length >= n / 3 and (best_any is None or r2 > best_any[1]):
-                best_any = (length, r2, i, j)
-    chosen = best_ok or best_any or (n, 0.0, 0, n)
-    return idx[chosen[2]:chosen[3]]
+    d2 = np.concatenate([[0.0], np.cumsum(np.diff(y, 2) ** 2)]) if n > 2 else np.zeros(1)
+    i = np.unique(np.linspace(0, max(0, n - min_points), n_grid).astype(int))[:, None]
+    j = np.unique(np.round(np.linspace(min(min_points, n), n, n_grid)).astype(int))[None, :]
+    i, j = np.broadcast_arrays(i, j)
+    keep = (j - i >= min_points) & (t[j - 1] - t[i] >= min_span)
+    i, j = i[keep], j[keep]
+    if len(i) == 0:
+        return 0, n
+    m, st, sy, stt, syy, sty = (a[j] - a[i] for a in c)
+    vt, vy, cov = stt - st * st / m, syy - sy * sy / m, sty - st * sy / m
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r2 = cov * cov / (vt * vy)
+        slope = cov / vt
+        rms = np.sqrt(np.maximum(vy - cov * slope, 0.0) / (m - 2))
+        noise = np.sqrt((d2[j - 2] - d2[i]) / (j - i - 2) / 6.0)
+        ok = ((cov < 0) & (vt > 0) & (vy > 0) & (r2 >= r2_min)
+              & (rms <= np.maximum(1.5 * noise, deviation))
+              & (-slope * (t[j - 1] - t[i]) >= np.log(min_drop)))
+    if not np.any(ok):
+        return 0, n
+    i, j, rms = i[ok], j[ok], rms[ok]
+    longest = j - i == np.max(j - i)
+    k = np.flatnonzero(longest)[np.argmin(rms[longest])]
+    return int(i[k]), int(j[k])
 
 
-def fit_rate(t, values, window=None, *, r2_min=0.99, floor=1e-13, plateau=True):
-    """Fit ``values ~ exp(-mu t)`` by log-linear regression.
+def _short(x):
+    """``4.2e-3``: two digits, no zero-padded exponent."""
+    return f"{x:.1e}".replace("e-0", "e-").replace("e+0", "e+")
+
+
+def _zero_tail(t, v, floor):
+    """``(start, exact)`` of the trailing run (at least two points) of values at the rounding
+    floor, ``exact`` if they are all exactly 0; ``(None, False)`` if there is none."""
+    zero = v <= floor * np.max(np.abs(v))
+    if len(v) < 2 or not (zero[-1] and zero[-2]):
+        return None, False
+    start = np.flatnonzero(~zero)[-1] + 1 if np.any(~zero) else 0
+    return float(t[start]), bool(np.all(v[start:] == 0))
+
+
+def fit_rate(t, values, window=None, *, r2_min=R2_MIN, floor=1e-13, plateau=True,
+             min_points=MIN_POINTS, min_fraction=MIN_FRACTION, min_drop=MIN_DROP,
+             deviation=DEVIATION):
+    """Fit ``values ~ exp(-mu t)`` by log-linear regression, and say whether it is a rate.
+
+    ``mu`` is reported as a decay rate (``is_rate``) only if the fit passes every test:
+    at least ``min_points`` points spanning (automatic window) ``min_fraction`` of the time
+    span; ``mu > 0`` with its whole 95% CI above 0 and a drop by ``min_drop`` along the line;
+    ``R^2 >= r2_min``; straight on a log scale (RMS deviation of ``log(values)`` from the line
+    at most ``deviation`` or 1.5 times the curve's noise from its second differences).
+
+    Otherwise ``verdict`` says what the curve does instead (see :class:`RateFit`).
 
     Parameters
     ----------
     t, values : array_like, shape (n,)
     window : (float, float), optional
-        Fit on ``t_start <= t <= t_end``. Default: found automatically - values at the
-        rounding floor are dropped, a plateau at the end is detected and left out (and
-        reported), then the longest window whose fit reaches ``r2_min`` is taken (the best
-        ``R^2`` over windows of at least a third of the points if none does).
-    r2_min : float
+        Fit on ``t_start <= t <= t_end``: honoured as given, and judged by the same tests
+        (but for the minimum fraction). Default: found automatically - values at the rounding
+        floor are dropped, a plateau at the end is detected and left out (and reported), then
+        the longest window that passes the tests is taken; if none does, the fit is over all
+        the points that are left, and the verdict says why it is not a rate.
     floor : float
         Values below ``floor * max(values)`` are treated as zero and not fitted.
     plateau : bool
         Look for a plateau (automatic window only).
+    r2_min, min_points, min_fraction, min_drop, deviation
+        The tests above; their defaults (0.95, 8, 0.25, 2, 0.01) are explained where they
+        are defined (:data:`R2_MIN`, :data:`MIN_POINTS`, ...).
 
     Returns
     -------
-    RateFit
+    RateFit (ValueError with fewer than 3 positive values to fit)
+
+    Examples
+    --------
+    >>> t = np.linspace(0, 10, 101)
+    >>> fit_rate(t, 2 * np.exp(-0.5 * t)).verdict
+    'exponential decay'
+    >>> fit_rate(t, np.exp(0.1 * t)).verdict
+    'no exponential decay detected (rises)'
     """
-    t = np.asarray(t, float)
-    v = np.asarray(values, float)
+    t, v = np.asarray(t, float), np.asarray(values, float)
+    span = float(t[-1] - t[0]) if t.size else 0.0
+    min_span = min_fraction * span if window is None else 0.0
+    idx, tail = _fit_points(t, v, window, floor, plateau)
+    if window is None:
+        idx = idx[slice(*_best_window(t[idx], np.log(v[idx]), min_points=max(min_points, 3),
+                                      min_span=min_span, r2_min=r2_min, min_drop=min_drop,
+                                      deviation=deviation))]
+    y = np.log(v[idx])
+    slope, intercept, r2, half = _linear_fit(t[idx], y)
+    reason = _why_not_a_rate(t[idx], y, slope, intercept, r2, half, dict(
+        min_points=min_points, min_span=min_span, min_fraction=min_fraction, span=span,
+        r2_min=r2_min, min_drop=min_drop, deviation=deviation))
+    return RateFit(mu=0.0 - slope, ci=(-slope - half, -slope + half), r2=r2,
+                   intercept=intercept, window=(float(t[idx[0]]), float(t[idx[-1]])),
+                   n_points=len(idx), plateau=tail[1], plateau_start=tail[0],
+                   verdict=_verdict(reason, tail, float(t[idx[-1]])), is_rate=reason is None,
+                   zero_from=tail[2])
+
+
+def _why_not_a_rate(t, y, slope, intercept, r2, half, limits):
+    """Why the line fitted to ``(t, y = log values)`` is not a decay rate, or None."""
+    mu, ci = -slope, (-slope - half, -slope + half)
+    lo, hi, n = t[0], t[-1], len(t)
+    rms = float(np.sqrt(np.sum((y - intercept - slope * t) ** 2) / max(n - 2, 1)))
+    limit = max(1.5 * _noise_level(y), limits["deviation"])
+    drop = np.exp(mu * (hi - lo))
+    tests = [  # (failed, why not a rate), in the order a reader would ask
+        (n < limits["min_points"], f"too few points ({n} < {limits['min_points']})"),
+        (hi - lo < limits["min_span"] * (1 - 1e-9),
+         f"too short (t in [{lo:.3g}, {hi:.3g}] < {limits['min_fraction']:.0%} of "
+         f"{limits['span']:.3g})"),
+        (ci[1] < 0, "no exponential decay detected (rises)"),
+        (not ci[0] > 0, "no exponential decay detected (no trend)"),
+        (not r2 >= limits["r2_min"],
+         f"no exponential decay detected (R^2 {r2:.2f} < {limits['r2_min']:g})"),
+        (mu * (hi - lo) < np.log(limits["min_drop"]) * (1 - 1e-9),
+         f"no exponential decay detected (falls by only {drop:.3g}x)"),
+        (rms > limit * (1 + 1e-9), "no exponential decay detected (curved on a log scale)"),
+    ]
+    return next((why for failed, why in tests if failed), None)
+
+
+def _fit_points(t, v, window, floor, plateau):
+    """Indices of the values a fit may use, and what the curve does at its end:
+    ``(plateau_start, plateau_level, zero_from, exact_zeros)``."""
     if t.shape != v.shape or t.ndim != 1:
         raise ValueError(f"t and values must be 1-D of the same shape, got {t.shape} and "
                          f"{v.shape}")
-    plateau_start = level = None
+    if not np.any(v > 0):
+        raise ValueError("need at least 3 positive values in the fit window, got 0")
+    plateau_start = level = zero_from = None
+    exact_zeros = False
     if window is not None:
         mask = (t >= window[0]) & (t <= window[1]) & (v > 0)
     else:
         mask = v > floor * np.max(np.abs(v))
+        zero_from, exact_zeros = _zero_tail(t, v, floor)
         if plateau:
             plateau_start, level = detect_plateau(t, v, floor=floor)
             if plateau_start is not None:
@@ -189,27 +336,42 @@ def fit_rate(t, values, window=None, *, r2_min=0.99, floor=1e-13, plateau=True):
     idx = np.flatnonzero(mask)
     if len(idx) < 3:
         raise ValueError(f"need at least 3 positive values in the fit window, got {len(idx)}")
-    if window is None:
-        idx = _best_window(t[idx], np.log(v[idx]), idx, r2_min)
-    slope, intercept, r2, half = _linear_fit(t[idx], np.log(v[idx]))
-    return RateFit(mu=-slope, ci=(-slope - half, -slope + half), r2=r2, intercept=intercept,
-                   window=(float(t[idx[0]]), float(t[idx[-1]])), n_points=len(idx),
-                   plateau=level, plateau_start=plateau_start)
+    return idx, (plateau_start, level, zero_from, exact_zeros)
+
+
+def _verdict(reason, tail, end):
+    """The verdict of a fit ending at ``end``: its decay and what follows, or why it is not a
+    rate (a plateau or zeros after the fit say more than the reason)."""
+    plateau_start, level, zero_from, exact_zeros = tail
+    after = None
+    if level is not None:
+        after = f"plateau at {_short(level)} from t = {plateau_start:.3g}"
+    elif zero_from is not None and zero_from > end:
+        after = f"{'zero' if exact_zeros else 'rounding level'} from t = {zero_from:.3g}"
+    if reason is None:
+        return "exponential decay" + (f", then {after}" if after else "")
+    return after if after is not None else reason
 
 
 def power_law(x, y):
-    """Log-log fit ``y ~ C x^slope``: dict with slope, its 95% CI, R^2 and C."""
+    """Log-log fit ``y ~ C x^slope``: dict with slope, its 95% CI, R^2, C and n_points.
+
+    Through two points the line is exact and says nothing about its quality: ``ci`` is
+    ``(nan, nan)`` and ``r2`` is nan.
+    """
     x = np.asarray(x, float)
     y = np.asarray(y, float)
     ok = (x > 0) & (y > 0)
-    if np.count_nonzero(ok) < 2:
+    n = int(np.count_nonzero(ok))
+    if n < 2:
         raise ValueError("need at least 2 positive points for a power law")
-    if np.count_nonzero(ok) == 2:
-        slope = np.diff(np.log(y[ok]))[0] / np.diff(np.log(x[ok]))[0]
-        return dict(slope=slope, ci=(np.nan, np.nan), r2=1.0,
+    if n == 2:
+        slope = float(np.diff(np.log(y[ok]))[0] / np.diff(np.log(x[ok]))[0])
+        return dict(slope=slope, ci=(np.nan, np.nan), r2=np.nan, n_points=2,
                     C=float(np.exp(np.log(y[ok][0]) - slope * np.log(x[ok][0]))))
     slope, intercept, r2, half = _linear_fit(np.log(x[ok]), np.log(y[ok]))
-    return dict(slope=slope, ci=(slope - half, slope + half), r2=r2, C=float(np.exp(intercept)))
+    return dict(slope=slope, ci=(slope - half, slope + half), r2=r2, n_points=n,
+                C=float(np.exp(intercept)))
 
 
 # --------------------------------------------------------------------- T-scaling
@@ -240,37 +402,59 @@ class Switching:
     Attributes
     ----------
     switching_time : float or None
-        First ``t_k`` after which every ``|u_j|`` is zero (None if the controls never vanish).
+        First grid time ``t_k`` after which every ``|u_j|`` is zero, i.e. at most
+        ``tol * M`` (None if the controls never vanish). Quantised to the step h.
     bang_bang : bool
-        Every ``|u_k|`` is 0 or M up to ``tol``, except at most one step.
+        Every ``|u_k|`` is 0 or M up to ``tol * M``, except at most one step.
     intermediate_steps : int
-        Steps with ``0 < |u_k| < M`` (beyond ``tol``).
+        Steps with ``tol M < |u_k| < (1 - tol) M``.
     error_after : float or None
         Largest training error ``Phi(x(t))`` for ``t >= switching_time``.
+    travelled_time : float
+        ``h sum_k |u_k| / M``: the time the controls would need at full bound to do what they
+        do. Not quantised and without a threshold, it is the finer estimate of the switching
+        time of bang-bang controls (for "l1elem", ``|u_k|`` is the largest entry of step k).
+    tol : float
+        The tolerance used, relative to M.
     """
 
     switching_time: float | None
     bang_bang: bool
     intermediate_steps: int
     error_after: float | None
+    travelled_time: float = float("nan")
+    tol: float = 1e-3
 
     def as_dict(self):
         return asdict(self)
 
 
-def switching(problem, controls, *, tol=1e-6):
-    """The switching time and bang-bang check of ``controls`` for ``problem.bound``."""
+def switching(problem, controls, *, tol=1e-3):
+    """The switching time and bang-bang check of ``controls`` for ``problem.bound``.
+
+    ``tol`` is relative to the bound M: a step counts as zero when ``|u_k| <= tol M`` and as
+    at the bound when ``|u_k| >= (1 - tol) M`` (for "l1elem": every entry). The default
+    1e-3 is above the small controls a solver that has not fully converged leaves on steps
+    the optimum switches off (their size, 1e-6 or 1e-4 of M, depends on when it stopped, and
+    with a threshold at 1e-6 M so did the switching time), and far below a step that does
+    something: a step at 1e-3 M moves the points by 1e-3 of what a step at the bound does.
+    ``travelled_time`` needs no threshold at all.
+    """
     bound = problem.bound
     if bound is None or not np.isfinite(bound):
         raise ValueError("switching needs a problem with reg='l1' or 'l1elem' and a bound")
+    if not 0 < tol < 0.5:
+        raise ValueError(f"tol is relative to the bound and must be in (0, 0.5), got {tol}")
     c = curves(problem, controls)
-    norms = c["control_norm"]
-    zero = norms <= tol * bound
     if problem.reg.name == "l1":
+        norms = c["control_norm"]
+        zero = norms <= tol * bound
         full = np.abs(norms - bound) <= tol * bound
     else:
         values = np.concatenate([np.abs(np.asarray(controls[n], float)).reshape(
             problem.n_steps, -1) for n in problem.control_names], axis=1)
+        norms = np.max(values, axis=1)
+        zero = norms <= tol * bound
         full = np.all((values <= tol * bound) | (np.abs(values - bound) <= tol * bound),
                       axis=1) & ~zero
     intermediate = int(np.count_nonzero(~(zero | full)))
@@ -282,7 +466,8 @@ def switching(problem, controls, *, tol=1e-6):
     else:
         t_s = float(problem.t[nonzero[-1] + 1])
     after = None if t_s is None else float(np.max(c["error"][problem.t >= t_s]))
-    return Switching(t_s, intermediate <= 1, intermediate, after)
+    travelled = problem.h * float(np.sum(norms)) / bound
+    return Switching(t_s, intermediate <= 1, intermediate, after, travelled, tol)
 
 
 # ------------------------------------------------------------ Marion et al., depth
