@@ -242,14 +242,25 @@ def test_analyze_and_plot_a_run(trained_run):
     with pmp.load_run(trained_run) as run:
         stored = run.analysis()  # analysis.h5: the trainer never writes it
         assert "analysis" not in run.file
-    assert stored["fit_control"]["mu"] == pytest.approx(
-        float(out.stdout.split("|u(t)|")[1].split()[0]), rel=1e-3)
+    # a verdict column; a rate only where the verdict is exponential decay; 100 columns
+    assert "verdict" in out.stdout
+    fit, row = stored["fit_control"], out.stdout.split("|u(t)|")[1].splitlines()[0]
+    assert fit["verdict"].split(" (")[0].split(",")[0] in row
+    if fit["is_rate"]:
+        assert fit["verdict"].startswith("exponential decay")
+        assert fit["mu"] == pytest.approx(float(row.split()[0]), rel=1e-3)
+    else:
+        assert row.split()[0] == "-"
+    assert max(len(line) for line in out.stdout.splitlines() if line.startswith("  ")) <= 100
     assert stored["curves"]["t"].shape == (21,)
     plot = pmp_cli("plot", str(trained_run), cwd=trained_run.parent)
     assert plot.returncode == 0, plot.stderr
-    for name in ("decay", "states_costates", "trajectories", "control_heatmap", "training"):
+    for name in ("decay", "states_costates", "trajectories", "decision_regions",
+                 "control_heatmap", "training"):
         for ext in ("png", "pdf"):
             assert (trained_run / f"{name}.{ext}").stat().st_size > 1000
+            assert f"{name}.{ext}" in plot.stdout
+    assert not list(trained_run.glob("*.gif"))  # animations only with --animate
 
 
 def test_analyze_and_plot_a_T_sweep(tmp_path):
@@ -275,7 +286,11 @@ checkpoint_every = 1000
     out = pmp_cli("analyze", "sw", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert "power laws against model.T" in out.stdout and "T*J" in out.stdout
+    assert "R^2" in out.stdout and "(4 points)" in out.stdout
     assert (tmp_path / "sw" / "analysis.h5").exists()
     out = pmp_cli("plot", "sw", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "sw" / "scaling_T.png").exists()
+    assert (tmp_path / "sw" / "scaling_T.pdf").exists()
+    out = pmp_cli("plot", "sw", "--animate", cwd=tmp_path)  # a sweep has no trajectories
+    assert out.returncode == 2 and "apply to a run" in out.stderr

@@ -134,12 +134,23 @@ def _target(path):
     return "run"
 
 
-def _fit_line(name, fit):
+def _fit_line(name, fit, width=100):
+    """One row of the table of ``pmp analyze RUN`` (``name=None``: its header). A rate only
+    where the verdict is exponential decay, else "-". A verdict too long for ``width``
+    columns goes on on the next line, from its ", then ..." or its "(reason)"."""
+    if name is None:
+        return f"  {'curve':8s}{'rate mu +- 95% CI':19s}{'R^2':8s}{'window t':14s}verdict"
     if fit is None:
-        return f"  {name:14s} (no fit: too few positive values)"
-    plateau = "-" if fit.plateau is None else f"{fit.plateau:.3g} from t={fit.plateau_start:.3g}"
-    return (f"  {name:14s} {fit.mu:10.4g}  [{fit.ci[0]:9.4g}, {fit.ci[1]:9.4g}]  {fit.r2:7.4f}"
-            f"  [{fit.window[0]:7.3g}, {fit.window[1]:7.3g}]  {plateau}")
+        return f"  {name:8s}{'-':19s}{'':8s}{'':14s}no fit (fewer than 3 positive values)"
+    rate = f"{fit.mu:.4g} +- {(fit.ci[1] - fit.ci[0]) / 2:.2g}" if fit.is_rate else "-"
+    window = f"[{fit.window[0]:.3g}, {fit.window[1]:.3g}]"
+    line = f"  {name:8s}{rate:19s}{fit.r2:<8.4f}{window:14s}"
+    verdict = fit.verdict
+    for cut, keep in ((", then ", ","), (" (", "")):
+        if len(line) + len(verdict) > width and cut in verdict:
+            first, rest = verdict.split(cut, 1)
+            return f"{line}{first}{keep}\n{'':{len(line)}s}{cut.lstrip(', ')}{rest}"
+    return line + verdict
 
 
 def _analyze(args):
@@ -155,9 +166,14 @@ def _analyze(args):
                 group = ", ".join(f"{k}={entry[k]}" for k in entry if "." in k and k != key)
                 for name in ("loss", "cost"):
                     fit = entry.get(f"slope_{name}")
-                    if fit:
-                        print(f"  {group or 'all'}: {name:5s} slope {fit['slope']:.3f} "
-                              f"[{fit['ci'][0]:.3f}, {fit['ci'][1]:.3f}], R^2 {fit['r2']:.4f}")
+                    if not fit:
+                        continue
+                    if fit["n_points"] < 3:  # a line through two points: nothing to test
+                        stats = f"({fit['n_points']} points: no fit statistics)"
+                    else:
+                        stats = (f"[{fit['ci'][0]:.3f}, {fit['ci'][1]:.3f}], R^2 "
+                                 f"{fit['r2']:.4f} ({fit['n_points']} points)")
+                    print(f"  {group or 'all'}: {name:5s} slope {fit['slope']:.3f} {stats}")
                 if "T_times_J" in entry:
                     print(f"  {group or 'all'}: T*J = " + ", ".join(
                         f"{v:.4g}" for v in entry["T_times_J"]))
@@ -169,7 +185,7 @@ def _analyze(args):
     with load_run(args.path) as run:
         result = analyze_run(run, args.iteration)
     print(f"run {args.path}, iteration {result['iteration']}: exponential decay in t")
-    print(f"  {'quantity':14s} {'mu':>10s}  {'95% CI':>22s}  {'R^2':>7s}  {'window':>19s}  plateau")
+    print(_fit_line(None, None))
     for name, key in (("error", "fit_error"), ("|u(t)|", "fit_control"),
                       ("|p(t)|", "fit_costate")):
         print(_fit_line(name, result[key]))
@@ -177,8 +193,13 @@ def _analyze(args):
         print(f"  max_k |u_(k+1) - u_k| = {result['increments']:.4g}")
     if "switching" in result:
         s = result["switching"]
-        print(f"  l1: switching time {s.switching_time}, bang-bang {s.bang_bang} "
-              f"({s.intermediate_steps} intermediate steps), error after it {s.error_after}")
+        grid = ("never (controls nonzero up to T)" if s.switching_time is None
+                else f"{s.switching_time:.4g} (grid)")
+        after = "" if s.error_after is None else f"; error after T* {s.error_after:.3e}"
+        print(f"  l1: switching time T* {grid}, travelled time h sum|u_k|/M "
+              f"{s.travelled_time:.4g}")
+        print(f"      bang-bang {'yes' if s.bang_bang else 'no'} ({s.intermediate_steps} "
+              f"intermediate steps, tol {s.tol:g} M){after}")
     if "displacement_bound" in result:
         b = result["displacement_bound"]
         print(f"  weights: h sum |u_k| = {b['integral']:.4g} >= {b['bound']:.4g} (ratio "
@@ -197,12 +218,23 @@ def _analyze(args):
 def _plot(args):
     from ..plots import plot_run, plot_sweep
 
+    formats = tuple(f.strip().lower().lstrip(".") for f in args.format.split(",") if f.strip())
+    dims = None
+    if args.dims is not None:
+        try:
+            dims = tuple(int(d) for d in args.dims.split(","))
+        except ValueError:
+            raise ValueError(f"--dims must be one or two comma-separated coordinates, such as "
+                             f"0,2; got {args.dims!r}") from None
     if _target(args.path) == "sweep":
+        if dims is not None or args.iteration is not None or args.animate:
+            raise ValueError("--dims, --iteration and --animate apply to a run, not to a sweep")
         rows, keys = _read_sweep(args.path)
-        written = [p for key in keys for p in plot_sweep(rows, key, args.path)]
+        written = [p for key in keys for p in plot_sweep(rows, key, args.path, formats)]
     else:
         with load_run(args.path) as run:
-            written = plot_run(run)
+            written = plot_run(run, formats=formats, iteration=args.iteration, dims=dims,
+                               animate=args.animate, frames=args.frames)
     print("pmp: wrote " + ", ".join(os.path.basename(p) for p in written) + f" in {args.path}")
     return 0
 
@@ -256,6 +288,13 @@ def build_parser():
 
     plot = sub.add_parser("plot", help="PNG and PDF figures into the run or sweep directory")
     plot.add_argument("path", metavar="RUN|SWEEP", help="run or sweep directory")
+    plot.add_argument("--dims", metavar="I,J", help="trajectory plane (default: the read-out "
+                      "coordinate and the one of largest variance)")
+    plot.add_argument("--format", default="png,pdf", help="formats (default: png,pdf; svg)")
+    plot.add_argument("--iteration", type=int, help="checkpoint to draw (default: the last)")
+    plot.add_argument("--animate", action="store_true", help="also write flow.gif and "
+                      "training_progress.gif (pillow)")
+    plot.add_argument("--frames", type=int, help="frames of the animations (default: 40)")
     plot.set_defaults(run=_plot)
     return parser
 
