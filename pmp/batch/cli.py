@@ -5,7 +5,8 @@
     pmp sweep CONFIG --grid section.key=v1,v2,... [--grid ...] [--workers N | --scheduler ADDRESS]
     pmp info RUN
     pmp analyze RUN|SWEEP [--iteration K]
-    pmp plot RUN|SWEEP
+    pmp plot RUN|SWEEP [--dims I,J] [--format png,pdf,svg] [--iteration K] [--animate]
+             [--frames N]
 
 ``pmp train`` with no CONFIG trains the built-in demo (``pmp/batch/demo.toml``). Errors
 print one line and exit with status 2; Ctrl-C writes a checkpoint and exits with 130.
