@@ -5,7 +5,9 @@
     python notebooks/run.py 03 --save-figures    # also write notebooks/figures/03_*.png
 
 Notebooks save figures through ``pmp_figure(fig, name)`` when PMP_SAVE_FIGURES is set; the
-executed copy is written to notebooks/executed/ (git-ignored), the source stays stripped.
+executed copy, with its outputs and figures (matplotlib's inline backend), is written to
+notebooks/executed/ (git-ignored; ``--out DIR`` for another folder), the source stays
+stripped.
 """
 import argparse
 import glob
@@ -24,11 +26,13 @@ def main(argv=None):
     parser.add_argument("which", nargs="*", help="notebook number prefixes (default: all)")
     parser.add_argument("--quick", action="store_true", help="PMP_QUICK=1 (small sizes)")
     parser.add_argument("--save-figures", action="store_true")
+    parser.add_argument("--out", default=os.path.join(HERE, "executed"),
+                        help="folder of the executed copies (default: notebooks/executed)")
     args = parser.parse_args(argv)
     paths = sorted(glob.glob(os.path.join(HERE, "*.ipynb")))
     if args.which:
         paths = [p for p in paths if os.path.basename(p).split("_")[0] in args.which]
-    os.environ["MPLBACKEND"] = "Agg"
+    os.environ.pop("MPLBACKEND", None)  # the kernel's inline backend keeps the figures
     os.environ["PYTHONPATH"] = os.path.dirname(HERE) + os.pathsep + os.environ.get(
         "PYTHONPATH", "")
     if args.quick:
@@ -36,13 +40,13 @@ def main(argv=None):
     if args.save_figures:
         os.environ["PMP_SAVE_FIGURES"] = os.path.join(HERE, "figures")
         os.makedirs(os.environ["PMP_SAVE_FIGURES"], exist_ok=True)
-    os.makedirs(os.path.join(HERE, "executed"), exist_ok=True)
+    os.makedirs(args.out, exist_ok=True)
     for path in paths:
         nb = nbformat.read(path, as_version=4)
         start = time.perf_counter()
         nbclient.NotebookClient(nb, timeout=3600, kernel_name="python3",
                                 resources={"metadata": {"path": HERE}}).execute()
-        nbformat.write(nb, os.path.join(HERE, "executed", os.path.basename(path)))
+        nbformat.write(nb, os.path.join(args.out, os.path.basename(path)))
         print(f"{os.path.basename(path)}: {time.perf_counter() - start:.1f} s", flush=True)
 
 

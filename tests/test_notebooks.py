@@ -42,3 +42,19 @@ def test_notebook_executes(path, tmp_path, monkeypatch):
     start = time.perf_counter()
     client.execute()
     assert time.perf_counter() - start < 240, "PMP_QUICK=1 should keep a notebook short"
+
+
+def test_executed_notebooks_keep_their_figures(tmp_path):
+    """notebooks/run.py writes executed copies that hold the figures (image/png outputs)."""
+    import subprocess
+    import sys
+
+    env = dict(os.environ, MPLBACKEND="Agg")  # run.py must not pass this on to the kernel
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "notebooks", "run.py"), "01",
+                          "--quick", "--out", str(tmp_path)], env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    nb = nbformat.read(tmp_path / "01_pmp_step_by_step.ipynb", as_version=4)
+    images = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
+              if "image/png" in o.get("data", {})]
+    assert len(images) >= 3
