@@ -237,7 +237,7 @@ def test_ctrl_c_checkpoints_says_how_to_resume_and_exits_130(tmp_path):
 def test_analyze_and_plot_a_run(trained_run):
     out = pmp_cli("analyze", str(trained_run), cwd=trained_run.parent)
     assert out.returncode == 0, out.stderr
-    assert "exponential decay in t" in out.stdout and "|u(t)|" in out.stdout
+    assert "fits of exp(-mu t)" in out.stdout and "|u(t)|" in out.stdout
     assert "J_(T,lam)(u)" in out.stdout
     with pmp.load_run(trained_run) as run:
         stored = run.analysis()  # analysis.h5: the trainer never writes it

@@ -185,7 +185,7 @@ def _analyze(args):
         return 0
     with load_run(args.path) as run:
         result = analyze_run(run, args.iteration)
-    print(f"run {args.path}, iteration {result['iteration']}: exponential decay in t")
+    print(f"run {args.path}, iteration {result['iteration']}: fits of exp(-mu t) to the curves")
     print(_fit_line(None, None))
     for name, key in (("error", "fit_error"), ("|u(t)|", "fit_control"),
                       ("|p(t)|", "fit_costate")):
