@@ -16,6 +16,7 @@ Flop model, N samples, dimension d, K steps: the forward sweep multiplies
 and the costates, (K + 1) N d entries each, written once and read once.
 """
 import os
+import platform
 import time
 from dataclasses import dataclass
 
@@ -58,6 +59,29 @@ class Options:
 
 
 # ----------------------------------------------------------------------------- workloads
+def cpu_model():
+    """The CPU's model name from /proc/cpuinfo (else :func:`platform.processor`), the CPU
+    LLVM compiles pmp's kernels for, and the vector extensions that matter to them (AVX2 or
+    AVX-512: the vector width of the kernels and BLAS)."""
+    import llvmlite.binding
+
+    name, flags = platform.processor() or "unknown", set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name":
+                    name = value.strip()
+                elif key.strip() == "flags":
+                    flags = set(value.split())
+                    break
+    except OSError:
+        pass
+    simd = [flag for flag in ("avx2", "fma", "avx512f") if flag in flags]
+    return (f"{name} (LLVM target {llvmlite.binding.get_host_cpu_name()}; "
+            f"{', '.join(simd) or 'no AVX2'})")
+
+
 def workload(name, dtype="float64", *, n_samples=None, n_steps=None):
     """The problem of workload ``name``, optionally with another size.
 

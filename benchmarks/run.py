@@ -38,7 +38,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
 import pmp  # noqa: E402
-from benchmarks.common import Options, table  # noqa: E402
+from benchmarks.common import Options, cpu_model, table  # noqa: E402
 
 SECTIONS = ("iteration", "msa", "startup", "scaling", "memory")
 TITLES = {"iteration": "Iteration: pmp, its peers and the flop floor",
@@ -53,29 +53,6 @@ ENVIRONMENT = ("OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "
                "NUMBA_NUM_THREADS", "NUMBA_CPU_NAME")
 PACKAGES = ("numpy", "numba", "llvmlite", "scipy", "threadpoolctl", "torch", "jax", "jaxlib",
             "torchdiffeq")
-
-
-def cpu_model():
-    """The CPU's model name from /proc/cpuinfo (else :func:`platform.processor`), the CPU
-    LLVM compiles pmp's kernels for, and the vector extensions that matter to them (AVX2 or
-    AVX-512: the vector width of the kernels and BLAS)."""
-    import llvmlite.binding
-
-    name, flags = platform.processor() or "unknown", set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key.strip() == "model name":
-                    name = value.strip()
-                elif key.strip() == "flags":
-                    flags = set(value.split())
-                    break
-    except OSError:
-        pass
-    simd = [flag for flag in ("avx2", "fma", "avx512f") if flag in flags]
-    return (f"{name} (LLVM target {llvmlite.binding.get_host_cpu_name()}; "
-            f"{', '.join(simd) or 'no AVX2'})")
 
 
 def machine():
