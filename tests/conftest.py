@@ -4,6 +4,7 @@ This directory is on ``sys.path`` while the tests run (pytest puts a conftest's 
 there), so the tests import their helpers by name: :mod:`naive` (the NumPy twins of the
 kernels) and :mod:`pmp_cases` (the small problems they are compared on).
 """
+import io
 import os
 
 import pytest
@@ -34,5 +35,5 @@ def trained_run(tmp_path_factory):
     config = pmp.parse_config(open(os.path.join(ROOT, "runs", "demo.toml")).read())
     config = config.with_overrides(["data.n_samples=40", "model.n_steps=20",
                                     "train.max_iter=30", "train.checkpoint_every=10"])
-    train_run(config, directory, stream=open(os.devnull, "w"))
+    train_run(config, directory, stream=io.StringIO())
     return directory

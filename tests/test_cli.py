@@ -1,5 +1,6 @@
 """The `pmp` command (pmp.batch.cli): train, info, resume, analyze and plot, the runs it writes,
 one-line errors, Ctrl-C, kill -9 and resume."""
+import io
 import os
 import signal
 import time
@@ -144,7 +145,7 @@ def test_bad_input_is_one_line_and_touches_nothing(tmp_path):
 
 def test_resume_refuses_a_changed_config_and_a_finished_run(tmp_path):
     config = parse_config(SMALL).with_overrides(["train.max_iter=12"])
-    train_run(config, tmp_path / "r", stream=open(os.devnull, "w"))
+    train_run(config, tmp_path / "r", stream=io.StringIO())
     out = pmp_cli("resume", str(tmp_path / "r"), cwd=tmp_path)
     one_line_error(out, "finished; nothing to resume")
     path = tmp_path / "r" / "config.toml"

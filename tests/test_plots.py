@@ -3,6 +3,7 @@ teacher needs on a figure (axis labels, legends off the data and without duplica
 colours, exact zeros and checkpoint bands in the heat map, fits shaded only where something
 decays, the read-out coordinate), animations as GIFs of a reasonable size. The figures are
 checked through the returned axes (lines' data, collections, colour limits), not pixels."""
+import io
 import gc
 import os
 import shutil
@@ -39,7 +40,7 @@ def demo_run(tmp_path_factory):
     directory = tmp_path_factory.mktemp("plots") / "demo"
     config = pmp.parse_config(open(os.path.join(ROOT, "runs", "demo.toml")).read())
     config = config.with_overrides(["train.max_iter=25", "train.checkpoint_every=10"])
-    train_run(config, directory, stream=open(os.devnull, "w"))
+    train_run(config, directory, stream=io.StringIO())
     return directory
 
 

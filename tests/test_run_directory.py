@@ -22,7 +22,7 @@ from pmp.batch.runner import resume_run, train_run
 from pmp.batch.store import RunWriter
 from pmp_cases import ROOT, SMALL, controls_equal, one_line_error, pmp_cli, spawn
 
-QUIET = open(os.devnull, "w")
+QUIET = io.StringIO()  # progress lines nobody reads
 # a small full-batch run: E-MSA is deterministic, so runs can be compared bit for bit
 BASE = SMALL.replace("batch_size = 16\n", "").replace("max_iter = 40", "max_iter = 20")
 

@@ -1,5 +1,5 @@
 """Run files (pmp.batch.store): the stored trajectory samples, and files that are not runs."""
-import os
+import io
 
 import h5py
 import pytest
@@ -13,7 +13,7 @@ from pmp_cases import SMALL
 def test_trajectory_samples_limits_the_stored_states(tmp_path):
     config = parse_config(SMALL).with_overrides(["output.trajectory_samples=5",
                                                  "train.max_iter=3"])
-    train_run(config, tmp_path / "r", stream=open(os.devnull, "w"))
+    train_run(config, tmp_path / "r", stream=io.StringIO())
     with pmp.load_run(tmp_path / "r") as run:
         assert run.checkpoint()["states"].shape == (9, 5, 3)
 

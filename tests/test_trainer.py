@@ -1,7 +1,7 @@
 """iterate() and train() (pmp.trainer): the states, stop rules, history, mini-batches,
 TrainResult, bad arguments, resuming a run in process, a run that ends above its initial cost,
 keep_best, the progress bar and the compile notice."""
-import os
+import io
 import warnings
 
 import numpy as np
@@ -110,7 +110,7 @@ def test_bad_trainer_arguments(toy):
 
 def test_resume_in_process_equals_uninterrupted(tmp_path):
     config = parse_config(SMALL).with_overrides(["train.max_iter=30"])
-    null = open(os.devnull, "w")
+    null = io.StringIO()
     train_run(config, tmp_path / "full", stream=null)
     short = config.with_overrides(["train.max_iter=30"])
     # a run stopped at a checkpoint: rewrite its status as if it had been interrupted
