@@ -185,10 +185,10 @@ class Discrete(Method):
     ----------
     levels : {"binary", "ternary"}
     scale : float, optional
-        The weight magnitude ``s`` (default ``1 / (sqrt(fan_in) max(1, T))`` per control:
-        the flow's Lipschitz constant ``exp(|W| T)`` then does not grow with T; with
-        ``1 / sqrt(fan_in)`` the README's example, T = 10, oscillated and ended above its
-        initial cost).
+        The weight magnitude ``s`` (default ``1 / sqrt(fan_in)`` per control). On long
+        horizons a smaller one keeps the flow's expansion ``exp(|W| T)`` in check: on the
+        README's example (T = 10) the default ends above its initial cost (flagged
+        ``worse_than_start``), ``scale = 1 / (sqrt(3) T)`` does not.
     threshold : float, optional
         Ternary: ``|G| <= threshold`` sets a weight to 0 (default: the problem's ``lam``).
     ema : float
@@ -225,7 +225,7 @@ class Discrete(Method):
         problem = oracle.problem
         names = problem.field.discrete_controls
         scales = {n: self.scale if self.scale is not None
-                  else 1.0 / (np.sqrt(problem.field.fan_in(n)) * max(1.0, problem.T))
+                  else 1.0 / np.sqrt(problem.field.fan_in(n))
                   for n in names}
         threshold = problem.lam if self.threshold is None else self.threshold
         u = dict(u)
