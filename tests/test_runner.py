@@ -2,6 +2,8 @@
 in the run file."""
 import pytest
 
+from pmp_cases import SMALL
+
 
 def test_progress_lines_give_the_rate_since_the_last_line():
     """The first iterations of a process include the kernels' compilation: each plain progress
@@ -81,31 +83,10 @@ def test_the_terminal_shows_the_compile_notice_once(monkeypatch):
     assert "compiling" not in terminals[1].text.getvalue()
 
 
-OVERSHOOT = """\
-[data]
-name = "rings"
-n_samples = 24
-seed = 1
-lift = 3
-
-[model]
-field = "outer"
-activation = "tanh"
-T = 2.0
-n_steps = 10
-
-[objective]
-loss = "squared"
-reg = "l2"
-lam = 0.01
-
-[train]
-method = "heavy_ball"
-lr = 1.0
-momentum = 0.9
-max_iter = 30
-checkpoint_every = 10
-"""
+# heavy ball with a far too long step on a small rings problem: J overshoots
+OVERSHOOT = ["data.n_samples=24", "model.n_steps=10", "train.method='heavy_ball'",
+             "train.lr=1.0", "train.momentum=0.9", "train.max_iter=30",
+             "train.checkpoint_every=10", "train.batch_size=24"]
 
 
 def test_the_run_file_records_the_best_iterate(tmp_path):
@@ -122,7 +103,7 @@ def test_the_run_file_records_the_best_iterate(tmp_path):
 
     for keep in ("false", "true"):
         directory = tmp_path / keep
-        config = parse_config(OVERSHOOT).with_overrides([f"train.keep_best={keep}"])
+        config = parse_config(SMALL).with_overrides(OVERSHOOT + [f"train.keep_best={keep}"])
         _, parts = train_run(config, directory, stream=io.StringIO())
         with pmp.load_run(directory) as run:
             cost = run.history["cost"]
@@ -149,7 +130,7 @@ def test_a_resumed_run_keeps_the_best_iterate_of_before_its_checkpoint(tmp_path)
     from pmp.batch.store import RunWriter
     from pmp_cases import controls_equal
 
-    config = parse_config(OVERSHOOT).with_overrides(["train.keep_best=true"])
+    config = parse_config(SMALL).with_overrides(OVERSHOOT + ["train.keep_best=true"])
     train_run(config, tmp_path / "full", stream=io.StringIO())
     train_run(config, tmp_path / "cut", stream=io.StringIO())
     # what an interruption after the checkpoint of iteration 20 leaves
