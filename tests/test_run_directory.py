@@ -291,6 +291,31 @@ def test_interrupted_inside_a_write_then_resume(tmp_path, monkeypatch, when):
         assert controls_equal(run.controls(), reference(tmp_path, 20))
 
 
+def test_ctrl_c_between_an_iterate_and_its_history_row(tmp_path, monkeypatch):
+    """Ctrl-C after the trainer yields iteration 7 but before its history row is recorded:
+    the interrupted checkpoint and the history still agree, and resume finishes the run."""
+    from pmp.batch import runner
+
+    real, raised = runner.history_row, []
+
+    def interrupted_once(state):
+        if state.iteration == 7 and not raised:
+            raised.append(state.iteration)
+            raise KeyboardInterrupt
+        return real(state)
+
+    monkeypatch.setattr(runner, "history_row", interrupted_once)
+    with pytest.raises(KeyboardInterrupt):
+        train_run(config(), tmp_path / "r", stream=QUIET)
+    with pmp.load_run(tmp_path / "r") as run:
+        assert run.checkpoints[-1] == 7
+        np.testing.assert_array_equal(run.history["iteration"], np.arange(8))
+    monkeypatch.undo()
+    resume_run(tmp_path / "r", stream=QUIET)
+    with pmp.load_run(tmp_path / "r") as run:
+        assert controls_equal(run.controls(), reference(tmp_path, 20))
+
+
 def test_what_a_killed_writer_left_half_written_is_removed(run_dir):
     stale = [run_dir / ".run.h5.x1y2.tmp", run_dir / "checkpoints" / ".00000030.h5.ab.tmp"]
     mine = run_dir / "checkpoints" / ".notes.tmp"

@@ -157,6 +157,9 @@ def _execute(config, problem, writer, resume_state, stream, print_every):
     except KeyboardInterrupt:
         progress.close()
         if state is not None and state.resume is not None:
+            recorded = writer.history.get("iteration", [-1])[-1]
+            if not state.extra.get("repeat") and recorded < state.iteration:
+                writer.append(columns, history_row(state))  # interrupted before its row
             writer.truncate(state.iteration)
             _final_checkpoints(writer, problem, state, False, status="interrupted",
                                message=f"interrupted at iteration {state.iteration}")
