@@ -1,6 +1,6 @@
 """Peer implementations of one training iteration, for comparison with pmp.
 
-Each peer computes pmp's exact discrete cost (THEORY.md section 2) for the field "outer",
+Each peer computes pmp's exact discrete cost (docs/theory.md section 2) for the field "outer",
 ``X_{k+1} = X_k + h (sigma(X_k) W_k^T + 1 b_k^T)``, ``k = 0..K-1``, ``h = T / K``::
 
     J(u) = terminal * Phi(X_K) + h lam sum_k (|W_k|_F^2 + |b_k|^2)

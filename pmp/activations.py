@@ -1,7 +1,7 @@
 """Activation functions sigma: names, parameters, and NumPy evaluation for users.
 
 The kernels evaluate them by integer code (``pmp._kernels.activations``); this module is the
-public registry. ``sigma'`` at a kink takes the convention of THEORY.md: relu'(0) = 0,
+public registry. ``sigma'`` at a kink takes the convention of docs/theory.md: relu'(0) = 0,
 leaky_relu'(0) = slope.
 """
 from dataclasses import dataclass
@@ -21,7 +21,7 @@ _CODES = {
     "identity": _k.IDENTITY,
 }
 NAMES = tuple(sorted(_CODES))
-# positively 1-homogeneous: sigma(c z) = c sigma(z) for c > 0 (THEORY.md section 6)
+# positively 1-homogeneous: sigma(c z) = c sigma(z) for c > 0 (docs/theory.md section 6)
 HOMOGENEOUS = frozenset({"relu", "leaky_relu", "identity"})
 PIECEWISE_LINEAR = HOMOGENEOUS
 # |sigma(z)| <= 1 for every z

@@ -1,4 +1,4 @@
-"""Decay analysis of trained controls (THEORY.md section 12).
+"""Decay analysis of trained controls (docs/theory.md section 12).
 
 Per-time curves from a checkpoint, exponential-rate fits with R^2, a confidence interval and a
 plateau check, log-log scaling in T (or lam) over a sweep, the switching structure of l1
@@ -376,7 +376,7 @@ def power_law(x, y):
 
 # --------------------------------------------------------------------- T-scaling
 def time_scaling_equivalence(problem, controls):
-    """THEORY.md section 6: ``J_{T,lam}(u)`` and ``J_{1,lam/T}(T u)`` with the same grid.
+    """docs/theory.md section 6: ``J_{T,lam}(u)`` and ``J_{1,lam/T}(T u)`` with the same grid.
 
     For dynamics positively 1-homogeneous in the control (``problem.field.homogeneous``),
     terminal cost and l2 they are equal. Returns ``(J_T, J_1, relative difference)``.
@@ -397,7 +397,7 @@ def time_scaling_equivalence(problem, controls):
 # ------------------------------------------------------------------------ l1, bound
 @dataclass
 class Switching:
-    """Structure of l1 controls with a bound M (THEORY.md 4b, 7 E3a).
+    """Structure of l1 controls with a bound M (docs/theory.md 4b, 7 E3a).
 
     Attributes
     ----------

@@ -10,7 +10,7 @@ name           f(x, u)                           controls (first axis: step k)
 "perceptron"   V sigma(W x + c)                  V (K, d, width), W (K, width, d), c (K, width)
 =============  ================================  =====================================
 
-"outer", "diagonal" and "features" are linear in the control (THEORY.md section 8):
+"outer", "diagonal" and "features" are linear in the control (docs/theory.md section 8):
 ``f(x, U) = U psi(x)``. "features" draws ``Omega`` and ``beta`` once from a seed (Barboni,
 Peyre, Vialard): random Fourier features ``phi = sqrt(2/width) cos`` with
 ``Omega ~ N(0, 1/bandwidth^2)``, ``beta ~ U[0, 2 pi)``, or random ReLU features
@@ -186,7 +186,7 @@ class Field:
 
     @property
     def homogeneous(self):
-        """True when ``f(x, c u) = c f(x, u)`` for ``c > 0`` (THEORY.md section 6)."""
+        """True when ``f(x, c u) = c f(x, u)`` for ``c > 0`` (docs/theory.md section 6)."""
         return False
 
     @property

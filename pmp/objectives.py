@@ -1,4 +1,4 @@
-"""Losses Phi and regularisers R of the discrete cost (THEORY.md section 2).
+"""Losses Phi and regularisers R of the discrete cost (docs/theory.md section 2).
 
 ``J(u) = terminal * Phi(X_K) + h sum_k [running * Phi(X_k) + R(u_k)]``
 ``       (+ (lam1 / h) sum_k |u_{k+1} - u_k|^2 for "h1")``

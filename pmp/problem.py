@@ -4,7 +4,7 @@
 
 ``J(u) = terminal * Phi(X_K) + h sum_{k<K} [running * Phi(X_k) + R(u_k)]``
 
-with ``Phi(X) = (1/N) sum_i l(P x_i, y_i)``. Conventions: THEORY.md sections 1-3.
+with ``Phi(X) = (1/N) sum_i l(P x_i, y_i)``. Conventions: docs/theory.md sections 1-3.
 """
 import sys
 import warnings

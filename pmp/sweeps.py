@@ -1,6 +1,6 @@
 """Forward and backward sweeps, the exact gradient and the cost of the discrete problem.
 
-Conventions (THEORY.md section 3): the costate is minus the derivative of the cost,
+Conventions (docs/theory.md section 3): the costate is minus the derivative of the cost,
 ``p_k = -dJ/dX_k``, with ``p_K = -terminal grad Phi(X_K)``; the gradient of J with respect
 to the control at step k is ``-grad_u H_k(X_k, p_{k+1}, u_k)`` plus the regulariser's. The
 Riesz (L^2(0, T)) gradient is that divided by h (:func:`riesz_gradient`).

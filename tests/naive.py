@@ -1,4 +1,4 @@
-"""Slow, obviously-correct NumPy twins of pmp's kernels, written from THEORY.md.
+"""Slow, obviously-correct NumPy twins of pmp's kernels, written from docs/theory.md.
 
 Nothing here calls pmp's kernels: only the data and settings of a :class:`pmp.Problem` are
 read (``problem.x``, ``problem.y_kernel``, ``problem.P``, ``problem.h``, ``problem.n_steps``,
@@ -6,7 +6,7 @@ read (``problem.x``, ``problem.y_kernel``, ``problem.P``, ``problem.h``, ``probl
 ``problem.running``, ``problem.terminal``, ``problem.trainable_readout``, ``problem.frozen``).
 Everything is computed in float64, one sample at a time in column form where that is clearer.
 
-Conventions (THEORY.md sections 1-3, 8):
+Conventions (docs/theory.md sections 1-3, 8):
 
 * ``X_{k+1} = X_k + h F(X_k, u_k)``, ``h = T / K``;
 * ``Phi(X) = (1/N) sum_i l(P x_i, y_i)``;
@@ -127,7 +127,7 @@ def sample_field(problem, x, u):
 
 
 def sample_field_vjp(problem, x, u, p):
-    """``(D_x f)^T p`` (d,) and ``{name: d<p, f(x, u)>/du}`` for one sample (THEORY table)."""
+    """``(D_x f)^T p`` (d,) and ``{name: d<p, f(x, u)>/du}`` for one sample (docs/theory.md section 3)."""
     name = problem.field.name
     if name == "outer":
         s, ds = sigma(problem, x)
@@ -299,7 +299,7 @@ def hamiltonians(problem, controls, xs, ps):
 
 # -------------------------------------------------- the maximiser's augmented Hamiltonian
 def psi(problem, u, old, xs, ps, k, rho):
-    """Psi~_k of THEORY 4d (+ the h1 Jacobi terms of section 5) from the NumPy twins."""
+    """Psi~_k of docs/theory.md 4d (+ the h1 Jacobi terms of section 5) from the NumPy twins."""
     N = problem.n_samples
     names = problem.control_names
     step = {n: np.asarray(u[n][k], float) for n in names}

@@ -146,7 +146,7 @@ def test_power_law_through_two_points_has_no_statistics():
     assert np.isnan(entry["slope_loss"]["r2"]) and entry["slope_loss"]["n_points"] == 2
 
 
-# ------------------------------------------------------- the LQ case E2b (THEORY 7)
+# ------------------------------------------------------- the LQ case E2b (docs/theory.md 7)
 def riccati_rate(lam, h):
     s = 1.0
     for _ in range(100000):

@@ -1,4 +1,4 @@
-"""pmp's jitted kernels against the NumPy twins of tests/naive.py (THEORY.md sections 1-3, 8),
+"""pmp's jitted kernels against the NumPy twins of tests/naive.py (docs/theory.md sections 1-3, 8),
 and their compilation cache."""
 import os
 import subprocess

@@ -1,5 +1,5 @@
 """The per-step maximiser of the augmented Hamiltonian (pmp.maximize) against naive.psi: argmax,
-direct and CG solves, bang-bang controls, the switching function (THEORY.md sections 4, 5, 7)."""
+direct and CG solves, bang-bang controls, the switching function (docs/theory.md sections 4, 5, 7)."""
 import numpy as np
 import pytest
 from scipy.optimize import minimize

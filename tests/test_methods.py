@@ -1,5 +1,5 @@
 """The methods' behaviour: the gradient family (gd, heavy_ball, nesterov, adam, lbfgs, proximal)
-and MSA, E-MSA and the discrete method (THEORY.md sections 4, 5, 7, 10, 11)."""
+and MSA, E-MSA and the discrete method (docs/theory.md sections 4, 5, 7, 10, 11)."""
 import numpy as np
 import pytest
 
@@ -108,7 +108,7 @@ def test_methods_with_blas_between_sweeps_run_it_on_one_thread(monkeypatch):
     assert not optimizers.GradientDescent.blas_between_sweeps
 
 
-# -------------------------------------------------------------------------- E4 (THEORY 7)
+# -------------------------------------------------------------------------- E4 (docs/theory.md 7)
 def e4_problem(T, lam, n_steps=8):
     x0, y = np.array([[0.3, -0.2]]), np.array([[1.1, 0.4]])
     return pmp.Problem(x0, y, field="outer", activation="identity", T=T, n_steps=n_steps,
@@ -199,7 +199,7 @@ def test_h1_fixed_point_satisfies_the_discrete_euler_lagrange_equation():
 
 
 def test_l1_with_bound_gives_bang_bang_controls_and_a_switching_time():
-    # E3a of THEORY 7: x' = b, |b| <= M, tracking cost, l1: full speed, then rest
+    # E3a of docs/theory.md 7: x' = b, |b| <= M, tracking cost, l1: full speed, then rest
     x0, y = np.array([[0.0, 0.0]]), np.array([[1.0, 0.5]])
     T, n_steps, M, lam = 4.0, 40, 1.0, 0.1
     problem = pmp.Problem(x0, y, field="outer", activation="identity", T=T, n_steps=n_steps,

@@ -180,7 +180,7 @@ def test_statistics_only_path_gives_the_same_iterates(method, running, monkeypat
     trainers skip storing the states and costates of every step; their iterates are the
     same bit for bit as with the full trajectories."""
     rng = np.random.default_rng(6)
-    lam = 2.0 if method == "msa" else 0.05  # plain MSA converges for T < 2 lam (THEORY 7)
+    lam = 2.0 if method == "msa" else 0.05  # plain MSA converges for T < 2 lam (docs/theory.md 7)
     problem = pmp.Problem(rng.normal(size=(150, 3)), rng.normal(size=150), field="outer",
                           T=2.0, n_steps=6, lam=lam, running=running)
     assert not Maximizer(problem).need(problem).trajectories

@@ -1,4 +1,4 @@
-"""Statements of THEORY.md checked on tiny problems: closed-form cases and identities."""
+"""Statements of docs/theory.md checked on tiny problems: closed-form cases and identities."""
 import numpy as np
 import pytest
 from scipy.integrate import solve_ivp

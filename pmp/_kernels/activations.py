@@ -2,7 +2,7 @@
 
 An activation is passed to kernels as an integer ``code`` and one float ``param`` (the slope
 of leaky ReLU, the amplitude of a random-feature map). ``sigma'`` at the kinks of the
-piecewise-linear activations is the right-hand value's convention of THEORY.md: relu'(0) = 0,
+piecewise-linear activations is the right-hand value's convention of docs/theory.md: relu'(0) = 0,
 leaky_relu'(0) = slope.
 """
 import math

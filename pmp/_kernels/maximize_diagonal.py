@@ -1,5 +1,5 @@
 """Per-step maximisation of the (augmented) Hamiltonian for the "diagonal" field
-``f = diag(w) sigma(x)``, THEORY.md sections 4, 5 and 8: the linear case of
+``f = diag(w) sigma(x)``, docs/theory.md sections 4, 5 and 8: the linear case of
 :mod:`.maximize_linear` coordinate by coordinate.
 
 Tuples of arguments: ``l1 = (reg, lam, bound)`` (``reg`` L2, L1_GROUP or L1_ELEMENTWISE,

@@ -1,6 +1,6 @@
 """The smooth part of the augmented Hamiltonian, and its gradient, for the fields not linear
 in the control, ``f(x, u) = V sigma(W x + c)`` ("perceptron") and ``sigma(W x + c)``
-("inner"), THEORY.md section 8: what L-BFGS in :mod:`pmp.maximize.general` maximises."""
+("inner"), docs/theory.md section 8: what L-BFGS in :mod:`pmp.maximize.general` maximises."""
 import numpy as np
 
 from ._jit import jit

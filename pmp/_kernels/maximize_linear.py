@@ -1,5 +1,5 @@
 """Per-step maximisation of the (augmented) Hamiltonian for fields linear in the control,
-THEORY.md sections 4, 5 and 8.
+docs/theory.md sections 4, 5 and 8.
 
 ``f(x, U) = U psi(x)``, ``U`` of shape (d, q):
 
@@ -600,7 +600,7 @@ def _l1_step(l1, op, h1d, rho, fr, G, h1r, Uo, Un, quadratic, solver, work, tmp)
 
 @jit
 def _switching_law(reg, c_lin, lam, bound, fr, Uo, Un):
-    """argmax ``<c_lin, U> - lam |U|`` over the ball / box: the switching law (THEORY 4b)."""
+    """argmax ``<c_lin, U> - lam |U|`` over the ball / box: the switching law (docs/theory.md 4b)."""
     d, q = c_lin.shape
     prox(reg, c_lin, lam, np.inf, fr, Uo, Un)
     if reg == L1_GROUP:

@@ -1,6 +1,6 @@
 """Forward (state) and backward (costate) sweeps of the explicit Euler ResNet, per field.
 
-Row (batch) form, THEORY.md section 1-3: states ``xs[k]`` of shape (N, d),
+Row (batch) form, docs/theory.md section 1-3: states ``xs[k]`` of shape (N, d),
 ``X_{k+1} = X_k + h F(X_k, u_k)``; costates ``p_K = -terminal grad Phi(X_K)`` and
 ``p_k = p_{k+1} + h (D_x F)^T p_{k+1} - h running grad Phi(X_k)``. The backward kernels also
 write the Hamiltonian part of the gradient, ``-h d<p_{k+1}, F(X_k, u_k)>/du_k``; the Python

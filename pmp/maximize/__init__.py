@@ -1,14 +1,14 @@
 """Per-step maximisation of the (augmented) Hamiltonian: the heart of the MSA.
 
 Given the states ``X_k`` and costates ``p_{k+1}`` of one forward and one backward sweep at
-the controls ``u_old``, every step's problem is independent (THEORY.md sections 4, 8):
+the controls ``u_old``, every step's problem is independent (docs/theory.md sections 4, 8):
 
 ``u_k <- argmax_u Psi~_k(u)``, ``Psi~_k(u) = <p_{k+1}, F(X_k, u)> - R(u)``
 ``     - (rho/2)(1/N) sum_i |f(x_i, u) - f(x_i, u_old)|^2``
 ``     - (rho/2)(1/N) sum_i |(D_x f(x_i, u))^T p_hat_i - (D_x f(x_i, u_old))^T p_hat_i|^2``
 
 (per unit time; ``rho = 0`` is the plain MSA). With ``reg="h1"`` the coupling of neighbouring
-steps is handled by **proximal (Jacobi) splitting** (THEORY.md 5.1): step k keeps its
+steps is handled by **proximal (Jacobi) splitting** (docs/theory.md 5.1): step k keeps its
 neighbours at their old values and maximises ``Psi~_k(u) - (lam1/h^2) sum_nb |u - u_nb|^2``.
 A fixed point satisfies the discrete Euler-Lagrange equation ``dJ/du_k = 0`` exactly; the
 price is Jacobi's slow convergence when ``lam1 / h^2`` dominates (O(K^2) iterations).

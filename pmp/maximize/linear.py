@@ -1,5 +1,5 @@
 """The maximiser of fields linear in the control, ``f(x, U) = U psi(x)``
-(:class:`pmp.fields.LinearForm`): exact per step (THEORY.md section 8).
+(:class:`pmp.fields.LinearForm`): exact per step (docs/theory.md section 8).
 
 l2: the closed form ``G_k / (2 lam)`` for ``rho = 0``; else the quadratic, solved by
 Cholesky when a step has at most ``n_direct`` unknowns, by preconditioned conjugate

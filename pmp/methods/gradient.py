@@ -1,4 +1,4 @@
-"""Gradient-family optimisers on the exact discrete gradient (THEORY.md section 9).
+"""Gradient-family optimisers on the exact discrete gradient (docs/theory.md section 9).
 
 Every method works in the L^2(0, T) metric: it is given the Riesz gradient
 ``g_k = (dJ/du_k) / h``, whose size does not depend on h, so step sizes carry over between

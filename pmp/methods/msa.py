@@ -1,4 +1,4 @@
-"""The method of successive approximations (THEORY.md sections 4, 10, 11).
+"""The method of successive approximations (docs/theory.md sections 4, 10, 11).
 
 One iteration: a forward sweep of the states, a backward sweep of the costates, and the
 maximisation of the (augmented) Hamiltonian at every step (:mod:`pmp.maximize`).
@@ -6,10 +6,10 @@ maximisation of the (augmented) Hamiltonian at every step (:mod:`pmp.maximize`).
 =============  =====================================================================
 "msa"          plain MSA (Chernousko & Lyubushin; Li et al. Alg. 1): ``rho = 0``. It has
                no step-size control and diverges when the control-to-costate
-               sensitivity exceeds ``2 lam`` (E4 of THEORY.md: error factor
+               sensitivity exceeds ``2 lam`` (E4 of docs/theory.md: error factor
                ``-T / (2 lam)``); the trainer then stops with status "diverged".
 "emsa"         extended MSA (Li, Chen, Tai, E): the augmented Hamiltonian with penalty
-               ``rho``. Adaptive by default (THEORY.md 10): a candidate is accepted only
+               ``rho``. Adaptive by default (docs/theory.md 10): a candidate is accepted only
                if ``J(u_new) <= J(u) - sufficient * h sum_k gain_k`` and
                ``J(u_new) < J(u)``, then ``rho /= 2``;
                otherwise it is rejected and ``rho *= 4``. Monotone by construction.
@@ -120,7 +120,7 @@ class EMSA(MSA):
     ----------
     rho : float
         Initial (or fixed) penalty, >= 0. It scales like T for a terminal cost and like T^2
-        for a tracking cost (THEORY.md 10).
+        for a tracking cost (docs/theory.md 10).
     adaptive : bool
         Accept / reject with the sufficient-decrease test and adapt ``rho``.
     sufficient : float
@@ -179,7 +179,7 @@ class EMSA(MSA):
 
 
 class Discrete(Method):
-    """Binary or ternary weights trained by the MSA rule of Li & Hao (THEORY.md 11).
+    """Binary or ternary weights trained by the MSA rule of Li & Hao (docs/theory.md 11).
 
     Parameters
     ----------
