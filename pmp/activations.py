@@ -8,17 +8,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._kernels import activations as _k
+from ._kernels import codes, lazy
 from ._validation import lookup, real
 
+_k = lazy("activations")
 _CODES = {
-    "tanh": _k.TANH,
-    "relu": _k.RELU,
-    "leaky_relu": _k.LEAKY_RELU,
-    "sigmoid": _k.SIGMOID,
-    "softplus": _k.SOFTPLUS,
-    "gelu": _k.GELU,
-    "identity": _k.IDENTITY,
+    "tanh": codes.TANH,
+    "relu": codes.RELU,
+    "leaky_relu": codes.LEAKY_RELU,
+    "sigmoid": codes.SIGMOID,
+    "softplus": codes.SOFTPLUS,
+    "gelu": codes.GELU,
+    "identity": codes.IDENTITY,
 }
 NAMES = tuple(sorted(_CODES))
 # positively 1-homogeneous: sigma(c z) = c sigma(z) for c > 0 (docs/theory.md section 6)

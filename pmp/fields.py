@@ -27,9 +27,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._kernels import activations as _act
-from ._kernels import sweeps as _sw
+from ._kernels import codes, lazy
 from ._validation import integer, lookup, real, register
+
+_sw = lazy("sweeps")
 
 
 # ------------------------------------------------------------------- control forms
@@ -232,7 +233,7 @@ class _MatrixAndBias(Field):
     take the same arguments: :class:`Outer` and :class:`Inner`."""
 
     control_names = ("W", "b")
-    _backward_kernel = None  # the large-d costate kernel
+    _backward_kernel = None  # name of the large-d costate kernel in pmp._kernels.sweeps
 
     def step_shapes(self):
         d = self.dim
@@ -240,7 +241,7 @@ class _MatrixAndBias(Field):
 
     @property
     def stores_activations(self):
-        return self.activation.code in _sw.SLOPE_FROM_VALUE
+        return self.activation.code in codes.SLOPE_FROM_VALUE
 
     def _kernel_args(self, xs, ps, controls, h, readout, grads, gP, store, stored):
         a = self.activation
@@ -250,7 +251,7 @@ class _MatrixAndBias(Field):
     def backward_rows(self, xs, ps, controls, h, readout, grads, gP, store, stored, r0, r1,
                       statistics=None):
         rows = r1 - r0
-        return self._backward_kernel(
+        return getattr(_sw, self._backward_kernel)(
             *self._kernel_args(xs, ps, controls, h, readout, grads, gP, store, stored),
             *_scratch(xs, rows, self.dim), *_readout_scratch(xs, rows, readout), r0, r1)
 
@@ -259,7 +260,7 @@ class Outer(_MatrixAndBias):
     """``f(x, u) = W sigma(x) + b`` (nODE2 of Esteve et al.)."""
 
     name = "outer"
-    _backward_kernel = staticmethod(_sw.outer_backward)
+    _backward_kernel = "outer_backward"
 
     @property
     def homogeneous(self):
@@ -275,8 +276,8 @@ class Outer(_MatrixAndBias):
 
     @property
     def _small(self):
-        """Transposed small-dimension kernels (:data:`pmp._kernels.sweeps.SMALL_DIM`)."""
-        return self.dim <= _sw.SMALL_DIM
+        """Transposed small-dimension kernels (:data:`pmp._kernels.codes.SMALL_DIM`)."""
+        return self.dim <= codes.SMALL_DIM
 
     def forward_rows(self, xs, controls, h, store, r0, r1, final_only=False):
         a, d = self.activation, self.dim
@@ -317,7 +318,7 @@ class Inner(_MatrixAndBias):
     """``f(x, u) = sigma(W x + b)`` (nODE of Esteve et al.)."""
 
     name = "inner"
-    _backward_kernel = staticmethod(_sw.inner_backward)
+    _backward_kernel = "inner_backward"
 
     @property
     def homogeneous(self):
@@ -375,7 +376,7 @@ class Diagonal(Field):
         )
 
 
-FEATURE_MAPS = {"fourier": _act.COS, "relu": _act.SCALED_RELU}
+FEATURE_MAPS = {"fourier": codes.COS, "relu": codes.SCALED_RELU}
 
 
 class Features(Field):

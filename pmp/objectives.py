@@ -1,7 +1,7 @@
-"""Losses Phi and regularisers R of the discrete cost (docs/theory.md section 2).
+"""Losses Phi and regularisers R of the discrete cost (docs/theory.md section 2)::
 
-``J(u) = terminal * Phi(X_K) + h sum_k [running * Phi(X_k) + R(u_k)]``
-``       (+ (lam1 / h) sum_k |u_{k+1} - u_k|^2 for "h1")``
+    J(u) = terminal * Phi(X_K) + h sum_k [running * Phi(X_k) + R(u_k)]
+           (+ (lam1 / h) sum_k |u_{k+1} - u_k|^2 for "h1")
 
 ``|u_k|`` is the Euclidean norm over every control array at step k together (a trainable
 readout ``P`` has no step axis and is not regularised).
@@ -11,15 +11,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._controls import step_norms_squared
-from ._kernels import readout as _ro
+from ._kernels import codes
 from ._validation import integer, lookup, real
 
 # ------------------------------------------------------------------------------ losses
 LOSS_CODES = {
-    "squared": _ro.SQUARED,
-    "lp": _ro.LP,
-    "logistic": _ro.LOGISTIC,
-    "cross_entropy": _ro.CROSS_ENTROPY,
+    "squared": codes.SQUARED,
+    "lp": codes.LP,
+    "logistic": codes.LOGISTIC,
+    "cross_entropy": codes.CROSS_ENTROPY,
 }
 LOSS_NAMES = tuple(sorted(LOSS_CODES))
 

@@ -12,8 +12,8 @@ import pytest
 import naive
 import pmp
 from pmp._kernels import activations as _act
+from pmp._kernels import codes
 from pmp._kernels import readout as _ro
-from pmp._kernels import sweeps as _sw
 from pmp.threads import row_blocks
 from pmp_cases import (ACTIVATIONS, FIELD_ACTIVATIONS, ROOT, case_id, make_controls,
                        make_problem, relative_error, smooth_case)
@@ -69,13 +69,13 @@ def test_tanh_within_3_ulp(dtype):
                         -np.logspace(-40, 1.3, 20000), [0.0, -0.0, np.inf, -np.inf]])
     z = z.astype(dtype)
     s, ds = np.empty_like(z), np.empty_like(z)
-    _act.activate_with_slope(_act.TANH, 0.0, z, s, ds)
+    _act.activate_with_slope(codes.TANH, 0.0, z, s, ds)
     exact = np.tanh(z.astype(np.float64))
     ulp = np.spacing(np.abs(exact).astype(dtype)).astype(np.float64)
     assert np.max(np.abs(s.astype(np.float64) - exact) / ulp) <= 3.0
     assert np.isnan(_act.fast_tanh32(np.float32(np.nan)))
     only = np.empty_like(z)
-    _act.activate(_act.TANH, 0.0, z, only)
+    _act.activate(codes.TANH, 0.0, z, only)
     np.testing.assert_array_equal(only, s)
 
 
@@ -117,11 +117,11 @@ def test_readout_pullback_against_numpy(readout):
     selection = readout in ("identity", "first", "repeated")
     assert (_ro._selected_columns(P).size == m) == selection
     z, gz, p, gP = np.empty((n, m)), np.empty((n, m)), p0.copy(), np.zeros((0, d))
-    phi = _ro.pull_back(_ro.SQUARED, 2.0, x, P, y, 0.7, p, gP, z, gz)
+    phi = _ro.pull_back(codes.SQUARED, 2.0, x, P, y, 0.7, p, gP, z, gz)
     residual = x @ P.T - y
     assert phi == pytest.approx(0.5 * np.sum(residual ** 2) / n, rel=1e-14)
     np.testing.assert_allclose(p, p0 - 0.7 * (residual / n) @ P, rtol=1e-14, atol=1e-16)
-    assert _ro.loss(_ro.SQUARED, 2.0, x, P, y, z) == phi
+    assert _ro.loss(codes.SQUARED, 2.0, x, P, y, z) == phi
 
 
 def test_activation_kink_conventions():
@@ -138,7 +138,7 @@ def test_activation_call_and_shape(name):
     np.testing.assert_array_equal(act(z), s)
 
 
-@pytest.mark.parametrize("kind, code", [("fourier", _act.COS), ("relu", _act.SCALED_RELU)])
+@pytest.mark.parametrize("kind, code", [("fourier", codes.COS), ("relu", codes.SCALED_RELU)])
 def test_feature_maps(kind, code):
     amplitude = np.sqrt(2.0 / 7)
     z = np.ascontiguousarray(Z[np.abs(Z) < 1e3].reshape(1, -1))
@@ -376,7 +376,7 @@ def test_row_blocks_on_threads(field_act, config):
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 @configs
 def test_outer_general_kernels(activation, config, monkeypatch):
-    """W1-sized states (d <= SMALL_DIM) take transposed kernels of their own; forcing the
+    """W1-sized states (d <= codes.SMALL_DIM) take transposed kernels of their own; forcing the
     general (BLAS) kernels gives the same sweeps to rounding, and both match the twins, with
     stored or recomputed activations, full or rolling costates, one or three row blocks."""
     loss, p, reg, lam1, running, terminal, projection = config
@@ -386,7 +386,7 @@ def test_outer_general_kernels(activation, config, monkeypatch):
     expected = naive.gradients(problem, controls)
     results = []
     for small_dim in (8, 0):
-        monkeypatch.setattr(_sw, "SMALL_DIM", small_dim)
+        monkeypatch.setattr(codes, "SMALL_DIM", small_dim)
         assert problem.field._small == (small_dim == 8)
         for n_threads in (1, 3):
             with pmp.threads(n_threads):
@@ -410,7 +410,7 @@ def test_outer_general_kernels(activation, config, monkeypatch):
 def test_outer_wide_states(activation, running, n_steps):
     """The general kernels on states wider than SMALL_DIM (without a running cost, the
     gradient's forward sweep keeps the states in between in two rolling slots)."""
-    problem, controls = smooth_case("outer", activation, "cross_entropy", d=_sw.SMALL_DIM + 4,
+    problem, controls = smooth_case("outer", activation, "cross_entropy", d=codes.SMALL_DIM + 4,
                                     n=150, running=running, projection="trainable",
                                     n_steps=n_steps)
     assert not problem.field._small

@@ -1,1 +1,22 @@
-"""pmp's jitted core: every ``@njit`` function lives in this package (policy: ``_jit``)."""
+"""pmp's jitted core: every ``@njit`` function lives in this package (policy: ``_jit``).
+
+The rest of pmp reaches the kernel modules through :func:`lazy`, so that ``import pmp``
+imports neither numba nor a kernel: they load when a kernel is first used. The integer
+codes the kernels share with Python are in :mod:`pmp._kernels.codes`, which needs no numba.
+"""
+import importlib
+import types
+
+
+class _LazyModule(types.ModuleType):
+    """A kernel module that is imported on first attribute access."""
+
+    def __getattr__(self, attr):
+        module = importlib.import_module(self.__name__)  # thread-safe: the import lock
+        self.__dict__.update(vars(module))  # later lookups find the attributes directly
+        return getattr(module, attr)
+
+
+def lazy(name):
+    """The kernel module ``pmp._kernels.<name>``, imported when first used."""
+    return _LazyModule(f"{__name__}.{name}")

@@ -14,15 +14,7 @@ from numba.extending import intrinsic
 
 from ._jit import DISABLED, jit
 
-TANH = 0
-RELU = 1
-LEAKY_RELU = 2
-SIGMOID = 3
-SOFTPLUS = 4
-GELU = 5
-IDENTITY = 6
-COS = 7  # param * cos(z): random Fourier features
-SCALED_RELU = 8  # param * max(z, 0): random ReLU features
+from .codes import COS, GELU, LEAKY_RELU, RELU, SCALED_RELU, SIGMOID, SOFTPLUS, TANH
 
 # fast_tanh: exp reduction constants (fdlibm) and expm1 Taylor coefficients 1/k!, k = 2..13
 _LN2_HI = 6.93147180369123816490e-01

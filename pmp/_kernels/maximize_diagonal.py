@@ -12,7 +12,8 @@ import numpy as np
 
 from ._jit import jit
 from .activations import activate_with_slope
-from .prox import L1_ELEMENTWISE, L1_GROUP, L2, fista_step, soft_clip, switching
+from .codes import L1_ELEMENTWISE, L1_GROUP, L2
+from .prox import fista_step, soft_clip, switching
 
 
 @jit

@@ -44,11 +44,9 @@ import numpy as np
 
 from ._jit import jit, jit_sum
 from .activations import activate_with_slope
-from .prox import L1_GROUP, L2, fista_step, prox, switching, vdot
+from .codes import L1_GROUP, L2, OUTER
+from .prox import fista_step, prox, switching, vdot
 from .sweeps import _dot, _transpose_in
-
-OUTER = 0
-FEATURES = 1
 
 
 @jit
@@ -435,7 +433,10 @@ def linear_maximize_cg(xs, ps, spec, U_old, free, lam, rho, h1, solver, U_new, i
             continue
         op = (S, p, dpsi, Kt, use_Kt)
         iters = _cg(op, coef, rho, fr, g, delta, solver, work, tmp)
-        _apply(delta, op, coef, rho, fr, Md, tmp, work[4])
+        residual = work[2]  # CG's g - M delta: M delta without one more product
+        for r in range(Md.shape[0]):
+            for c in range(Md.shape[1]):
+                Md[r, c] = g[r, c] - residual[r, c]
         _l2_result(g, delta, Md, Uo, Un, iters, info[k])
 
 
@@ -477,8 +478,9 @@ def linear_maximize_l1(xs, ps, spec, U_old, free, l1, rho, h1, solver, U_new, in
 @jit
 def _cg(op, coef, rho, fr, g, x, solver, work, tmp):
     """Preconditioned CG for ``M x = g`` on the free entries (``M = coef I + rho A``, the
-    preconditioner of :func:`_kronecker_preconditioner`); returns the iterations. Four small
-    products per iteration."""
+    preconditioner of :func:`_kronecker_preconditioner`) from ``x = 0``; returns the
+    iterations and leaves the residual ``g - M x`` in ``work[2]``. Four small products per
+    iteration."""
     tol, max_iter = solver
     d, q = g.shape
     r, z, pdir = work[2], work[3], work[4]

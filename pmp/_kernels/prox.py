@@ -5,10 +5,7 @@ import math
 
 from ._jit import jit
 
-# the regularisers' codes (pmp.maximize._common.REG_CODES)
-L2 = 0
-L1_GROUP = 1
-L1_ELEMENTWISE = 2
+from .codes import L1_ELEMENTWISE, L1_GROUP
 
 
 @jit

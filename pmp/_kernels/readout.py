@@ -9,10 +9,7 @@ import numpy as np
 
 from ._jit import jit
 
-SQUARED = 0
-LP = 1
-LOGISTIC = 2
-CROSS_ENTROPY = 3
+from .codes import CROSS_ENTROPY, LP, SQUARED
 
 
 @jit

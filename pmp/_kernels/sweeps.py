@@ -16,12 +16,9 @@ the loss values they met on the way.
 import numpy as np
 
 from ._jit import jit, jit_sum
-from .activations import (IDENTITY, RELU, SIGMOID, TANH, activate, activate_rows,
-                          activate_with_slope, value_and_slope)
+from .activations import activate, activate_rows, activate_with_slope, value_and_slope
+from .codes import IDENTITY, RELU, SIGMOID, TANH
 from .readout import pull_back
-
-# activations whose slope follows from their value: forward-sweep values can be reused
-SLOPE_FROM_VALUE = (TANH, SIGMOID, RELU, IDENTITY)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -233,11 +230,10 @@ def outer_backward(xs, ps, W, b, h, act, aparam, ro, gW, gb, gP, ss, stored, q, 
     return phi, run
 
 
-# "outer" with a small state dimension (d <= SMALL_DIM). One BLAS call per (N_rows x d) x
+# "outer" with a small state dimension (d <= codes.SMALL_DIM). One BLAS call per (N_rows x d) x
 # (d x d) product costs more than the product itself there (the call's fixed cost exceeds
 # the few multiply-adds per row), so these kernels keep the block's states and
 # costates transposed, (d, N_rows), where every product is d^2 vectorised row updates.
-SMALL_DIM = 8
 
 
 @jit_sum

@@ -2,11 +2,11 @@
 the free (not frozen) entries."""
 import numpy as np
 
-from .._kernels import prox as _prox
+from .._kernels import codes
 from ..objectives import H1, L1, L2, L1Elementwise
 
-REG_CODES = {L2: _prox.L2, H1: _prox.L2, L1: _prox.L1_GROUP,
-             L1Elementwise: _prox.L1_ELEMENTWISE}
+REG_CODES = {L2: codes.L2, H1: codes.L2, L1: codes.L1_GROUP,
+             L1Elementwise: codes.L1_ELEMENTWISE}
 
 
 def h1_terms(problem, controls, name):

@@ -2,11 +2,12 @@
 (:class:`pmp.fields.TwoLayerForm`): L-BFGS (scipy) on ``sum_k Psi~_k`` (separable over k),
 warm-started at ``u_old``, to a tolerance and an iteration cap; l2 and h1 only."""
 import numpy as np
-from scipy.optimize import minimize
 
 from .._controls import Flattener, step_norms_squared
-from .._kernels import maximize_general as _kg
+from .._kernels import lazy
 from ._common import free_entries, h1_terms
+
+_kg = lazy("maximize_general")
 
 
 def check(problem):
@@ -24,6 +25,8 @@ def reads_trajectories(maximizer, problem):
 def maximize(maximizer, problem, form, controls, xs, ps, rho, statistics):
     """New controls and the per-step info (gain, residual, iterations, switching); see
     :meth:`pmp.maximize.Maximizer.maximize`."""
+    from scipy.optimize import minimize  # scipy.optimize takes most of a second to import
+
     names = problem.control_names
     old = {n: controls[n] for n in names}
     layout = Flattener(old, names, problem.dtype)

@@ -7,12 +7,13 @@ gradients above. l1 with a bound: FISTA with the prox (the switching law for ``r
 """
 import numpy as np
 
-from .._kernels import maximize_linear as _kl
+from .._kernels import codes, lazy
 from ..threads import blocks, map_blocks
 from ._common import REG_CODES, free_entries, h1_terms
 
 # the kernels' code of each psi of pmp.fields.LinearForm
-PSI_KINDS = {"activation_and_one": _kl.OUTER, "random_features": _kl.FEATURES}
+PSI_KINDS = {"activation_and_one": codes.OUTER, "random_features": codes.FEATURES}
+_kl = lazy("maximize_linear")
 
 
 def check(problem):

@@ -22,8 +22,6 @@ The proximal method for non-smooth regularisers is in :mod:`pmp.methods.proximal
 import warnings
 
 import numpy as np
-from scipy.optimize import line_search
-from scipy.optimize._linesearch import LineSearchWarning
 
 from .._controls import Flattener, axpy, lincomb
 from .._validation import integer, real
@@ -32,6 +30,7 @@ from .base import Method
 
 class GradientDescent(Method):
     name = "gd"
+    supports_stages = True
 
     def __init__(self, lr=0.1):
         self.lr = real(lr, "lr", low=0.0, low_open=True)
@@ -55,6 +54,7 @@ class HeavyBall(Method):
     """
 
     name = "heavy_ball"
+    supports_stages = True
 
     def __init__(self, lr=0.02, momentum=0.9):
         self.lr = real(lr, "lr", low=0.0, low_open=True)
@@ -88,6 +88,7 @@ class Nesterov(HeavyBall):
 
 class Adam(Method):
     name = "adam"
+    supports_stages = True
 
     def __init__(self, lr=1e-2, beta1=0.9, beta2=0.999, eps=1e-8):
         self.lr = real(lr, "lr", low=0.0, low_open=True)
@@ -125,6 +126,7 @@ class LBFGS(Method):
     """
 
     name = "lbfgs"
+    supports_stages = True
     blas_between_sweeps = True
     full_batch_only = True
 
@@ -193,6 +195,10 @@ class LBFGS(Method):
 
     def _wolfe(self, evaluate, gradient, v, direction, g, f, old_f):
         """Step length along ``direction``: strong Wolfe (scipy), else a slope search."""
+        # imported here: scipy.optimize takes most of a second to import
+        from scipy.optimize import line_search
+        from scipy.optimize._linesearch import LineSearchWarning
+
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", LineSearchWarning)
             alpha, *_ = line_search(lambda z: evaluate(z).parts["total"],
