@@ -8,27 +8,29 @@ by the training methods (:mod:`pmp.methods`) that the trainer drives (:func:`ite
 :mod:`pmp.plots`. Importing pmp changes no setting: thread settings are applied when pmp
 first runs a sweep.
 """
-from . import activations, analysis, datasets, fields, maximize, methods, objectives, plots
+from . import (activations, analysis, datasets, fields, maximize, methods, objectives, plots,
+               stages)
 from ._version import __version__
 from .batch.config import RunConfig, demo_config, load_config, parse_config
 from .batch.store import load_run
-from .problem import Problem, init_controls
-from .sweeps import (backward, cost, evaluate, forward, grad_norm, hamiltonian, losses_along,
-                     riesz_gradient, value_and_grad)
+from .problem import Problem
+# the functions of pmp.stages take staged problems too (and are pmp.sweeps' on the others)
+from .stages import (Stage, backward, cost, evaluate, forward, grad_norm, hamiltonian,
+                     init_controls, losses_along, riesz_gradient, value_and_grad)
 from .threads import available_cores, get_threads, set_threads, threads
 from .trainer import TrainResult, TrainState, iterate, train
 
 __all__ = [
     # problem -> sweeps
-    "Problem", "init_controls", "forward", "backward", "value_and_grad", "cost", "evaluate",
-    "hamiltonian", "losses_along", "riesz_gradient", "grad_norm",
+    "Problem", "Stage", "init_controls", "forward", "backward", "value_and_grad", "cost",
+    "evaluate", "hamiltonian", "losses_along", "riesz_gradient", "grad_norm",
     # maximisation -> methods -> trainer
     "train", "iterate", "TrainResult", "TrainState",
     # runs
     "RunConfig", "load_config", "parse_config", "demo_config", "load_run",
     "set_threads", "get_threads", "threads", "available_cores",
     # modules
-    "activations", "datasets", "fields", "objectives", "maximize", "methods",
+    "activations", "datasets", "fields", "objectives", "maximize", "methods", "stages",
     "analysis", "plots",
     "__version__",
 ]

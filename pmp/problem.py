@@ -6,6 +6,7 @@
 
 with ``Phi(X) = (1/N) sum_i l(P x_i, y_i)``. Conventions: docs/theory.md sections 1-3.
 """
+import inspect
 import sys
 import warnings
 from collections.abc import Mapping
@@ -80,6 +81,10 @@ class Problem:
         control's shape; frozen entries get zero gradient and keep their value.
     dtype : {"float64", "float32"}
         x, y and a given projection must lie within its range.
+    stages : list of pmp.Stage, optional
+        A problem in stages of varying width (docs/theory.md section 13): ``Problem`` then
+        returns a :class:`pmp.stages.StagedProblem`, whose stages take the other keywords
+        as defaults.
 
     Attributes
     ----------
@@ -95,11 +100,18 @@ class Problem:
         name -> shape of every control array.
     """
 
+    def __new__(cls, *args, stages=None, **kwargs):
+        if stages is None:
+            return super().__new__(cls)
+        from ._staged import StagedProblem  # same layer; imported here to avoid a cycle
+
+        return StagedProblem(*args, stages=stages, **kwargs)
+
     def __init__(self, x, y, *, field="outer", activation="tanh", T=10.0, n_steps=100,
                  loss="squared", p=2.0, projection=None, reg="l2", lam=1e-3, lam1=0.0,
                  bound=None, running=0.0, terminal=1.0, width=None, features="fourier",
                  bandwidth=1.0, seed=0, lift=None, n_classes=None, slope=0.1, frozen=None,
-                 dtype="float64"):
+                 dtype="float64", stages=None):
         self.dtype = _float_dtype(dtype)
         x = finite_array(x, "x", ndim=2)
         if x.shape[0] < 1 or x.shape[1] < 1:
@@ -273,6 +285,12 @@ class Problem:
                 f"terminal={self.terminal})")
 
 
+# __new__ only picks the class (with stages, a staged problem): Problem(...) has __init__'s
+# signature
+Problem.__signature__ = inspect.Signature(
+    list(inspect.signature(Problem.__init__).parameters.values())[1:])
+
+
 def _float_dtype(dtype):
     """``dtype`` (a name, type or np.dtype of float32 or float64) as an np.dtype."""
     name = None
@@ -313,6 +331,10 @@ def _boolean_mask(mask, name):
 def check_problem(problem):
     """``problem`` if it is a :class:`Problem`, else a TypeError (the public sweeps)."""
     if not isinstance(problem, Problem):
+        if hasattr(problem, "stages"):  # a StagedProblem: the functions of pmp.stages
+            raise TypeError("this function takes an unstaged pmp.Problem, got a staged one; "
+                            "use the functions of pmp (pmp.forward, pmp.value_and_grad, ...) "
+                            "or of pmp.stages")
         raise TypeError(f"problem must be a pmp.Problem, got {type(problem).__name__}")
     return problem
 

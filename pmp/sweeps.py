@@ -11,11 +11,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._controls import step_norms_squared
-from ._kernels import readout as _ro
-from ._kernels import sweeps as _sw
+from ._kernels import lazy
 from ._validation import finite_array, integer
 from .problem import check_problem
 from .threads import map_blocks, row_blocks
+
+_ro = lazy("readout")
+_sw = lazy("sweeps")
 
 
 # -------------------------------------------------------------- buffers and row blocks
@@ -141,14 +143,15 @@ def forward(problem, controls, *, validate=True):
 
 
 def _forward(problem, controls, store=False, workspace=None, run=True, activations=None,
-             final_only=False):
+             final_only=False, x0=None):
     """States and the activation store (kept for the backward sweep when ``store``);
     ``run=False``: ``xs[0]`` set, the sweep left to the caller. The store's buffer comes
     from ``activations`` (a workspace dict) if given, else from ``workspace``.
-    ``final_only``: only ``xs[0]`` and ``xs[K]`` need be valid."""
+    ``final_only``: only ``xs[0]`` and ``xs[K]`` need be valid. ``x0``: the initial states
+    (default ``problem.x``; a stage of a staged problem starts where the previous ends)."""
     xs = buffer(workspace, "states", (problem.n_steps + 1, problem.n_samples, problem.dim),
                 problem.dtype)
-    xs[0] = problem.x
+    xs[0] = problem.x if x0 is None else x0
     kept = _activation_store(problem.field, xs, store,
                              workspace if activations is None else activations)
     if run:
@@ -157,10 +160,12 @@ def _forward(problem, controls, store=False, workspace=None, run=True, activatio
 
 
 def _backward(problem, controls, xs, store=None, costates=True, workspace=None,
-              forward=False, statistics=None):
+              forward=False, statistics=None, p_end=None):
     """Costates (``costates=False``: the last two slots only), full gradient dict and
     (Phi(X_K), sum_{k<K} Phi(X_k)); ``forward``: run the forward sweep first, in the same
-    row blocks; ``statistics``: filled for the maximiser (see :func:`_run_backward`)."""
+    row blocks; ``statistics``: filled for the maximiser (see :func:`_run_backward`).
+    ``p_end``: the last costate ``p_K`` (N, d) instead of the terminal loss's (a stage that
+    a transition follows; Phi(X_K) is then 0)."""
     grads = {n: np.empty(problem.control_shapes[n], dtype=problem.dtype)
              for n in problem.control_names}
     P = _P(problem, controls)
@@ -168,8 +173,11 @@ def _backward(problem, controls, xs, store=None, costates=True, workspace=None,
                   dtype=problem.dtype)
     ps = buffer(workspace, "costates", (xs.shape[0] if costates else 2,) + xs.shape[1:],
                 xs.dtype)
+    if p_end is not None:  # the kernels read p_K in slot K % len(ps)
+        ps[(xs.shape[0] - 1) % ps.shape[0]] = p_end
     phi, run = _run_backward(problem.field, xs, ps, controls, problem.h,
-                             problem.readout_with(P), grads, gP, store, forward, statistics)
+                             problem.readout_with(P, p_end is None), grads, gP, store,
+                             forward, statistics)
     _finish_gradient(problem, controls, grads, gP)
     return ps, grads, (phi, run)
 

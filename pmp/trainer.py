@@ -24,12 +24,12 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.optimize import OptimizeResult
 
 from ._validation import integer, lookup, real
 from .methods import Oracle, extra_history_columns, make_method
-from .problem import INIT_SCHEMES, init_controls
-from .sweeps import cost
+from .methods.staged import StagedOracle, check_staged
+from .problem import INIT_SCHEMES
+from .stages import cost, init_controls, is_staged
 from .threads import serial_blas
 
 DIVERGENCE_FACTOR = 1e6
@@ -144,7 +144,7 @@ def iterate(problem, method="gd", *, max_iter=1000, controls=None, seed=0, gtol=
     controls = problem.validate_controls(controls)
     if resume is None:
         oracle.next_batch()
-    steps = method.run(oracle, controls, None if resume is None else resume["method"])
+    steps = oracle.run(method, controls, None if resume is None else resume["method"])
     if method.blas_between_sweeps:
         steps = serial_blas(steps)
     yield from _loop(steps, method, oracle, stop, start, resume, keep_best)
@@ -186,6 +186,9 @@ def _oracle(problem, method, batch_size, segment, seed):
         batch_size = None if batch_size >= problem.n_samples else batch_size
     if segment is not None:
         segment = integer(segment, "segment", low=1)
+    if is_staged(problem):  # the controls as one dict for the method (pmp.methods.staged)
+        check_staged(method, problem, batch_size, segment)
+        return StagedOracle(problem, batch_size, seed)
     method.check(problem, batch_size, segment)
     return Oracle(problem, batch_size, seed, segment)
 
@@ -328,8 +331,9 @@ def _state(last, status, message, now, start, oracle):
     return state
 
 
-class TrainResult(OptimizeResult):
-    """Result of :func:`train` (a ``scipy.optimize.OptimizeResult``).
+class TrainResult(dict):
+    """Result of :func:`train`: a dict whose keys are also attributes, like scipy's
+    ``OptimizeResult``.
 
     Attributes
     ----------
@@ -365,6 +369,18 @@ class TrainResult(OptimizeResult):
     n_evals : int
     wall_time : float
     """
+
+    def __getattr__(self, name):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    __setattr__ = dict.__setitem__
+    __delattr__ = dict.__delitem__
+
+    def __dir__(self):
+        return sorted(set(super().__dir__()) | set(self))
 
     def __repr__(self):
         c = self.cost

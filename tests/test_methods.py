@@ -179,6 +179,32 @@ def test_adaptive_emsa_is_monotone_and_reaches_the_lbfgs_optimum(toy_optimum):
     assert set(hist) >= {"rho", "accepted", "gain"}
 
 
+@pytest.mark.parametrize("exact", [False, True])
+def test_emsa_through_conjugate_gradients_reaches_the_lbfgs_optimum(toy_optimum, exact):
+    # n_direct=0: every step through CG; the default (inexact) stops it after 3 iterations
+    problem, best = toy_optimum
+    method = pmp.methods.EMSA(n_direct=0, exact=exact)
+    assert method.max_inner == (500 if exact else 3)
+    result = pmp.train(problem, method, max_iter=3000, gtol=1e-9)
+    assert np.all(np.diff(result.history["cost"]) <= 0.0)
+    assert abs(result.cost["total"] - best) / best < 1e-4
+
+
+def test_an_inexact_maximisation_gains_less_than_the_exact_one_but_gains(toy_optimum):
+    problem, _ = toy_optimum
+    controls = pmp.init_controls(problem, seed=3)
+    xs = pmp.forward(problem, controls)
+    ps = pmp.backward(problem, controls, xs)
+    gains = {}
+    for cap in (1, 500):
+        maximizer = pmp.maximize.Maximizer(problem, n_direct=0, max_inner=cap)
+        _, info = maximizer.maximize(problem, controls, xs, ps, rho=1.0)
+        gains[cap] = info.gain
+        assert np.all(info.iterations <= cap)
+    assert np.all(gains[1] > 0.0) and np.all(gains[1] <= gains[500] * (1 + 1e-12))
+    assert np.any(gains[1] < 0.99 * gains[500])
+
+
 def test_msa_history_columns_and_gain(toy_optimum):
     problem, _ = toy_optimum
     result = pmp.train(problem, "emsa", max_iter=20, rho=2.0, adaptive=False)

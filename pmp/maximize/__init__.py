@@ -1,11 +1,11 @@
 """Per-step maximisation of the (augmented) Hamiltonian: the heart of the MSA.
 
 Given the states ``X_k`` and costates ``p_{k+1}`` of one forward and one backward sweep at
-the controls ``u_old``, every step's problem is independent (docs/theory.md sections 4, 8):
+the controls ``u_old``, every step's problem is independent (docs/theory.md sections 4, 8)::
 
-``u_k <- argmax_u Psi~_k(u)``, ``Psi~_k(u) = <p_{k+1}, F(X_k, u)> - R(u)``
-``     - (rho/2)(1/N) sum_i |f(x_i, u) - f(x_i, u_old)|^2``
-``     - (rho/2)(1/N) sum_i |(D_x f(x_i, u))^T p_hat_i - (D_x f(x_i, u_old))^T p_hat_i|^2``
+    u_k <- argmax_u Psi~_k(u),   Psi~_k(u) = <p_{k+1}, F(X_k, u)> - R(u)
+         - (rho/2)(1/N) sum_i |f(x_i, u) - f(x_i, u_old)|^2
+         - (rho/2)(1/N) sum_i |(D_x f(x_i, u))^T p_hat_i - (D_x f(x_i, u_old))^T p_hat_i|^2
 
 (per unit time; ``rho = 0`` is the plain MSA). With ``reg="h1"`` the coupling of neighbouring
 steps is handled by **proximal (Jacobi) splitting** (docs/theory.md 5.1): step k keeps its
@@ -58,7 +58,7 @@ class MaximizeInfo:
     iterations : ndarray, shape (K,)
         Inner iterations (CG, FISTA, L-BFGS; 0 for closed forms).
     switching : ndarray, shape (K,)
-        ``|G_k|`` (group norm; max |G_kj| for "l1elem"): for l1 with a bound the control is
+        ``|G_k|`` (group norm; ``max |G_kj|`` for "l1elem"): for l1 with a bound the control is
         zero where it is below ``lam`` and on the bound where above.
     """
 
@@ -81,7 +81,17 @@ class Maximizer:
         Relative tolerance of the inner iterative solvers.
     max_inner : int
         Iteration cap of the inner solvers.
+
+    For a staged problem (:mod:`pmp.stages`) ``Maximizer(problem)`` is a
+    :class:`pmp.maximize.staged.StagedMaximizer`: one maximiser per stage.
     """
+
+    def __new__(cls, problem, n_direct=256, tol=1e-10, max_inner=500):
+        if cls is Maximizer and hasattr(problem, "transitions"):  # a staged problem
+            from .staged import StagedMaximizer
+
+            return StagedMaximizer(problem, n_direct, tol, max_inner)
+        return super().__new__(cls)
 
     def __init__(self, problem, n_direct=256, tol=1e-10, max_inner=500):
         self.problem = problem

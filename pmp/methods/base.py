@@ -32,8 +32,8 @@ class Method:
        :attr:`full_batch_only`, :attr:`accepts_segment`, :attr:`blas_between_sweeps` and
        :attr:`history_columns`. The trainer asks these (:meth:`check`), never the name.
 
-    Parameters of :meth:`run`
-    -------------------------
+    The arguments of :meth:`run`:
+
     oracle : Oracle
         ``oracle.evaluate(u, step_size) -> Point`` (cost parts and Riesz gradient on the
         current batch), ``oracle.value(u) -> parts``, ``oracle.sweep(u, ...)`` (also the
@@ -61,6 +61,9 @@ class Method:
         at one thread (:func:`pmp.threads.serial_blas`).
     history_columns : tuple of str
         The entries of ``Point.extra`` it reports, as history columns.
+    supports_stages : bool
+        It trains staged problems (:mod:`pmp.stages`) given their controls as one dict
+        (:mod:`pmp.methods.staged`): it reads the cost and the gradient only.
     """
 
     name = ""
@@ -69,6 +72,7 @@ class Method:
     accepts_segment = True
     blas_between_sweeps = False
     history_columns = ()
+    supports_stages = False
     state = None
     _full_batch_hint = ""  # appended to the error of a mini-batch it cannot take
 
@@ -143,6 +147,10 @@ class Oracle:
         self._cursor += self.batch_size
         self.batch = self.problem.subset(index)
         self.batch_id += 1
+
+    def run(self, method, u, state=None):
+        """``method.run(self, u, state)``: the iterates of ``method`` on this oracle."""
+        return method.run(self, u, state)
 
     def evaluate(self, controls, step_size=float("nan")):
         """A :class:`Point`: cost parts and Riesz gradient at ``controls``."""

@@ -9,7 +9,9 @@ maximisation of the (augmented) Hamiltonian at every step (:mod:`pmp.maximize`).
                sensitivity exceeds ``2 lam`` (E4 of docs/theory.md: error factor
                ``-T / (2 lam)``); the trainer then stops with status "diverged".
 "emsa"         extended MSA (Li, Chen, Tai, E): the augmented Hamiltonian with penalty
-               ``rho``. Adaptive by default (docs/theory.md 10): a candidate is accepted only
+               ``rho``, maximised inexactly by default (a few inner iterations per
+               step; ``exact=True`` solves to ``tol``). Adaptive by default
+               (docs/theory.md 10): a candidate is accepted only
                if ``J(u_new) <= J(u) - sufficient * h sum_k gain_k`` and
                ``J(u_new) < J(u)``, then ``rho /= 2``;
                otherwise it is rejected and ``rho *= 4``. Monotone by construction.
@@ -48,6 +50,7 @@ class MSA(Method):
     needs_smooth = False
     accepts_segment = False  # the maximisation reads the whole trajectory
     history_columns = ("rho", "accepted", "gain")
+    supports_stages = True  # a staged problem's maximiser works stage by stage
 
     def __init__(self, n_direct=256, tol=1e-10, max_inner=500, xtol=1e-12):
         self.n_direct, self.tol, self.max_inner = n_direct, tol, max_inner
@@ -128,14 +131,27 @@ class EMSA(MSA):
     rho_min, rho_max : float
         Bounds of the adaptive ``rho``; above ``rho_max`` the method stalls (no ascent step
         decreases J any more: converged to rounding, or a bad model).
-    n_direct, tol, max_inner, xtol
+    exact : bool
+        Maximise every step's augmented Hamiltonian to the tolerance ``tol``. The default,
+        inexact, stops the iterative inner solvers (conjugate gradients, FISTA, L-BFGS)
+        after ``max_inner`` iterations started at ``u_old``: the acceptance test keeps the
+        method monotone, and its fixed points are those of the exact maximiser
+        (docs/theory.md 10). Direct solves (at most ``n_direct`` unknowns per step) and
+        closed forms are exact either way.
+    max_inner : int, optional
+        Iteration cap of the inner solvers: default 500 when ``exact``, else 3.
+    n_direct, tol, xtol
         As :class:`MSA`.
     """
 
     name = "emsa"
+    INEXACT_MAX_INNER = 3
 
     def __init__(self, rho=1.0, adaptive=True, sufficient=0.1, rho_min=1e-8, rho_max=1e12,
-                 n_direct=256, tol=1e-10, max_inner=500, xtol=1e-12):
+                 exact=False, n_direct=256, tol=1e-10, max_inner=None, xtol=1e-12):
+        self.exact = bool(exact)
+        if max_inner is None:
+            max_inner = 500 if self.exact else self.INEXACT_MAX_INNER
         super().__init__(n_direct, tol, max_inner, xtol)
         self.rho = real(rho, "rho", low=0.0)
         self.adaptive = bool(adaptive)
