@@ -812,7 +812,7 @@ def control_heatmap(t, iterations=None, norms=None, *, ax=None, problem=None, up
     ax = _axes(ax, size="heatmap")
     mesh = _heat_mesh(ax, t[:norms.shape[1] + 1], _band_edges(its), norms)
     if len(its) <= 12:
-        ax.set_yticks(its, [f"{int(i)}" for i in its])
+        ax.set_yticks(its, _spaced_labels(its))
     ax.set_xlabel("t")
     ax.set_ylabel("training iteration (checkpoints)")
     bar = ax.figure.colorbar(mesh, ax=ax, label=r"$|u(t)|$ (log scale)")
@@ -823,6 +823,25 @@ def control_heatmap(t, iterations=None, norms=None, *, ax=None, problem=None, up
         ax.legend(handles=[Patch(facecolor=ZERO_COLOUR, label="u = 0 exactly")],
                   loc="upper right", bbox_to_anchor=(1.0, -0.08), borderaxespad=0.0)
     return ax
+
+
+def _spaced_labels(its, fraction=0.04):
+    """Tick labels of the checkpoints ``its``: a label closer than ``fraction`` of the range
+    to the one before is left blank (the tick stays), so that a best iterate a few
+    iterations before the last (1414 and 1423) does not print on top of it; the last
+    checkpoint is always labelled, in place of a neighbour that is too close."""
+    span = float(its[-1] - its[0])
+    labels, last = [], None
+    for i in its:
+        if last is None or i - last >= fraction * span:
+            labels.append(f"{int(i)}")
+            last = i
+        else:
+            labels.append("")
+    if not labels[-1]:
+        labels[[n for n, text in enumerate(labels) if text][-1]] = ""
+        labels[-1] = f"{int(its[-1])}"
+    return labels
 
 
 def _band_edges(its):

@@ -58,3 +58,40 @@ def test_executed_notebooks_keep_their_figures(tmp_path):
     images = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
               if "image/png" in o.get("data", {})]
     assert len(images) >= 3
+
+
+def test_saving_figures_rewrites_only_the_figures_whose_pixels_changed(tmp_path):
+    """notebooks/run.py --save-figures: a figure drawn again with the same pixels leaves the
+    tracked file as it is (whatever its metadata), a changed or new one is written."""
+    import importlib.util
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    spec = importlib.util.spec_from_file_location("notebooks_run",
+                                                  os.path.join(ROOT, "notebooks", "run.py"))
+    run = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run)
+
+    def draw(path, slope, software):
+        fig, ax = plt.subplots(figsize=(2, 2))
+        ax.plot([0, 1], [0, slope])
+        fig.savefig(path, dpi=50, metadata={"Software": software})
+        plt.close(fig)
+
+    scratch, tracked = tmp_path / "scratch", tmp_path / "tracked"
+    scratch.mkdir()
+    tracked.mkdir()
+    draw(tracked / "same.png", 1, "an older matplotlib")
+    draw(tracked / "changed.png", 1, "an older matplotlib")
+    before = (tracked / "same.png").read_bytes()
+    draw(scratch / "same.png", 1, "a newer matplotlib")
+    draw(scratch / "changed.png", 2, "a newer matplotlib")
+    draw(scratch / "new.png", 1, "a newer matplotlib")
+    assert (scratch / "same.png").read_bytes() != before   # the bytes differ, not the pixels
+    written, unchanged = run.update_figures(scratch, tracked)
+    assert unchanged == ["same.png"] and written == ["changed.png", "new.png"]
+    assert (tracked / "same.png").read_bytes() == before
+    assert (tracked / "changed.png").read_bytes() == (scratch / "changed.png").read_bytes()
+    assert (tracked / "new.png").exists()

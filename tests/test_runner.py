@@ -144,3 +144,79 @@ def test_a_resumed_run_keeps_the_best_iterate_of_before_its_checkpoint(tmp_path)
         assert a.attrs["best_iteration"] == b.attrs["best_iteration"] == 15
         assert a.checkpoint().attrs["iteration"] == 15
         assert controls_equal(a.controls(), b.controls())
+
+
+# ------------------------------------------------------------------ the shipped configs
+def test_the_bang_bang_config_gives_bang_bang_controls_at_the_analytic_switching_time(
+        tmp_path):
+    """runs/bang_bang.toml (a few seconds): E-MSA converges, every step is at the bound or
+    zero but the one the switch falls in, and the travelled time h sum|w_k| / M is the root
+    of the switching law (T - t) |Phi'(s(t))| = lam, s = log|x[1]| moving at speed M, that
+    its comment states (docs/theory.md 7, E3a in log coordinates)."""
+    import io
+    import os
+
+    import numpy as np
+    from scipy.optimize import brentq
+
+    import pmp
+    from pmp.batch.runner import train_run
+    from pmp_cases import ROOT
+
+    config = pmp.load_config(os.path.join(ROOT, "runs", "bang_bang.toml"))
+    state, _ = train_run(config, tmp_path / "bang_bang", stream=io.StringIO())
+    assert state.status == "converged"
+    with pmp.load_run(tmp_path / "bang_bang") as run:
+        problem, controls = run.problem(), run.controls()
+    sw = pmp.analysis.switching(problem, controls)
+    assert sw.bang_bang and sw.intermediate_steps == 1
+    # the law: a = P x(0), Phi(s) = mean (a e^s - y)^2 / 2, s(t) = -M t until the switch
+    a, y = (problem.x @ problem.P.T)[:, 0], np.ravel(problem.y)
+    M, lam, T = problem.bound, problem.lam, problem.T
+    s_best = np.log(np.sum(a * y) / np.sum(a * a))   # the least-squares scale, log
+    assert s_best < 0                                 # the read-out has to shrink
+
+    def dphi(s):
+        return np.mean((a * np.exp(s) - y) * a * np.exp(s))
+
+    t_s = brentq(lambda t: (T - t) * abs(dphi(-M * t)) - lam, 0.0, -s_best / M)
+    assert abs(sw.travelled_time - t_s) <= problem.h
+    assert abs(sw.switching_time - t_s) <= 2 * problem.h
+    assert np.all(np.abs(controls["w"][:, 0]) < 1e-8)   # no signal on x[0]
+
+
+def test_the_turnpike_config_decays_exponentially_and_its_heat_map_labels_do_not_collide(
+        tmp_path):
+    """runs/turnpike.toml (a few seconds): |u(t)| and the error decay exponentially, the error
+    at twice the rate of the control (as its comment states); the heat map keeps a tick at
+    every checkpoint but prints no label on top of another (the best iterate 1414 and the
+    last 1423 are 9 iterations apart)."""
+    import io
+    import os
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    import pmp
+    from pmp.batch.runner import train_run
+    from pmp_cases import ROOT
+
+    config = pmp.load_config(os.path.join(ROOT, "runs", "turnpike.toml"))
+    state, _ = train_run(config, tmp_path / "turnpike", stream=io.StringIO())
+    assert state.status == "converged"
+    with pmp.load_run(tmp_path / "turnpike") as run:
+        analysis = pmp.analysis.analyze_run(run)
+        control, error = analysis["fit_control"], analysis["fit_error"]
+        assert control.is_rate and error.is_rate
+        assert control.r2 > 0.999 and error.r2 > 0.999
+        assert control.window[1] - control.window[0] > 0.5 * run.problem().T
+        assert abs(error.mu / control.mu - 2.0) < 0.02
+        ax = pmp.plots.control_heatmap(run)
+        checkpoints = run.checkpoints
+    ticks = list(ax.get_yticks())
+    labels = [label.get_text() for label in ax.get_yticklabels()]
+    assert ticks == checkpoints and labels[-1] == str(checkpoints[-1])
+    shown = [tick for tick, label in zip(ticks, labels) if label]
+    assert min(b - a for a, b in zip(shown, shown[1:])) >= 0.04 * (ticks[-1] - ticks[0])
+    plt.close("all")
