@@ -13,6 +13,9 @@ Sections (in this order; ``--only iteration,msa`` runs a subset):
    (bench_scaling.py).
 5. ``memory``: peak RSS of one iteration against states + costates + controls, with and
    without checkpointing (bench_memory.py).
+6. ``target``: wall-clock time to a target loss of pmp's E-MSA, L-BFGS and Adam against
+   PyTorch's Adam, over 5 seeds of the initial controls, on Li et al.'s toy, the digits and
+   the rings demo (bench_target.py; 30-60 minutes, about 5 with ``--quick``).
 
 Each section module has ``NAME``, ``run(options)`` (``options``: a
 :class:`benchmarks.common.Options`), returning a JSON-able dict with at least ``targets``
@@ -22,7 +25,8 @@ report.
 pmp, BLAS and the peers use 2 threads. Whatever is compared is measured interleaved within
 one run: the machine may be shared and noisy, so compare ratios within a run, not times
 across runs. ``--quick`` takes 3 repeats instead of 20 and skips the cold start-up (a few
-minutes); the full run takes about 6 minutes on 2 cores. The results files are rewritten
+minutes; ``target`` runs 2 seeds for at most 10 s each); the full run takes about 6 minutes
+on 2 cores, plus 30-60 minutes for ``target``. The results files are rewritten
 after every section, so an interrupted run keeps what it measured.
 """
 import argparse
@@ -40,12 +44,13 @@ sys.path.insert(0, os.path.dirname(HERE))
 import pmp  # noqa: E402
 from benchmarks.common import Options, cpu_model, table  # noqa: E402
 
-SECTIONS = ("iteration", "msa", "startup", "scaling", "memory")
+SECTIONS = ("iteration", "msa", "startup", "scaling", "memory", "target")
 TITLES = {"iteration": "Iteration: pmp, its peers and the flop floor",
           "msa": "E-MSA against GD",
           "startup": "Start-up of `pmp train`",
           "scaling": "Scaling in N, K and threads",
-          "memory": "Memory"}
+          "memory": "Memory",
+          "target": "Time to target: pmp's methods and PyTorch's Adam"}
 # settings that change what the kernels and BLAS run (OPENBLAS_CORETYPE picks OpenBLAS's
 # kernels: an earlier development machine, an AVX-512 CPU, set it to Haswell, whose GEMM ran
 # at about 60% of the rate of the SkylakeX kernels OpenBLAS detects there without it)

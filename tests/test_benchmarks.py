@@ -1,0 +1,94 @@
+"""Smoke tests of the benchmark suite's time-to-target section (benchmarks/bench_target.py) at
+toy size: PyTorch's cost equals pmp's, a whole measurement runs and reports, and the ratio
+targets bound what a missed median leaves open."""
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+
+import pmp
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+torch = pytest.importorskip("torch")
+bench_target = pytest.importorskip("benchmarks.bench_target")
+
+
+def small_problems():
+    """Small versions of the three problems: tracking through a fixed readout (the toy),
+    cross-entropy on the first coordinates (the digits), the lifted rings (the demo)."""
+    x = np.linspace(-np.pi, np.pi, 12)
+    toy = pmp.Problem(np.repeat(x[:, None], 5, axis=1), np.sin(x), T=5.0, n_steps=4,
+                      lam=1e-3, projection=np.ones((1, 5)))
+    digits_x, digits_y = pmp.datasets.digits()
+    digits = pmp.Problem(digits_x[:40], digits_y[:40], T=5.0, n_steps=3, projection="first",
+                         loss="cross_entropy", lam=1e-3)
+    rings_x, rings_y = pmp.datasets.rings(16, seed=0)
+    rings = pmp.Problem(rings_x, rings_y, T=10.0, n_steps=5, lam=1e-3, lift=3)
+    return {"toy": toy, "digits": digits, "rings": rings}
+
+
+@pytest.mark.parametrize("name", ["toy", "digits", "rings"])
+def test_torch_cost_equals_pmp(name):
+    problem = small_problems()[name]
+    training = bench_target.TorchTraining(problem, threads=1)
+    controls = pmp.init_controls(problem, scale=1.0, seed=3)
+    errors = training.check(controls)
+    assert max(errors.values()) <= bench_target.COST_TOLERANCE
+    reference = pmp.cost(problem, controls)
+    loss, total = training.parts(*training.tensors(controls))
+    assert loss.item() == pytest.approx(reference["loss"], rel=1e-12)
+    assert total.item() == pytest.approx(reference["total"], rel=1e-12)
+
+
+def test_torch_cost_check_fails_loudly():
+    problem = small_problems()["rings"]
+    training = bench_target.TorchTraining(problem, threads=1)
+    training.peer.P = 2.0 * training.peer.P  # another readout than pmp's
+    with pytest.raises(AssertionError, match="differs from pmp's"):
+        training.check(pmp.init_controls(problem, seed=0))
+
+
+def test_measure_problem_runs_and_reports():
+    problem = small_problems()["rings"]
+    spec = dict(name="small", problem=problem, quantity="total", goal=None,
+                description="small rings")
+    options = bench_target.TargetOptions(quick=True, threads=1, time_limit=2.0, seeds=(0, 1),
+                                         lr_grid=(3e-2, 1e-1), rings_iterations=5,
+                                         pause=0.0)
+    settings = bench_target.settings_of(options)
+    result = bench_target.measure_problem(spec, settings)
+    assert result["goal"] == result["goal_run"]["goal"]
+    keys = [row["key"] for row in result["rows"]]
+    assert keys[0] == "emsa" and {"lbfgs", "adam", "torch_adam"} <= set(keys)
+    emsa = result["rows"][0]
+    assert emsa["summary"]["reached"] == 2  # its own J after 5 iterations, from seed 0 too
+    assert emsa["runs"][0]["iterations"] <= 5
+    for row in result["rows"]:
+        assert [run["seed"] for run in row["runs"]] == [0, 1]
+    assert set(result["chosen_lr"]) == {"adam", "torch_adam"}
+    assert result["cost_errors"]["checks"] >= 4
+    assert result["cost_errors"]["total"] <= bench_target.COST_TOLERANCE
+    assert len(result["targets"]) == 2
+    section = dict(settings=settings, torch=torch.__version__, problems=[result],
+                   targets=result["targets"])
+    json.dumps(section, allow_nan=False)
+    text = "\n".join(bench_target.markdown(section))
+    assert "PyTorch Adam" in text and "E-MSA" in text
+
+
+def test_ratio_target_bounds():
+    ratio = bench_target.ratio_target
+    exact = ratio("r", 1.0, 4.0, 0.5, 60.0, ("a", "b"))
+    assert exact["value"] == 0.25 and exact["status"] == "PASS" and exact["bound"] is None
+    slow = ratio("r", None, 1.0, 1.5, 60.0, ("a", "b"))  # a misses: ratio >= 60
+    assert slow["bound"] == "lower" and slow["status"] == "MISS"
+    open_ = ratio("r", None, 50.0, 1.5, 60.0, ("a", "b"))  # >= 1.2 decides nothing
+    assert open_["status"] == "n/a"
+    fast = ratio("r", 1.0, None, 0.5, 60.0, ("a", "b"))  # b misses: ratio <= 1/60
+    assert fast["bound"] == "upper" and fast["status"] == "PASS"
+    assert ratio("r", None, None, 0.5, 60.0, ("a", "b"))["status"] == "n/a"
