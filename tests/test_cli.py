@@ -295,3 +295,17 @@ checkpoint_every = 1000
     assert (tmp_path / "sw" / "scaling_T.pdf").exists()
     out = pmp_cli("plot", "sw", "--animate", cwd=tmp_path)  # a sweep has no trajectories
     assert out.returncode == 2 and "apply to a run" in out.stderr
+
+
+def test_version_and_help_of_every_argument(capsys):
+    from pmp.batch.cli import build_parser, main
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"pmp {pmp.__version__}"
+    parser = build_parser()
+    commands = next(a for a in parser._actions if a.dest == "command").choices
+    assert set(commands) == {"train", "resume", "sweep", "info", "analyze", "plot"}
+    for name, sub in commands.items():
+        assert "example:\n  pmp " + name in sub.format_help()
+        for action in sub._actions:
+            assert action.help, f"pmp {name}: {action.dest} has no help"

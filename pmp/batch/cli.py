@@ -17,6 +17,7 @@ import sys
 
 import numpy as np
 
+from .._version import __version__
 from .config import ConfigError, demo_config, load_config
 from .lock import DirectoryInUse, DirectoryLock
 from .runner import OutputExists, resume_run, run_directory, train_run
@@ -243,9 +244,16 @@ def _plot(args):
 def build_parser():
     parser = _Parser(
         prog="pmp", description="Train residual networks by Pontryagin's maximum principle.")
+    parser.add_argument("--version", action="version", version=f"pmp {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    train = sub.add_parser("train", help="train a configuration (default: the demo)")
+    def command(name, help, example):
+        return sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".",
+                              epilog="example:\n  " + example,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    train = command("train", "train a configuration (default: the demo)",
+                    "pmp train runs/turnpike.toml --set train.max_iter=500 --out runs/tp")
     train.add_argument("config", nargs="?", help="TOML configuration file")
     train.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                        help="override a configuration value (repeatable)")
@@ -256,21 +264,24 @@ def build_parser():
                        help="iterations between progress lines when not on a terminal")
     train.set_defaults(run=_train)
 
-    resume = sub.add_parser("resume", help="continue a run from its last checkpoint, or "
-                            "extend a finished one")
-    resume.add_argument("directory")
+    resume = command("resume", "continue a run from its last checkpoint, or extend a "
+                     "finished one", "pmp resume runs/demo --max-iter 2000")
+    resume.add_argument("directory", help="run directory written by pmp train")
     resume.add_argument("--max-iter", type=int, metavar="N",
                         help="train up to iteration N (extends a finished run)")
     resume.add_argument("--time-limit", type=float, metavar="SECONDS",
                         help="a new time limit of the whole run")
-    resume.add_argument("--print-every", type=int, default=50)
+    resume.add_argument("--print-every", type=int, default=50,
+                        help="iterations between progress lines when not on a terminal")
     resume.set_defaults(run=_resume)
 
-    sweep = sub.add_parser("sweep", help="run a configuration over a grid of values")
-    sweep.add_argument("config")
+    sweep = command("sweep", "run a configuration over a grid of values",
+                    "pmp sweep runs/large_time.toml --grid model.T=2,4,8,16 --workers 2")
+    sweep.add_argument("config", help="TOML configuration file of every run")
     sweep.add_argument("--grid", action="append", default=[], metavar="SECTION.KEY=V1,V2,...",
                        help="values of one key (repeat for a cartesian product)")
-    sweep.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    sweep.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                       help="override a configuration value in every run (repeatable)")
     sweep.add_argument("--out", help="sweep directory (default: output.dir/<config>-sweep)")
     group = sweep.add_mutually_exclusive_group()
     group.add_argument("--workers", type=int, default=1,
@@ -278,16 +289,18 @@ def build_parser():
     group.add_argument("--scheduler", help="address of an existing Dask scheduler")
     sweep.set_defaults(run=_sweep)
 
-    info = sub.add_parser("info", help="summarise a run")
+    info = command("info", "summarise a run", "pmp info runs/demo")
     info.add_argument("path", metavar="RUN", help="run directory or run.h5")
     info.set_defaults(run=_info)
 
-    analyze = sub.add_parser("analyze", help="decay rates, scaling laws, switching times")
+    analyze = command("analyze", "decay rates, scaling laws, switching times",
+                      "pmp analyze runs/turnpike")
     analyze.add_argument("path", metavar="RUN|SWEEP", help="run or sweep directory")
     analyze.add_argument("--iteration", type=int, help="checkpoint (default: the final one)")
     analyze.set_defaults(run=_analyze)
 
-    plot = sub.add_parser("plot", help="PNG and PDF figures into the run or sweep directory")
+    plot = command("plot", "PNG and PDF figures into the run or sweep directory",
+                   "pmp plot runs/demo --format png --animate")
     plot.add_argument("path", metavar="RUN|SWEEP", help="run or sweep directory")
     plot.add_argument("--dims", metavar="I,J", help="trajectory plane (default: the read-out "
                       "coordinate and the one of largest variance)")
