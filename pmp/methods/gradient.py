@@ -29,6 +29,14 @@ from .base import Method
 
 
 class GradientDescent(Method):
+    """Gradient descent ``u <- u - lr g`` on the Riesz gradient ``g``.
+
+    Parameters
+    ----------
+    lr : float
+        Step size, > 0 (in units of time: the same on every grid).
+    """
+
     name = "gd"
     supports_stages = True
 
@@ -72,6 +80,17 @@ class HeavyBall(Method):
 
 
 class Nesterov(HeavyBall):
+    """Nesterov's accelerated gradient with a fixed momentum: the gradient is taken at the
+    look-ahead point, which is also the iterate reported.
+
+    Parameters
+    ----------
+    lr : float
+        Step size, > 0.
+    momentum : float
+        Momentum factor in [0, 1].
+    """
+
     name = "nesterov"
 
     def run(self, oracle, u, state=None):
@@ -87,6 +106,18 @@ class Nesterov(HeavyBall):
 
 
 class Adam(Method):
+    """Adam (Kingma & Ba) with bias correction, on the Riesz gradient.
+
+    Parameters
+    ----------
+    lr : float
+        Step size, > 0.
+    beta1, beta2 : float
+        Decay factors of the first and second moment averages, in [0, 1].
+    eps : float
+        Added to the root of the second moment, > 0.
+    """
+
     name = "adam"
     supports_stages = True
 
