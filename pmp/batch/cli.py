@@ -242,6 +242,7 @@ def _plot(args):
 
 
 def build_parser():
+    """The ``pmp`` command's parser: one subcommand each, with its help and an example."""
     parser = _Parser(
         prog="pmp", description="Train residual networks by Pontryagin's maximum principle.")
     parser.add_argument("--version", action="version", version=f"pmp {__version__}")
@@ -252,6 +253,13 @@ def build_parser():
                               epilog="example:\n  " + example,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
 
+    _training_commands(command)
+    _reading_commands(command)
+    return parser
+
+
+def _training_commands(command):
+    """``train``, ``resume`` and ``sweep``."""
     train = command("train", "train a configuration (default: the demo)",
                     "pmp train runs/turnpike.toml --set train.max_iter=500 --out runs/tp")
     train.add_argument("config", nargs="?", help="TOML configuration file")
@@ -289,6 +297,9 @@ def build_parser():
     group.add_argument("--scheduler", help="address of an existing Dask scheduler")
     sweep.set_defaults(run=_sweep)
 
+
+def _reading_commands(command):
+    """``info``, ``analyze`` and ``plot``."""
     info = command("info", "summarise a run", "pmp info runs/demo")
     info.add_argument("path", metavar="RUN", help="run directory or run.h5")
     info.set_defaults(run=_info)
@@ -310,7 +321,6 @@ def build_parser():
                       "training_progress.gif (pillow)")
     plot.add_argument("--frames", type=int, help="frames of the animations (default: 40)")
     plot.set_defaults(run=_plot)
-    return parser
 
 
 def main(argv=None):
