@@ -49,6 +49,10 @@ def available_cores():
 def _controller():
     global _blas
     if _blas is None:  # inspecting the loaded libraries takes milliseconds: do it once
+        # load the BLAS that the kernels' products call (numba binds scipy's), so that it is
+        # among the libraries controlled: pmp no longer imports scipy at import time
+        import scipy.linalg.cython_blas  # noqa: F401
+
         _blas = ThreadpoolController()
     return _blas
 

@@ -29,3 +29,22 @@ def test_pmp_threads_environment_variable(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                          text=True, timeout=300)
     assert out.returncode == 0 and out.stdout.strip() == "1", out.stderr
+
+
+def test_the_kernels_blas_is_among_the_controlled_libraries():
+    # numba's products call scipy's BLAS; importing pmp no longer loads scipy, so the
+    # controller must load it before it lists the libraries it limits inside row blocks
+    code = ("import sys, pmp, threadpoolctl; threads = sys.modules['pmp.threads']; "
+            "x, y = pmp.datasets.rings(64, seed=0, lift=3); "
+            "pmp.value_and_grad(pmp.Problem(x, y, T=1.0, n_steps=4), "
+            "{'W': __import__('numpy').zeros((4, 3, 3)), 'b': __import__('numpy').zeros((4, 3))}); "
+            "controlled = {lib.filepath for lib in threads._controller().lib_controllers}; "
+            "loaded = {i['filepath'] for i in threadpoolctl.threadpool_info() "
+            "if i['user_api'] == 'blas'}; "
+            "print(len(loaded), sorted(loaded - controlled))")
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    n_loaded, missing = out.stdout.split(" ", 1)
+    assert int(n_loaded) >= 1 and missing.strip() == "[]", out.stdout
