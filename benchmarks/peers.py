@@ -181,8 +181,8 @@ class TorchPeer(Peer):
             x = x + h * torch.addmm(b_k, self.activation(x), W_k.T)
         return x
 
-    def cost(self, W, b):
-        """J as a 0-d tensor."""
+    def parts(self, W, b):
+        """``(Phi, J)`` as 0-d tensors: the loss of the final states and the cost."""
         problem = self.problem
         z = self.final_state(W, b) @ self.P.T
         if problem.loss == "cross_entropy":
@@ -190,7 +190,11 @@ class TorchPeer(Peer):
         else:
             phi = 0.5 * (z - self.target).square().sum(dim=1).mean()
         reg = problem.h * problem.lam * (W.square().sum() + b.square().sum())
-        return problem.terminal * phi + reg
+        return phi, problem.terminal * phi + reg
+
+    def cost(self, W, b):
+        """J as a 0-d tensor."""
+        return self.parts(W, b)[1]
 
     def _value_and_grad(self, W, b):
         J = self.cost(W, b)
