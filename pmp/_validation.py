@@ -28,6 +28,13 @@ def register(registry, cls, base, what):
     return cls
 
 
+def boolean(value, name):
+    """``value`` as a bool: True or False (numpy's too), nothing else."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
+    return bool(value)
+
+
 def real(value, name, *, low=None, high=None, low_open=False, allow_inf=False):
     """A finite float within bounds."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):

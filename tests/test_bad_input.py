@@ -88,6 +88,11 @@ def sweep_calls():
 GENERATORS = ("rings", "moons", "spirals", "xor", "checkerboard")
 
 CASES = [
+    # ---- options that are flags take True or False only (a config's "maybe" is not True)
+    pytest.param(lambda: pmp.methods.EMSA(exact="maybe"), TypeError,
+                 "exact must be True or False, got str 'maybe'", id="emsa-exact-str"),
+    pytest.param(lambda: pmp.methods.EMSA(adaptive=1), TypeError,
+                 "adaptive must be True or False, got int 1", id="emsa-adaptive-int"),
     # ---- 1. silently accepted: n_classes, float32 range, non-finite trajectories, scale
     pytest.param(lambda: problem(y=LABELS, loss="cross_entropy", n_classes=2.0), TypeError,
                  "n_classes must be an int, got float 2.0", id="n_classes-float"),

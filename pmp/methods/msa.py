@@ -29,7 +29,7 @@ fraction of non-zero discrete weights).
 """
 import numpy as np
 
-from .._validation import lookup, real
+from .._validation import boolean, lookup, real
 from ..maximize import Maximizer
 from .base import Method, Point
 
@@ -149,12 +149,12 @@ class EMSA(MSA):
 
     def __init__(self, rho=1.0, adaptive=True, sufficient=0.1, rho_min=1e-8, rho_max=1e12,
                  exact=False, n_direct=256, tol=1e-10, max_inner=None, xtol=1e-12):
-        self.exact = bool(exact)
+        self.exact = boolean(exact, "exact")
         if max_inner is None:
             max_inner = 500 if self.exact else self.INEXACT_MAX_INNER
         super().__init__(n_direct, tol, max_inner, xtol)
         self.rho = real(rho, "rho", low=0.0)
-        self.adaptive = bool(adaptive)
+        self.adaptive = boolean(adaptive, "adaptive")
         self.sufficient = real(sufficient, "sufficient", low=0.0, low_open=True, high=1.0)
         self.rho_min = real(rho_min, "rho_min", low=0.0)
         self.rho_max = real(rho_max, "rho_max", low=self.rho_min, allow_inf=True)

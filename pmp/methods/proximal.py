@@ -2,7 +2,7 @@
 import numpy as np
 
 from .._controls import axpy, lincomb
-from .._validation import real
+from .._validation import boolean, real
 from .base import Method, Point
 
 
@@ -29,7 +29,7 @@ class Proximal(Method):
     def __init__(self, lr=None, lipschitz=1.0, restart=True):
         self.lr = None if lr is None else real(lr, "lr", low=0.0, low_open=True)
         self.lipschitz = real(lipschitz, "lipschitz", low=0.0, low_open=True)
-        self.restart = bool(restart)
+        self.restart = boolean(restart, "restart")
 
     def run(self, oracle, u, state=None):
         problem = oracle.problem
