@@ -8,8 +8,8 @@ by the training methods (:mod:`pmp.methods`) that the trainer drives (:func:`ite
 :mod:`pmp.plots`. Importing pmp changes no setting: thread settings are applied when pmp
 first runs a sweep.
 """
-from . import (activations, analysis, datasets, fields, maximize, methods, objectives, plots,
-               stages)
+from . import (activations, analysis, datasets, fields, maximize, meshes, methods, objectives,
+               plots, stages)
 from ._version import __version__
 from .batch.config import RunConfig, demo_config, load_config, parse_config
 from .batch.store import load_run
@@ -30,7 +30,7 @@ __all__ = [
     "RunConfig", "load_config", "parse_config", "demo_config", "load_run",
     "set_threads", "get_threads", "threads", "available_cores",
     # modules
-    "activations", "datasets", "fields", "objectives", "maximize", "methods", "stages",
+    "activations", "datasets", "fields", "meshes", "objectives", "maximize", "methods", "stages",
     "analysis", "plots",
     "__version__",
 ]

@@ -12,7 +12,10 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from . import activations, objectives
 from ._validation import check_shape, finite_array, fit, integer, real
+from .fields import Field, field_class, make_field
+from .meshes import as_mesh, interpolation_matrix, quadrature_regularizer
 from .problem import Problem, init_controls
 
 # the Problem keywords a Stage may override; the others (loss, p, n_classes, terminal,
@@ -39,15 +42,20 @@ class Stage:
         The transition from the previous stage into this one (not for the first stage):
         None keeps the state (same dimension), "lift" pads with zeros, "project" keeps the
         first coordinates, "interpolate" interpolates linearly between the ``mesh`` of the
-        previous stage and this one's, "trainable" is a matrix trained with the controls
+        previous stage and this one's (bilinear between two grids), "trainable" is a
+        matrix trained with the controls
         (control ``"enter"`` of this stage, shape ``(dim, previous dim)``, starting at the
         identity's first columns or rows), and an array of shape ``(dim, previous dim)`` is
         a fixed matrix.
     enter_lam : float, optional
         Weight ``lam_A`` of the trainable transition's regulariser ``lam_A |A|_F^2``
         (default: the stage's ``lam``).
-    mesh : array_like, shape (dim,), optional
-        Increasing nodes of the stage's coordinates on an interval (for "interpolate").
+    mesh : pmp.meshes.Mesh or array_like, shape (dim,), optional
+        The mesh whose nodes the stage's coordinates sit at (:mod:`pmp.meshes`: an interval,
+        the pixel grid of an image), or the increasing nodes of an interval (trapezoidal
+        weights). Needed by "interpolate" and by a field on a mesh (``field="integral"``,
+        whose quadrature weights it gives, and whose regulariser it weighs by them); ``dim``
+        defaults to its number of nodes.
     **options
         Any of the problem's keywords in :data:`STAGE_OPTIONS` (field, activation, reg,
         lam, running, projection, frozen, ...) for this stage only.
@@ -140,7 +148,7 @@ class StagedProblem:
     transitions : tuple of Transition
         ``transitions[j]`` maps stage ``j`` into stage ``j + 1`` (length S - 1).
     meshes : tuple
-        Each stage's mesh (ndarray of its nodes) or None.
+        Each stage's mesh (:class:`pmp.meshes.Mesh`) or None.
     x : ndarray, shape (n_samples, dims[0])
     dims, n_steps : tuple of int
     durations : tuple of float
@@ -303,12 +311,7 @@ def _stage_problem(x, y, j, stage, defaults, built):
     frozen = kwargs.get("frozen")
     if isinstance(frozen, Mapping) and ENTER in frozen:  # the transition's, not the stage's
         kwargs["frozen"] = {n: m for n, m in frozen.items() if n != ENTER} or None
-    mesh = None
-    if stage.mesh is not None:
-        mesh = finite_array(stage.mesh, f"stages[{j}].mesh", ndim=1)
-        if mesh.size < 1 or np.any(np.diff(mesh) <= 0):
-            raise ValueError(f"stages[{j}].mesh must be a non-empty increasing array of "
-                             f"nodes, got {mesh}")
+    mesh = None if stage.mesh is None else as_mesh(stage.mesh, f"stages[{j}].mesh")
     dim = None if stage.dim is None else integer(stage.dim, f"stages[{j}].dim", low=1)
     if mesh is not None and dim is not None and dim != mesh.size:
         raise ValueError(f"stages[{j}].dim must equal the {mesh.size} nodes of its mesh, "
@@ -319,6 +322,7 @@ def _stage_problem(x, y, j, stage, defaults, built):
         raise ValueError(f"stages[{j}].frozen names 'enter', but stage {j} has no trainable "
                          f"transition (enter={stage.enter!r})")
     try:
+        _meshed_field(j, kwargs, mesh)
         if j == 0:
             return _first_stage(x, y, stage, dim, kwargs), mesh
         n = built[0].n_samples
@@ -327,6 +331,28 @@ def _stage_problem(x, y, j, stage, defaults, built):
         return Problem(np.zeros((n, dim)), y, **kwargs), mesh
     except (TypeError, ValueError) as err:
         raise type(err)(f"stages[{j}]: {err}") from None
+
+
+def _meshed_field(j, kwargs, mesh):
+    """For a field on a mesh (:attr:`pmp.fields.Field.uses_mesh`): build it on the stage's
+    mesh and weigh the regulariser by the quadrature (in ``kwargs``, in place)."""
+    field = kwargs["field"]
+    if not field_class(field).uses_mesh:
+        return
+    if mesh is None:
+        raise ValueError(f"field {field_class(field).name!r} integrates over a mesh: "
+                         f"stages[{j}].mesh must be a pmp.meshes.Mesh (or the nodes of an "
+                         f"interval), got None")
+    if not isinstance(field, Field):
+        activation = activations.get(kwargs["activation"], kwargs["slope"])
+        field = make_field(field, mesh.size, activation, mesh=mesh)
+    elif field.dim != mesh.size:
+        raise ValueError(f"field {field!r} must have the dimension of stages[{j}].mesh "
+                         f"({mesh.size} nodes), got {field.dim}")
+    reg = objectives.make_regularizer(kwargs["reg"], kwargs["lam"], kwargs["lam1"],
+                                      kwargs["bound"])
+    kwargs["field"] = field
+    kwargs["reg"] = quadrature_regularizer(reg, field.control_weights())
 
 
 def _first_stage(x, y, stage, dim, kwargs):
@@ -374,6 +400,10 @@ def _transition(j, stage, before, after, mesh_before, mesh):
             missing = j - 1 if mesh_before is None else j
             raise ValueError(f"{where}='interpolate' needs a mesh on stages[{j - 1}] and "
                              f"stages[{j}], got none on stages[{missing}]")
+        if mesh_before.ndim != mesh.ndim:
+            raise ValueError(f"{where}='interpolate' needs meshes of one dimension: "
+                             f"stages[{j}].mesh must be {mesh_before.ndim}-D like "
+                             f"stages[{j - 1}].mesh ({mesh_before!r}), got {mesh!r}")
         return Transition("interpolate", fit(interpolation_matrix(mesh_before, mesh),
                                              after.dtype, where))
     if enter == "trainable":
@@ -393,13 +423,6 @@ def _transition(j, stage, before, after, mesh_before, mesh):
             frozen = np.broadcast_to(mask, eye.shape)
         return Transition("trainable", eye.astype(after.dtype), lam, frozen)
     return Transition(enter, eye.astype(after.dtype))
-
-
-def interpolation_matrix(nodes_in, nodes_out):
-    """Linear interpolation from values at ``nodes_in`` (n_in,) to ``nodes_out`` (n_out,),
-    constant beyond the ends: shape (n_out, n_in)."""
-    eye = np.eye(nodes_in.size)
-    return np.stack([np.interp(nodes_out, nodes_in, e) for e in eye], axis=1)
 
 
 def init_stage_controls(problem, scheme="normal", scale=1.0, seed=0):

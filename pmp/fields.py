@@ -8,6 +8,7 @@ name           f(x, u)                           controls (first axis: step k)
 "diagonal"     diag(w) sigma(x)                  w (K, d)
 "features"     A phi(Omega x + beta)             A (K, d, width); Omega, beta fixed
 "perceptron"   V sigma(W x + c)                  V (K, d, width), W (K, width, d), c (K, width)
+"integral"     sigma(W diag(q) x + b)            W (K, d, d), b (K, d); q the mesh's
 =============  ================================  =====================================
 
 "outer", "diagonal" and "features" are linear in the control (docs/theory.md section 8):
@@ -15,6 +16,9 @@ name           f(x, u)                           controls (first axis: step k)
 Peyre, Vialard): random Fourier features ``phi = sqrt(2/width) cos`` with
 ``Omega ~ N(0, 1/bandwidth^2)``, ``beta ~ U[0, 2 pi)``, or random ReLU features
 ``phi = sqrt(2/width) max(., 0)`` with ``Omega ~ N(0, 1/d)``, ``beta ~ N(0, 1)``.
+"integral" is the integro-differential field ``sigma(int w(t, x, xi) z(xi) dxi + b(t, x))``
+on a mesh (:mod:`pmp.meshes`; docs/theory.md section 13): the state holds ``z`` at the nodes,
+``q`` are the quadrature weights, and a stage on a mesh gives it them.
 
 A field is one class that states its facts (:class:`Field` lists them) and runs its kernels on
 a block of rows; the sweeps (:mod:`pmp.sweeps`) run the blocks, the maximiser
@@ -28,7 +32,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._kernels import codes, lazy
-from ._validation import integer, lookup, real, register
+from ._validation import check_shape, finite_array, integer, lookup, real, register
+from .meshes import Mesh
 
 _sw = lazy("sweeps")
 
@@ -109,6 +114,9 @@ class TwoLayerForm:
         Names of ``W`` (K, m, d) and ``c`` (K, m).
     code, param
         The activation sigma.
+    columns : ndarray, shape (d,), optional
+        The weight matrix acts as ``W diag(columns)``: ``f = V sigma(W diag(columns) x + c)``
+        (the quadrature weights of the "integral" field); None for ``W`` itself.
     """
 
     outer: str | None
@@ -116,6 +124,7 @@ class TwoLayerForm:
     bias: str
     code: int
     param: float
+    columns: np.ndarray | None = None
 
 
 # ------------------------------------------------------------------------- the base
@@ -142,7 +151,11 @@ class Field:
     9. :meth:`fan_in` (initialisation), :meth:`speed_bound` (the displacement bound of
        :func:`pmp.analysis.displacement_bound`), :meth:`options` (its keyword arguments
        beyond ``dim`` and ``activation``, for :meth:`pmp.Problem.config`) and
-       :meth:`maximize_statistics` (per-step sums the costate sweep hands the maximiser).
+       :meth:`maximize_statistics` (per-step sums the costate sweep hands the maximiser);
+    10. :attr:`uses_mesh` (default False): the field lives on a mesh (:mod:`pmp.meshes`),
+        its constructor takes ``mesh``, a stage with ``mesh=`` builds it, and
+        :meth:`control_weights` gives the quadrature weight of every control entry, by which
+        the stage's regulariser is weighted.
 
     The kernels write into the arrays they are given and never allocate the trajectories;
     a given thread count gives bitwise-reproducible results because the sweeps add the
@@ -152,6 +165,7 @@ class Field:
     name = ""
     control_names = ()
     stores_activations = False
+    uses_mesh = False
 
     def __init__(self, dim, activation):
         self.dim = dim
@@ -211,6 +225,11 @@ class Field:
     def maximize_statistics(self, n_steps):
         """Shapes of the arrays the costate sweep can fill with what the MSA's maximisation
         needs (:meth:`backward_rows`), or None where the maximiser reads the trajectories."""
+        return None
+
+    def control_weights(self):
+        """name -> the quadrature weight of every entry of one step's control (an array
+        broadcastable to :meth:`step_shapes`), for a field on a mesh; None otherwise."""
         return None
 
     def __repr__(self):
@@ -333,6 +352,84 @@ class Inner(_MatrixAndBias):
         a = self.activation
         _sw.inner_forward(xs, controls["W"], controls["b"], h, a.code, a.param, store,
                           np.zeros(self.dim, dtype=xs.dtype), r0, r1)
+
+
+class Integral(Inner):
+    """``f(z, u) = sigma(W diag(q) z + b)``: the integro-differential field
+    ``dz/dt(x) = sigma(int_Omega w(t, x, xi) z(xi) dxi + b(t, x))`` on a mesh of Omega.
+
+    The state holds ``z`` at the mesh's nodes, ``W[i, l] = w(t, xi_i, xi_l)``,
+    ``b[i] = b(t, xi_i)`` and ``q`` are the mesh's quadrature weights (docs/theory.md
+    section 13). It runs the kernels of "inner" with ``W diag(q)`` and scales their gradient
+    of ``W diag(q)`` by ``q`` (the chain rule); a stage on a mesh weights its regulariser by
+    :meth:`control_weights` (:class:`pmp.meshes.QuadratureL2`).
+
+    Parameters
+    ----------
+    dim : int
+        Number of nodes of the mesh.
+    activation : Activation
+    mesh : pmp.meshes.Mesh or array_like, shape (dim,)
+        The mesh, or its quadrature weights ``q`` (each > 0). Give a stage the mesh
+        (``pmp.Stage(mesh=...)``) and it builds the field.
+    """
+
+    name = "integral"
+    uses_mesh = True
+
+    def __init__(self, dim, activation, mesh=None):
+        super().__init__(dim, activation)
+        if mesh is None:
+            raise ValueError("field 'integral' needs the mesh it integrates over: give it "
+                             "through a stage, pmp.Problem(x, y, field='integral', stages="
+                             "[pmp.Stage(mesh=pmp.meshes.interval(n))]), got mesh=None")
+        q = mesh.weights if isinstance(mesh, Mesh) else finite_array(mesh, "mesh", ndim=1)
+        check_shape(q, (dim,), "the mesh's weights (one per node, dim)")
+        if np.any(q <= 0.0):
+            raise ValueError(f"the mesh's weights must be > 0 for field 'integral', got "
+                             f"{q[q <= 0.0][0]} at node {int(np.argmax(q <= 0.0))}")
+        self.mesh = mesh if isinstance(mesh, Mesh) else None
+        self.weights = np.array(q, dtype=np.float64)
+        self._typed = {}
+
+    def _q(self, dtype):
+        """The weights in the states' dtype (cached)."""
+        if dtype not in self._typed:
+            self._typed[dtype] = self.weights.astype(dtype)
+        return self._typed[dtype]
+
+    def _effective(self, controls, dtype):
+        """The controls of "inner": ``W diag(q)`` and ``b``."""
+        return {"W": controls["W"] * self._q(dtype), "b": controls["b"]}
+
+    def forward_rows(self, xs, controls, h, store, r0, r1, final_only=False):
+        super().forward_rows(xs, self._effective(controls, xs.dtype), h, store, r0, r1,
+                             final_only)
+
+    def backward_rows(self, xs, ps, controls, h, readout, grads, gP, store, stored, r0, r1,
+                      statistics=None):
+        out = super().backward_rows(xs, ps, self._effective(controls, xs.dtype), h, readout,
+                                    grads, gP, store, stored, r0, r1, statistics)
+        grads["W"] *= self._q(grads["W"].dtype)  # d/dW = (d/d(W diag(q))) diag(q)
+        return out
+
+    def control_form(self):
+        a = self.activation
+        return TwoLayerForm(None, "W", "b", a.code, a.param, columns=self.weights)
+
+    def control_weights(self):
+        """``{"W": q q^T, "b": q}``: the quadrature of ``int int w^2 dx dxi`` and
+        ``int b^2 dx``."""
+        return {"W": np.outer(self.weights, self.weights), "b": self.weights.copy()}
+
+    def fan_in(self, name):
+        """1: every entry is the sample of a function (``init_controls`` draws them with
+        the variance ``scale^2``)."""
+        return 1
+
+    def __repr__(self):
+        where = repr(self.mesh) if self.mesh is not None else f"{self.dim} weights"
+        return f"Integral(dim={self.dim}, mesh={where}, activation={self.activation.name!r})"
 
 
 class Diagonal(Field):
@@ -508,13 +605,22 @@ def register_field(cls):
     return register(FIELDS, cls, Field, "field")
 
 
-for _cls in (Outer, Inner, Diagonal, Features, Perceptron):
+for _cls in (Outer, Inner, Diagonal, Features, Perceptron, Integral):
     register_field(_cls)
 
 
 def field_names():
     """The registered fields' names, sorted."""
     return tuple(sorted(FIELDS))
+
+
+def field_class(field):
+    """The :class:`Field` subclass of a name, a class or an instance."""
+    if isinstance(field, Field):
+        return type(field)
+    if isinstance(field, type) and issubclass(field, Field):
+        return field
+    return lookup(FIELDS, field, "field")
 
 
 def make_field(field, dim, activation, **options):

@@ -14,7 +14,7 @@ PACKAGE = pathlib.Path(pmp.__file__).parent
 # the data flow, bottom up: a module may import from its own layer or below only
 LAYERS = [
     ("pmp._validation", "pmp._controls", "pmp._version", "pmp._kernels"),
-    ("pmp.activations", "pmp.objectives", "pmp.datasets", "pmp.threads"),
+    ("pmp.activations", "pmp.objectives", "pmp.datasets", "pmp.threads", "pmp.meshes"),
     ("pmp.fields",),
     ("pmp.problem", "pmp._staged"),
     ("pmp.sweeps",),

@@ -102,6 +102,9 @@ class Maximizer:
         self.solver = SOLVERS[type(self.form)]
         if type(problem.reg) not in REG_CODES:
             raise TypeError(f"no maximiser for regularizer {type(problem.reg).__name__}")
+        if getattr(problem.reg, "weights", None) is not None and self.solver is not general:
+            raise TypeError(f"no maximiser for regularizer {type(problem.reg).__name__} "
+                            f"(weighted entry by entry) with field {problem.field!r}")
         self.solver.check(problem)
 
     def check(self, rho):

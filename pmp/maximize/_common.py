@@ -3,10 +3,13 @@ the free (not frozen) entries."""
 import numpy as np
 
 from .._kernels import codes
+from ..meshes import QuadratureH1, QuadratureL2
 from ..objectives import H1, L1, L2, L1Elementwise
 
+# the quadrature-weighted l2 and h1 (a field on a mesh): the general solver only
 REG_CODES = {L2: codes.L2, H1: codes.L2, L1: codes.L1_GROUP,
-             L1Elementwise: codes.L1_ELEMENTWISE}
+             L1Elementwise: codes.L1_ELEMENTWISE, QuadratureL2: codes.L2,
+             QuadratureH1: codes.L2}
 
 
 def h1_terms(problem, controls, name):

@@ -63,6 +63,9 @@ class _PerStep:
         self.free = free_entries(problem, self.names)
         self.h1 = {n: h1_terms(problem, old, n) for n in self.names}
         self.empty = np.zeros((problem.n_steps, 0, 0), problem.dtype)
+        self.columns = None if form.columns is None else \
+            np.asarray(form.columns, problem.dtype)
+        self.weights = getattr(problem.reg, "weights", None)
 
     def __call__(self, u):
         problem, form, old = self.problem, self.form, self.old
@@ -72,9 +75,15 @@ class _PerStep:
         V, Vo, gV = ((u[form.outer], old[form.outer], grads[form.outer]) if form.outer
                      else (self.empty, self.empty, self.empty))
         w, c = form.weight, form.bias
-        _kg.augmented_general(self.xs, self.ps, (V, u[w], u[c]), (Vo, old[w], old[c]),
+        W, Wo = (u[w], old[w]) if self.columns is None else \
+            (u[w] * self.columns, old[w] * self.columns)  # the field's W diag(columns)
+        _kg.augmented_general(self.xs, self.ps, (V, W, u[c]), (Vo, Wo, old[c]),
                               form.outer is not None, form.code, form.param, self.rho, values,
                               (gV, grads[w], grads[c]))
+        if self.columns is not None:
+            grads[w] *= self.columns
+        if self.weights is not None:  # a regulariser weighted entry by entry (a mesh's)
+            return self._weighted(u, values, grads)
         values -= lam * step_norms_squared(u, self.names)
         for n in self.names:
             diag, rhs = self.h1[n]
@@ -83,4 +92,17 @@ class _PerStep:
             values -= (0.5 * diag * step_norms_squared({n: u[n]}, [n])
                        - np.sum((rhs * u[n]).reshape(K, -1), axis=1))
             grads[n] *= self.free[n]
+        return values, grads
+
+    def _weighted(self, u, values, grads):
+        """The regulariser's and the H^1 splitting's terms with the weights ``omega`` of
+        every entry: ``lam sum omega u^2`` and the Jacobi terms of section 5.1 times omega."""
+        K, lam = self.problem.n_steps, self.problem.reg.lam
+        for n in self.names:
+            diag, rhs = self.h1[n]
+            omega, diag = self.weights[n], diag.reshape((-1,) + (1,) * (u[n].ndim - 1))
+            wu, wrhs = omega * u[n], omega * rhs
+            values -= np.sum(((lam + 0.5 * diag) * wu * u[n] - wrhs * u[n]).reshape(K, -1),
+                             axis=1)
+            grads[n] = (grads[n] - (2.0 * lam + diag) * wu + wrhs) * self.free[n]
         return values, grads
