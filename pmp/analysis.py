@@ -586,7 +586,7 @@ def analyze_sweep(rows, key):
             entry[name] = y.tolist()
             if len(x) >= 2:
                 entry[f"slope_{name}"] = power_law(x, y)
-        if key.endswith(".T"):
+        if key == "model.T":  # the horizon (a stage's T is a part of it)
             entry["T_times_J"] = (x * np.array(entry["cost"])).tolist()
         results.append(entry)
     return results

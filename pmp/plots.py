@@ -1085,7 +1085,8 @@ def plot_sweep(rows, key, directory, formats=("png", "pdf")):
     from .analysis import analyze_sweep
 
     formats = _formats(formats)
-    name = key.split(".")[-1]
+    parts = key.split(".")
+    name = parts[-1] if parts[0] != "stages" else f"stage{parts[1]}_{parts[-1]}"
     fig, axes = plt.subplots(1, 2, figsize=SIZES["pair"], layout="constrained")
     slopes = (-1.0, -2.0) if key.endswith(".T") else (1.0,)
     for n, entry in enumerate(analyze_sweep(rows, key)):

@@ -106,11 +106,28 @@ def _info(args):
             print("final      " + "  ".join(f"{k} = {final.attrs[k]:.6g}" for k in
                                             ("cost", "terminal", "running", "regularization",
                                              "loss")))
-            print(f"states     {final['states'].shape} ({len(run.t)} times)")
+            if run.staged:
+                _stage_lines(run, final)
+            else:
+                print(f"states     {final['states'].shape} ({len(run.t)} times)")
         print("config:")
         for line in a["config"].splitlines():
             print(f"  {line}")
     return 0
+
+
+def _stage_lines(run, final):
+    """``pmp info``'s lines on the stages of a staged run."""
+    durations = run.durations()
+    print(f"stages     {len(durations)}: switching at t = "
+          + (", ".join(f"{t:.4g}" for t in final.attrs["switch_times"]) or "-"))
+    for j in range(len(durations)):
+        group = final[f"stage_{j}"]
+        enter = group.attrs["enter"]
+        print(f"  stage {j}  t in [{group.attrs['start']:.4g}, "
+              f"{group.attrs['start'] + group.attrs['T']:.4g}]  dim {group.attrs['dim']}  "
+              f"{group.attrs['n_steps']} steps  states {group['states'].shape}"
+              + (f"  (enters by {enter})" if enter else ""))
 
 
 class _Parser(argparse.ArgumentParser):

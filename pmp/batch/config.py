@@ -11,6 +11,9 @@
     [train]      method, max_iter, seed, gtol, time_limit, batch_size, init, init_scale,
                  segment, threads, checkpoint_every, and the method's options (rho, lr, ...)
     [output]     dir, name, trajectory_samples
+    [[stages]]   T, n_steps, dim, enter, enter_lam, mesh and the per-stage options
+                 (pmp.stages.STAGE_OPTIONS): one table per stage of a staged problem
+                 (variable width, pmp.Stage); [model] and [objective] are their defaults
 
 A :class:`RunConfig` builds the Problem and the trainer's arguments, and a Problem plus trainer
 options serialise back to the same configuration (:meth:`RunConfig.from_objects`). Unknown
@@ -29,7 +32,8 @@ import tomli_w
 
 from .. import datasets
 from ..problem import Problem
-from ..trainer import check_options
+from ..stages import STAGE_OPTIONS, Stage, is_staged
+from ..trainer import check_options, iterate
 from .._validation import integer
 from ..methods import METHODS, make_method, method_options
 
@@ -40,7 +44,33 @@ OBJECTIVE_KEYS = ("loss", "p", "reg", "lam", "lam1", "bound", "running", "termin
                   "n_classes")
 TRAIN_KEYS = ("method", "max_iter", "seed", "gtol", "time_limit", "batch_size", "init",
               "init_scale", "segment", "threads", "checkpoint_every", "keep_best")
+# staged problems: training the stage durations (when the trainer offers it)
+TRAIN_KEYS += tuple(k for k in ("train_durations", "min_duration", "duration_scale")
+                    if k in inspect.signature(iterate).parameters)
 OUTPUT_KEYS = ("dir", "name", "trajectory_samples")
+# [[stages]]: an array of tables, one per stage (pmp.Stage's arguments); not in SECTIONS,
+# which are the plain tables
+STAGES = "stages"
+STAGE_KEYS = ("T", "n_steps", "dim", "enter", "enter_lam", "mesh") + tuple(STAGE_OPTIONS)
+# how a [[stages]] key is written in TOML, where it differs from pmp.Stage's argument (the
+# documentation's table of the keys reads these; the others are described by pmp.Stage and
+# pmp.Problem)
+STAGE_NOTES = {
+    "T": ("[model] T", "Duration of the stage, > 0; the stages follow one another, so the "
+          "horizon is the sum of their ``T``."),
+    "n_steps": ("[model] n_steps", "Euler steps of the stage, >= 1."),
+    "dim": ("the previous stage's", "State dimension of the stage (the first stage's "
+            "default is that of the data, after ``[data] lift``)."),
+    "enter": ("none", 'The transition into this stage (not on the first): ``"lift"`` (zero '
+              'padding), ``"project"`` (the first coordinates), ``"interpolate"`` (between the '
+              '``mesh`` of the two stages), ``"trainable"`` (a matrix trained with the '
+              'controls), or a fixed matrix of shape ``(dim, previous dim)`` as a list of '
+              'rows, ``[[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]]``. Left out: the state goes on '
+              'unchanged (same dimension).'),
+    "mesh": ("none", "The nodes of the stage's coordinates on an interval, an increasing list "
+             "of numbers (one per coordinate; trapezoidal weights); needed by "
+             '``enter = "interpolate"`` and a field on a mesh.'),
+}
 
 # the built-in demo of `pmp train` (also runs/demo.toml in a clone of the repository)
 DEMO_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "demo.toml")
@@ -77,6 +107,11 @@ class RunConfig:
         return self.sections.setdefault(section, {})
 
     @property
+    def stages(self):
+        """The ``[[stages]]`` tables (a list of dicts; empty for a problem without stages)."""
+        return self.sections.get(STAGES) or []
+
+    @property
     def method(self):
         return self["train"].get("method", "gd")
 
@@ -99,22 +134,31 @@ class RunConfig:
         """The configuration as TOML text (None values are left out)."""
         clean = {s: {k: v for k, v in self.sections.get(s, {}).items() if v is not None}
                  for s in SECTIONS if self.sections.get(s)}
-        return tomli_w.dumps(clean)
+        if not self.stages:
+            return tomli_w.dumps(clean)
+        before = {s: v for s, v in clean.items() if s in ("data", "model", "objective")}
+        after = {s: v for s, v in clean.items() if s not in before}
+        return "\n\n".join(part for part in (tomli_w.dumps(before).rstrip("\n"),
+                                            _stage_tables(self.stages),
+                                            tomli_w.dumps(after).rstrip("\n")) if part) + "\n"
 
     # ------------------------------------------------------------------ validation
     def check_keys(self):
         """Unknown sections or keys raise :class:`ConfigError` with the nearest valid key."""
         for section in self.sections:
-            if section not in SECTIONS:
+            if section not in SECTIONS + (STAGES,):
                 raise ConfigError(f"unknown section [{section}] in {self.source}"
-                                  f"{_nearest(section, SECTIONS)}")
+                                  f"{_nearest(section, SECTIONS + (STAGES,))}")
         allowed = {"data": _data_keys(), "model": MODEL_KEYS, "objective": OBJECTIVE_KEYS,
                    "output": OUTPUT_KEYS}
         method = self.method
         if not isinstance(method, str) or method not in METHODS:
             make_method(method, {})  # raises with the list of methods
         allowed["train"] = TRAIN_KEYS + method_options(METHODS[method])
+        _check_stage_tables(self.sections.get(STAGES), self.source)
         for section, keys in self.sections.items():
+            if section == STAGES:
+                continue
             for key in keys:
                 if key not in allowed[section]:
                     raise ConfigError(f"unknown key '{section}.{key}' in {self.source}"
@@ -155,6 +199,8 @@ class RunConfig:
         kwargs.update(self["objective"])
         if isinstance(kwargs.get("projection"), list):
             kwargs["projection"] = np.asarray(kwargs["projection"], dtype=float)
+        if self.stages:
+            kwargs["stages"] = [_stage(j, table) for j, table in enumerate(self.stages)]
         return Problem(x, y, lift=lift, **kwargs)
 
     def validate(self, data=None):
@@ -178,12 +224,16 @@ class RunConfig:
     def with_overrides(self, assignments):
         """A copy with ``section.key=value`` assignments applied (values parsed as TOML,
         falling back to a string)."""
-        sections = {s: dict(v) for s, v in self.sections.items()}
+        sections = {s: [dict(t) for t in v] if s == STAGES and isinstance(v, list) else dict(v)
+                    for s, v in self.sections.items()}
         for item in assignments:
             if "=" not in item or "." not in item.split("=", 1)[0]:
                 raise ConfigError(f"--set expects section.key=value, got {item!r}")
             target, text = item.split("=", 1)
             section, key = target.strip().split(".", 1)
+            if section == STAGES:
+                _set_stage_key(sections.get(STAGES), key, parse_value(text), self.source)
+                continue
             sections.setdefault(section, {})[key] = parse_value(text)
         return RunConfig(sections, self.source).check_keys()
 
@@ -193,6 +243,8 @@ class RunConfig:
 
         ``data`` is the [data] section (how x and y were made; the arrays themselves are
         not part of a configuration)."""
+        if is_staged(problem):
+            return cls(_staged_sections(problem, method, data, output, train)).check_keys()
         cfg = problem.config()
         model = {k: cfg[k] for k in MODEL_KEYS if cfg.get(k) is not None}
         objective = {k: cfg[k] for k in OBJECTIVE_KEYS if cfg.get(k) is not None}
@@ -220,7 +272,7 @@ def parse_config(text, source="<string>"):
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{source} is not valid TOML: {err}") from None
     for name, value in sections.items():
-        if not isinstance(value, dict):
+        if not isinstance(value, dict) and name != STAGES:
             raise ConfigError(f"{source}: top-level key {name!r} must be a [section]")
     return RunConfig(sections, source).check_keys()
 
@@ -258,3 +310,131 @@ def read_arrays(path):
         raise ConfigError(f"data file {path} must hold arrays 'x' and 'y': {err}") from None
     except (OSError, ValueError) as err:
         raise ConfigError(f"cannot read data file {path}: {err}") from None
+
+
+# ------------------------------------------------------------------ [[stages]]
+def _toml_value(value):
+    """One TOML value; a matrix (list of lists) inline, one row after the other."""
+    if isinstance(value, list) and value and all(isinstance(r, list) for r in value):
+        return "[" + ", ".join(_toml_value(r) for r in value) + "]"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return tomli_w.dumps({"v": value})[4:].strip()
+
+
+def _stage_tables(stages):
+    """The ``[[stages]]`` tables as TOML text (matrices and meshes on one line each)."""
+    blocks = []
+    for table in stages:
+        lines = ["[[stages]]"]
+        for key, value in table.items():
+            if value is None:
+                continue
+            if isinstance(value, dict):
+                inner = ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items())
+                lines.append(f"{key} = {{ {inner} }}")
+            else:
+                lines.append(f"{key} = {_toml_value(value)}")
+        blocks.append("\n".join(lines) + "\n")
+    return "\n".join(blocks).rstrip("\n")
+
+
+def _check_stage_tables(stages, source):
+    """``[[stages]]``: a non-empty array of tables whose keys are :data:`STAGE_KEYS`."""
+    if stages is None:
+        return
+    if not isinstance(stages, list) or not stages or \
+            not all(isinstance(t, dict) for t in stages):
+        shown = type(stages).__name__ if not isinstance(stages, list) else \
+            ("an empty array" if not stages else
+             f"an array of {', '.join(sorted({type(t).__name__ for t in stages}))}")
+        raise ConfigError(f"stages must be an array of tables, one [[stages]] table per stage, "
+                          f"in {source}; got {shown}")
+    for j, table in enumerate(stages):
+        for key in table:
+            if key not in STAGE_KEYS:
+                raise ConfigError(f"unknown key 'stages[{j}].{key}' in {source}"
+                                  f"{_nearest(key, STAGE_KEYS)}")
+
+
+def _set_stage_key(stages, key, value, source):
+    """``--set stages.J.KEY=VALUE`` (and a sweep's ``--grid stages.J.KEY=...``), in place."""
+    index, _, name = key.partition(".")
+    n = len(stages) if isinstance(stages, list) else 0
+    if not index.isdigit() or not name:
+        raise ConfigError(f"a stage key is stages.J.KEY (J the stage's index, from 0), got "
+                          f"'stages.{key}'")
+    if int(index) >= n:
+        raise ConfigError(f"stages.{key}: {source} has {n} stage(s) ([[stages]] tables "
+                          f"{'0..' + str(n - 1) if n else 'none'}), got index {index}")
+    stages[int(index)][name] = value
+
+
+def _matrix(value, name, dtype=float):
+    """A list of rows as a 2-D array; a ragged or non-numeric list is an error naming ``name``."""
+    try:
+        arr = np.asarray(value, dtype=dtype)
+    except (TypeError, ValueError):
+        arr = None
+    if arr is None or arr.ndim != 2:
+        raise ConfigError(f"{name} must be a matrix (a list of rows of equal length, of "
+                          f"numbers), got {value!r}")
+    return arr
+
+
+def _stage(j, table):
+    """The :class:`pmp.Stage` of the ``j``-th ``[[stages]]`` table (lists made arrays)."""
+    kwargs = dict(table)
+    enter = kwargs.get("enter")
+    if isinstance(enter, list):
+        kwargs["enter"] = _matrix(enter, f"stages[{j}].enter")
+    elif enter is not None and not isinstance(enter, str):
+        raise ConfigError(f"stages[{j}].enter must be one of \"lift\", \"project\", "
+                          f"\"interpolate\", \"trainable\" or a matrix (a list of rows), got "
+                          f"{type(enter).__name__} {enter!r}")
+    if isinstance(kwargs.get("mesh"), list):
+        kwargs["mesh"] = np.asarray(kwargs["mesh"], dtype=float) \
+            if all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                   for v in kwargs["mesh"]) else kwargs["mesh"]
+    if isinstance(kwargs.get("projection"), list):
+        kwargs["projection"] = _matrix(kwargs["projection"], f"stages[{j}].projection")
+    if isinstance(kwargs.get("frozen"), dict):
+        kwargs["frozen"] = {n: np.asarray(m) if isinstance(m, list) else m
+                            for n, m in kwargs["frozen"].items()}
+    return Stage(**kwargs)
+
+
+def _plain(value, name):
+    """``value`` as TOML can hold it (arrays as nested lists)."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {k: _plain(v, f"{name}[{k!r}]") for k, v in value.items()}
+    if value is None or isinstance(value, (bool, int, float, str, list)):
+        return value
+    raise ConfigError(f"{name} is a {type(value).__name__}, which a configuration cannot hold "
+                      f"(give it as numbers, strings or lists)")
+
+
+def _staged_sections(problem, method, data, output, train):
+    """The sections of a staged problem's configuration: [model] and [objective] from the
+    keywords it was built with (the stages' defaults), one [[stages]] table per stage."""
+    _, _, stages, kwargs = problem._spec
+    model = {k: _plain(kwargs[k], f"model.{k}") for k in MODEL_KEYS
+             if kwargs.get(k) is not None}
+    objective = {k: _plain(kwargs[k], f"objective.{k}") for k in OBJECTIVE_KEYS
+                 if kwargs.get(k) is not None}
+    tables = []
+    for j, stage in enumerate(stages):
+        table = dict(T=stage.T, n_steps=stage.n_steps, dim=stage.dim, enter=stage.enter,
+                     enter_lam=stage.enter_lam, mesh=stage.mesh, **stage.options)
+        tables.append({k: _plain(v, f"stages[{j}].{k}") for k, v in table.items()
+                       if v is not None})
+    data = dict(data or {})
+    if kwargs.get("lift") is not None:
+        data.setdefault("lift", kwargs["lift"])
+    return dict(data=data, model=model, objective=objective, stages=tables,
+                train=dict(method=getattr(method, "name", method), **train),
+                output=dict(output or {}))

@@ -54,7 +54,7 @@ def points(grid):
 
 def point_name(point):
     """A readable directory name: ``T=2,lam=0.001`` (key names without their section)."""
-    short = [k.split(".", 1)[1] for k in point]
+    short = [_short_key(k) for k in point]
     keys = short if len(set(short)) == len(short) else list(point)
     text = ",".join(f"{k}={v}" for k, v in zip(keys, point.values()))
     return re.sub(r"[^A-Za-z0-9_.,=+-]", "_", text)
@@ -93,6 +93,15 @@ def summarize(directory, assignments):
                    else float("nan"),
                    directory=os.path.basename(directory))
     return row
+
+
+def _short_key(key):
+    """A grid key without its section: ``model.T`` -> ``T``, ``stages.1.T`` -> ``stage1.T``."""
+    section, rest = key.split(".", 1)
+    if section == "stages" and "." in rest:
+        index, name = rest.split(".", 1)
+        return f"stage{index}.{name}"
+    return rest
 
 
 def _toml(value):

@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 from .._validation import integer
-from ..sweeps import cost, evaluate
+from ..stages import cost, evaluate, is_staged
 from ..threads import get_threads, threads
 from ..trainer import history_columns, history_row, iterate
 from .config import ConfigError, RunConfig, parse_config
@@ -206,9 +206,18 @@ def _intact_on_full_disk(writer):
 def _checkpoint(writer, problem, state, **status):
     """Evaluate ``state`` on all samples (cost, states, costates) and write its checkpoint;
     returns the cost parts."""
-    parts, _, xs, ps = evaluate(problem, state.controls)
+    parts, _, xs, ps = evaluate(_at_durations(problem, getattr(state, "durations", None)),
+                                state.controls)
     writer.checkpoint(state, (parts, xs, ps), **status)
     return parts
+
+
+def _at_durations(problem, durations):
+    """A staged problem with the stage durations of an iterate when they are trained."""
+    if durations is None or not is_staged(problem) or \
+            np.array_equal(np.asarray(durations, float), problem.durations):
+        return problem
+    return problem.with_durations([float(T) for T in durations])
 
 
 def train_run(config, directory, *, overwrite=False, stream=None, print_every=50):
@@ -312,7 +321,8 @@ def _last_good_checkpoint(directory, problem, stream):
             except (RunFileError, KeyError) as err:
                 reason = str(err)
             else:
-                found = cost(problem, resume["controls"])["total"]
+                found = cost(_at_durations(problem, run.durations(iteration)),
+                             resume["controls"])["total"]
                 if np.isclose(found, expected, rtol=COST_RTOL, atol=0.0):
                     return resume
                 reason = (f"checkpoint {iteration}: its controls give J = {found:.12g}, it "

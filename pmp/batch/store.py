@@ -59,6 +59,7 @@ import h5py
 import numpy as np
 
 from .._version import __version__
+from ..stages import is_staged
 from .config import parse_config
 
 FORMAT = "pmp-run"
@@ -245,6 +246,9 @@ class RunWriter:
         self.attrs = dict(format=FORMAT, format_version=FORMAT_VERSION,
                           pmp_version=__version__, config=config_text, created=_now(),
                           status="running", message="", method=str(method), rng_state="")
+        if is_staged(problem):
+            self.attrs["stages"] = len(problem.stages)
+        self.durations = None  # the stage durations of the last checkpoint, when trained
         self.history = {}
         self.checkpoints = []  # in the order written: the last one is /final
         self.best = None  # the iteration /best links to
@@ -252,6 +256,8 @@ class RunWriter:
         if resume:
             with h5py.File(self.index, "r") as f:
                 self.attrs.update({k: f.attrs[k] for k in ("created", "config")})
+                if "durations" in f.attrs:
+                    self.durations = f.attrs["durations"]
                 self.history = {k: list(v[()]) for k, v in f["history"].items()}
                 self.checkpoints = sorted(int(k) for k in f["checkpoints"])
             return
@@ -282,19 +288,19 @@ class RunWriter:
         iteration = int(state.iteration)
         parts, xs, ps = evaluation
         path = os.path.join(self.directory, "checkpoints", f"{iteration:08d}.h5")
-        stored = [xs[:, :self.n_stored], ps[:, :self.n_stored]]
+        if is_staged(self.problem):
+            stored = [[a[:, :self.n_stored] for a in xs], [a[:, :self.n_stored] for a in ps]]
+        else:
+            stored = [xs[:, :self.n_stored], ps[:, :self.n_stored]]
         with atomic_h5(path, _size(*stored, state.controls, state.resume)) as f:
-            t = create_dataset(f, "t", self.problem.t)
-            t.make_scale("t")
             group = f.create_group("checkpoint")
             group.attrs.update(iteration=iteration, cost=parts["total"],
                                **{k: v for k, v in parts.items() if k != "total"})
-            for name, arr in zip(("states", "costates"), stored):
-                ds = create_dataset(group, name, arr)
-                ds.dims[0].attach_scale(t)
-                ds.dims[0].label, ds.dims[1].label, ds.dims[2].label = "t", "sample", "dim"
-            for name, arr in state.controls.items():
-                create_dataset(group, f"controls/{name}", arr)
+            if is_staged(self.problem):
+                self.durations = getattr(state, "durations", None)
+                _write_stages(f, group, self._problem_now(), *stored, state.controls)
+            else:
+                _write_trajectories(f, group, self.problem.t, *stored, state.controls)
             if state.resume is not None:
                 write_tree(group, "resume", _resume_to_tree(state.resume))
         if state.resume is not None:
@@ -329,13 +335,22 @@ class RunWriter:
                 os.replace(path, f"{path}.damaged")
             self.checkpoints.remove(it)
 
+    def _problem_now(self):
+        """The problem of the last checkpoint: with its durations when they are trained."""
+        if getattr(self, "durations", None) is None:
+            return self.problem
+        return self.problem.with_durations([float(T) for T in self.durations])
+
     def _write_index(self):
         history = {k: np.asarray(v, dtype=np.float64) for k, v in self.history.items()}
         with atomic_h5(self.index, _size(self.problem.t, *history.values())) as f:
             self.attrs["updated"] = _now()
             f.attrs.update(self.attrs)
-            t = create_dataset(f, "t", self.problem.t)
-            t.make_scale("t")
+            if is_staged(self.problem):
+                _write_stage_scales(f, self._problem_now())
+            else:
+                t = create_dataset(f, "t", self.problem.t)
+                t.make_scale("t")
             f["data"] = h5py.ExternalLink("data.h5", "/data")
             group = f.create_group("history")
             for name, values in history.items():
@@ -348,6 +363,58 @@ class RunWriter:
                 f["final"] = h5py.SoftLink(f"/checkpoints/{self.checkpoints[-1]:08d}")
             if self.best in self.checkpoints:
                 f["best"] = h5py.SoftLink(f"/checkpoints/{self.best:08d}")
+
+
+def _write_trajectories(f, group, t, states, costates, controls):
+    """An unstaged checkpoint's ``/t`` (a dimension scale), states, costates and controls."""
+    t = create_dataset(f, "t", t)
+    t.make_scale("t")
+    for name, arr in (("states", states), ("costates", costates)):
+        ds = create_dataset(group, name, arr)
+        ds.dims[0].attach_scale(t)
+        ds.dims[0].label, ds.dims[1].label, ds.dims[2].label = "t", "sample", "dim"
+    for name, arr in controls.items():
+        create_dataset(group, f"controls/{name}", arr)
+
+
+def _stage_attrs(problem, j):
+    """What a stage's groups say about it: dim, n_steps, T, start, enter."""
+    tr = problem.enter_transition(j)
+    return dict(dim=problem.dims[j], n_steps=problem.n_steps[j], T=problem.durations[j],
+                start=float(problem.starts[j]), enter="" if tr is None else tr.kind)
+
+
+def _write_stage_scales(f, problem):
+    """``/stage_<j>/t`` (each stage's grid on the whole horizon, a dimension scale named
+    "t"), ``/t`` (their concatenation) and the root's ``durations``; returns the scales."""
+    scales = []
+    for j, t in enumerate(problem.t):
+        scale = create_dataset(f, f"stage_{j}/t", t)
+        scale.make_scale("t")
+        f[f"stage_{j}"].attrs.update(_stage_attrs(problem, j))
+        scales.append(scale)
+    create_dataset(f, "t", np.concatenate(problem.t))
+    f.attrs.update(durations=np.asarray(problem.durations, float),
+                   switch_times=np.asarray(problem.switch_times, float))
+    return scales
+
+
+def _write_stages(f, group, problem, states, costates, controls):
+    """A staged checkpoint: per stage ``/checkpoint/stage_<j>/`` with states and costates
+    (axis 0 on the file's ``/stage_<j>/t``) and controls (a trainable transition's is
+    ``controls/enter``); the durations as attributes of ``/checkpoint``."""
+    scales = _write_stage_scales(f, problem)
+    group.attrs.update(durations=np.asarray(problem.durations, float),
+                       switch_times=np.asarray(problem.switch_times, float))
+    for j, scale in enumerate(scales):
+        sub = group.create_group(f"stage_{j}")
+        sub.attrs.update(_stage_attrs(problem, j))
+        for name, arr in (("states", states[j]), ("costates", costates[j])):
+            ds = create_dataset(sub, name, arr)
+            ds.dims[0].attach_scale(scale)
+            ds.dims[0].label, ds.dims[1].label, ds.dims[2].label = "t", "sample", "dim"
+        for name, arr in controls[j].items():
+            create_dataset(sub, f"controls/{name}", arr)
 
 
 def write_config(directory, text):
@@ -466,14 +533,41 @@ class Run:
                                f"stored: {self.checkpoints}")
         return self.file[key]
 
+    @property
+    def staged(self):
+        """True for a run of a staged problem (per-stage groups ``stage_<j>``)."""
+        return "stages" in self.attrs
+
+    @property
+    def stage_t(self):
+        """A staged run's time grid of every stage (a list), as of its last checkpoint."""
+        return [self.file[f"stage_{j}/t"][()] for j in range(int(self.attrs["stages"]))]
+
+    def _per_stage(self, group, read):
+        if not self.staged:
+            return read(group)
+        return [read(group[f"stage_{j}"]) for j in range(int(self.attrs["stages"]))]
+
     def controls(self, iteration=None):
-        return self._read(iteration, lambda g: {k: v[()] for k, v in g["controls"].items()})
+        """The controls of a checkpoint (default: the final one): a dict name -> array, or
+        for a staged run a list of one dict per stage."""
+        return self._read(iteration, lambda g: self._per_stage(
+            g, lambda s: {k: v[()] for k, v in s["controls"].items()}))
 
     def states(self, iteration=None):
-        return self._read(iteration, lambda g: g["states"][()])
+        """States (n_steps + 1, n_stored, dim); a list per stage for a staged run."""
+        return self._read(iteration, lambda g: self._per_stage(g, lambda s: s["states"][()]))
 
     def costates(self, iteration=None):
-        return self._read(iteration, lambda g: g["costates"][()])
+        """Costates (n_steps + 1, n_stored, dim); a list per stage for a staged run."""
+        return self._read(iteration, lambda g: self._per_stage(g, lambda s: s["costates"][()]))
+
+    def durations(self, iteration=None):
+        """A staged run's stage durations at a checkpoint (they change when trained);
+        None for a run without stages."""
+        if not self.staged:
+            return None
+        return self._read(iteration, lambda g: np.asarray(g.attrs["durations"], float))
 
     def resume_state(self, iteration=None):
         """The ``resume`` argument of :func:`pmp.iterate` for a checkpoint."""
@@ -495,9 +589,17 @@ class Run:
         """The run's :class:`~pmp.batch.config.RunConfig`."""
         return parse_config(self.attrs["config"], source=f"{self.path} (config)")
 
-    def problem(self):
-        """The run's Problem: its configuration on the data stored in ``data.h5``."""
-        return self.config().build_problem(data=self.data())
+    def problem(self, iteration=None):
+        """The run's Problem: its configuration on the data stored in ``data.h5``; for a
+        staged run whose durations are trained, with the durations of checkpoint
+        ``iteration`` (default: the final one) when there is one."""
+        problem = self.config().build_problem(data=self.data())
+        if not self.staged or not self.checkpoints:
+            return problem
+        durations = self.durations(iteration)
+        if np.array_equal(durations, problem.durations):
+            return problem
+        return problem.with_durations([float(T) for T in durations])
 
     def close(self):
         self.file.close()

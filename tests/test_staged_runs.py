@@ -1,0 +1,261 @@
+"""Staged problems (variable width) above the library: [[stages]] in a configuration, their
+run files (per-stage groups with their own time axes), resume, `pmp analyze` and `pmp plot`;
+a run without stages keeps its layout."""
+import io
+
+import h5py
+import numpy as np
+import pytest
+
+import pmp
+from pmp import stages as st
+from pmp.batch import cli
+from pmp.batch.config import ConfigError, RunConfig, parse_config
+from pmp.batch.runner import resume_run, train_run
+from pmp_cases import SMALL
+
+STAGED = """\
+[data]
+name = "rings"
+n_samples = 40
+seed = 0
+
+[model]
+field = "outer"
+activation = "tanh"
+
+[objective]
+loss = "squared"
+lam = 0.001
+
+[[stages]]
+T = 1.0
+n_steps = 4
+
+[[stages]]
+T = 1.5
+n_steps = 6
+dim = 3
+enter = "lift"
+
+[train]
+method = "emsa"
+max_iter = 6
+checkpoint_every = 3
+
+[output]
+name = "staged"
+"""
+
+
+def same_problem(a, b):
+    """Two staged problems alike: stages, transitions, data and control shapes."""
+    assert (a.dims, a.n_steps, a.durations) == (b.dims, b.n_steps, b.durations)
+    assert [s.config() for s in a.stages] == [s.config() for s in b.stages]
+    assert [t.kind for t in a.transitions] == [t.kind for t in b.transitions]
+    for s, t in zip(a.transitions, b.transitions):
+        np.testing.assert_array_equal(s.matrix, t.matrix)
+        assert s.lam == t.lam
+    np.testing.assert_array_equal(a.x, b.x)
+    assert a.control_shapes == b.control_shapes
+
+
+@pytest.fixture(scope="module")
+def staged_run(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("staged") / "run"
+    train_run(parse_config(STAGED), directory, stream=io.StringIO())
+    return directory
+
+
+# ------------------------------------------------------------------ configuration
+def test_stage_tables_build_the_staged_problem_and_round_trip():
+    config = parse_config(STAGED)
+    problem = config.validate()
+    assert st.is_staged(problem) and problem.dims == (2, 3) and problem.n_steps == (4, 6)
+    assert problem.transitions[0].kind == "lift" and problem.T == 2.5
+    again = parse_config(config.to_toml())
+    assert again.sections == config.sections
+    same_problem(again.build_problem(), problem)
+    assert "[[stages]]" in config.to_toml()
+
+
+def test_a_matrix_a_trainable_transition_and_stage_options_round_trip():
+    x, y = pmp.datasets.rings(30, seed=3)
+    A = np.array([[1.0, 0.5], [0.0, 1.0], [0.25, -0.75]])
+    problem = pmp.Problem(x, y, lam=0.01, stages=[
+        pmp.Stage(1.0, 3, activation="sigmoid", reg="h1", lam1=0.1),
+        pmp.Stage(0.5, 4, dim=3, enter=A, running=0.2, frozen={"b": True}),
+        pmp.Stage(0.7, 2, dim=2, enter="trainable", enter_lam=0.3, field="inner",
+                  mesh=[0.0, 1.0]),
+        pmp.Stage(0.2, 2, enter="interpolate", mesh=[0.0, 0.25, 1.0]),
+    ])
+    config = RunConfig.from_objects(problem, "gd", data=dict(name="rings", n_samples=30,
+                                                             seed=3), max_iter=2, lr=0.1)
+    text = config.to_toml()
+    assert "enter = [[1.0, 0.5], [0.0, 1.0], [0.25, -0.75]]" in text
+    again = parse_config(text)
+    assert again.sections["stages"] == config.sections["stages"]
+    rebuilt = again.validate()
+    same_problem(rebuilt, problem)
+    assert rebuilt.stages[1].frozen is not None and rebuilt.transitions[1].lam == 0.3
+    assert [t.kind for t in rebuilt.transitions] == ["matrix", "trainable", "interpolate"]
+
+
+def test_a_problem_that_a_configuration_cannot_hold_says_which_value():
+    x, y = pmp.datasets.rings(10, seed=0)
+    field = pmp.fields.make_field("outer", 2, pmp.activations.get("tanh"))
+    problem = pmp.Problem(x, y, stages=[pmp.Stage(1.0, 2, field=field)])
+    with pytest.raises(ConfigError, match=r"stages\[0\]\.field is a Outer"):
+        RunConfig.from_objects(problem, "gd")
+
+
+@pytest.mark.parametrize("assignment,fragments", [
+    ("stages.1.enter=lfit", ["stages[1].enter must be one of lift, project, interpolate, "
+                             "trainable", "got 'lfit'"]),
+    ("stages.1.enter=3", ["stages[1].enter must be one of", "got int 3"]),
+    ("stages.1.enter=[[1,0],[0]]", ["stages[1].enter must be a matrix", "[[1, 0], [0]]"]),
+    ("stages.1.enter=[[1,0],[0,1]]", ["stages[1].enter", "shape (3, 2)", "(2, 2)"]),
+    ("stages.1.entr=3", ["unknown key 'stages[1].entr'", "did you mean 'enter'?"]),
+    ("stages.1.T=ten", ["stages[1]: T must be a real number, got str 'ten'"]),
+    ("stages.1.T=-1", ["stages[1]: T must be > 0", "-1"]),
+    ("stages.1.dim=1", ["stages[1].enter='lift' needs dim >= 2", "got dim=1"]),
+    ("stages.0.enter=lift", ["stages[0]", "enter must be None for the first stage"]),
+    ("stages.1.enter_lam=0.5", ["stages[1].enter_lam is the weight of a trainable"]),
+    ("stages.2.T=1", ["stages.2.T", "has 2 stage(s)", "got index 2"]),
+    ("stages.x.T=1", ["a stage key is stages.J.KEY", "'stages.x.T'"]),
+])
+def test_a_bad_stage_value_names_the_key_the_expected_and_the_actual_value(
+        tmp_path, capsys, assignment, fragments):
+    with pytest.raises((ConfigError, ValueError, TypeError)) as err:
+        parse_config(STAGED).with_overrides([assignment]).validate()
+    for fragment in fragments:
+        assert fragment in str(err.value), str(err.value)
+    (tmp_path / "c.toml").write_text(STAGED)
+    code = cli.main(["train", str(tmp_path / "c.toml"), "--set", assignment,
+                     "--out", str(tmp_path / "r")])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("pmp: error: ")
+    assert fragments[0] in lines[0]
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("text,fragment", [
+    ("stages = 3\n", "stages must be an array of tables, one [[stages]] table per stage"),
+    ("stages = []\n", "got an empty array"),
+    ("stages = [1, 2]\n", "got an array of int"),
+    ("[stages]\nT = 1.0\n", "got dict"),
+    ("[stage]\nT = 1.0\n", "unknown section [stage]"),
+])
+def test_a_bad_stages_section_is_refused(text, fragment):
+    with pytest.raises(ConfigError, match=None) as err:
+        parse_config(text + "[data]\nname = 'rings'\n").validate()
+    assert fragment in str(err.value)
+
+
+# ------------------------------------------------------------------ run files
+def test_a_staged_run_stores_each_stage_on_its_own_time_axis(staged_run):
+    with pmp.load_run(staged_run) as run:
+        problem = run.problem()
+        assert run.staged and run.checkpoints == [0, 3, 6]
+        assert run.attrs["stages"] == 2
+        np.testing.assert_array_equal(run.attrs["durations"], [1.0, 1.5])
+        np.testing.assert_array_equal(run.attrs["switch_times"], [1.0])
+        np.testing.assert_array_equal(run.t, np.concatenate(problem.t))
+        final = run.checkpoint()
+        assert "states" not in final  # they are per stage
+        np.testing.assert_array_equal(final.file["t"][()], run.t)
+        for j, (t, dim) in enumerate(zip(problem.t, (2, 3))):
+            group = final[f"stage_{j}"]
+            assert dict(group.attrs) == dict(dim=dim, n_steps=problem.n_steps[j],
+                                             T=problem.durations[j],
+                                             start=problem.starts[j],
+                                             enter=["", "lift"][j])
+            for name in ("states", "costates"):
+                ds = group[name]
+                assert ds.shape == (len(t), 40, dim) and ds.fletcher32
+                assert [d.label for d in ds.dims] == ["t", "sample", "dim"]
+                scale = ds.dims[0][0]
+                assert scale.name == f"/stage_{j}/t" and h5py.h5ds.is_scale(scale.id)
+                np.testing.assert_array_equal(scale[()], t)
+            assert {n: a.shape for n, a in group["controls"].items()} == \
+                problem.control_shapes[j]
+            np.testing.assert_array_equal(run.file[f"stage_{j}/t"][()], t)
+        xs, ps = run.states(), run.costates()
+        parts, _, xs_now, ps_now = pmp.evaluate(problem, run.controls())
+        assert float(final.attrs["cost"]) == parts["total"]
+        for a, b in zip(xs + ps, xs_now + ps_now):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_a_staged_run_resumes_and_extends_bit_for_bit(tmp_path):
+    config = parse_config(STAGED).with_overrides(["train.max_iter=4"])
+    train_run(config, tmp_path / "a", stream=io.StringIO())
+    resume_run(tmp_path / "a", max_iter=7, stream=io.StringIO())
+    train_run(config.with_overrides(["train.max_iter=7"]), tmp_path / "b",
+              stream=io.StringIO())
+    with pmp.load_run(tmp_path / "a") as a, pmp.load_run(tmp_path / "b") as b:
+        assert a.checkpoints == [0, 3, 4, 6, 7] and b.checkpoints == [0, 3, 6, 7]
+        for ua, ub in zip(a.controls(), b.controls()):
+            assert set(ua) == set(ub)
+            for name in ua:
+                np.testing.assert_array_equal(ua[name], ub[name])
+        np.testing.assert_array_equal(a.history["cost"], b.history["cost"])
+
+
+def test_an_interrupted_staged_run_with_a_trainable_transition_resumes(tmp_path):
+    config = parse_config(STAGED).with_overrides(
+        ["stages.1.enter=trainable", "stages.1.enter_lam=0.01", "train.method=lbfgs"])
+    train_run(config, tmp_path / "r", stream=io.StringIO())
+    with pmp.load_run(tmp_path / "r") as run:
+        final = run.controls()
+        assert final[1]["enter"].shape == (3, 2)
+        assert run.checkpoint()["stage_1/controls/enter"].shape == (3, 2)
+    # as after a kill -9 past checkpoint 3: the later checkpoints never written
+    with h5py.File(tmp_path / "r" / "run.h5", "a") as f:
+        f.attrs["status"] = "running"
+        del f["checkpoints/00000006"], f["final"]
+        f["final"] = h5py.SoftLink("/checkpoints/00000003")
+        for name in list(f["history"]):
+            values = f["history"][name][:4]
+            del f["history"][name]
+            f["history"].create_dataset(name, data=values, maxshape=(None,))
+    (tmp_path / "r" / "checkpoints" / "00000006.h5").unlink()
+    state, _ = resume_run(tmp_path / "r", stream=io.StringIO())
+    assert state.iteration == 6
+    with pmp.load_run(tmp_path / "r") as run:
+        for u, v in zip(run.controls(), final):
+            for name in u:
+                np.testing.assert_array_equal(u[name], v[name])
+
+
+def test_a_run_without_stages_keeps_its_layout(tmp_path):
+    config = parse_config(SMALL).with_overrides(["train.max_iter=2",
+                                                 "train.checkpoint_every=1"])
+    train_run(config, tmp_path / "r", stream=io.StringIO())
+    names = []
+    with h5py.File(tmp_path / "r" / "run.h5", "r") as f:
+        f.visit(names.append)
+        assert set(f.attrs) == {"format", "format_version", "pmp_version", "config",
+                                "created", "updated", "status", "message", "method",
+                                "rng_state"}  # (mini-batches: no best iterate)
+        assert sorted(f) == ["checkpoints", "data", "final", "history", "t"]
+        assert h5py.h5ds.is_scale(f["t"].id) and not any("stage" in n for n in names)
+    with h5py.File(tmp_path / "r" / "checkpoints" / "00000002.h5", "r") as f:
+        names = []
+        f.visit(names.append)
+        assert f["checkpoint/states"].dims[0][0].name == "/t"
+    assert [n for n in names if "resume" not in n] == \
+        ["checkpoint", "checkpoint/controls", "checkpoint/controls/W", "checkpoint/controls/b",
+         "checkpoint/costates", "checkpoint/states", "t"]
+    assert config.to_toml().startswith("[data]\n") and "stages" not in config.to_toml()
+
+
+def test_a_sweep_over_a_stage_key(tmp_path):
+    from pmp.batch.grid import parse_grid, sweep
+
+    config = parse_config(STAGED).with_overrides(["train.max_iter=2"])
+    rows = sweep(config, parse_grid(["stages.1.T=0.5,2.0"]), str(tmp_path / "s"),
+                 progress=lambda line: None)
+    assert [r["directory"] for r in rows] == ["stage1.T=0.5", "stage1.T=2.0"]
+    with pmp.load_run(tmp_path / "s" / "stage1.T=2.0") as run:
+        assert run.problem().durations == (1.0, 2.0)
