@@ -36,7 +36,7 @@ __all__ = ["Stage", "StagedProblem", "Transition", "STAGE_OPTIONS", "TRANSITIONS
            "is_staged", "init_controls", "forward", "backward", "evaluate", "value_and_grad",
            "cost", "hamiltonian", "losses_along", "riesz_gradient", "grad_norm",
            "duration_gradient", "stage_hamiltonians", "switch_hamiltonians",
-           "interpolation_matrix"]
+           "project_durations", "projected_duration_gradient", "interpolation_matrix"]
 
 
 def is_staged(problem):
@@ -379,7 +379,11 @@ def duration_gradient(problem, controls, *, states=None, costates=None):
         ``g - g.mean()``; moving the switch between stages j and j + 1 later changes J at
         the rate ``g[j] - g[j + 1]``.
     """
-    stages, controls, xs_all, ps_all = _trajectories_of(problem, controls, states, costates)
+    return _duration_gradient(*_trajectories_of(problem, controls, states, costates))
+
+
+def _duration_gradient(stages, controls, xs_all, ps_all):
+    """:func:`duration_gradient` of validated lists (one entry per stage)."""
     hbar = _hamiltonians(stages, controls, xs_all, ps_all)
     out = np.empty(len(stages))
     for j, (stage, u, hb) in enumerate(zip(stages, controls, hbar)):
@@ -409,3 +413,94 @@ def switch_hamiltonians(problem, controls, states=None, costates=None):
     hbar = stage_hamiltonians(problem, controls, states, costates)
     return np.array([[left[-1], right[0]] for left, right in zip(hbar[:-1], hbar[1:])]
                     ).reshape(-1, 2)
+
+
+# ------------------------------------------------- training the durations (projections)
+def project_durations(durations, minimum, total=None):
+    """The Euclidean projection of ``durations`` onto the durations a trainer may take.
+
+    With ``total`` (the horizon fixed) the set is ``{T : sum_j T_j = total, T_j >= minimum}``
+    and the projection is ``T_j = max(z_j - nu, minimum)`` with the one ``nu`` that makes the
+    sum ``total`` (found exactly by sorting, as for the projection onto a simplex); without
+    it (the horizon free) the set is ``{T_j >= minimum}`` and the projection a clip
+    (docs/theory.md section 13).
+
+    Parameters
+    ----------
+    durations : array_like, shape (S,)
+        The point to project (any reals).
+    minimum : float
+        The least duration, >= 0.
+    total : float, optional
+        The horizon ``sum_j T_j``, >= ``S * minimum``.
+
+    Returns
+    -------
+    ndarray, shape (S,), float64
+        The nearest point of the set in the Euclidean norm.
+    """
+    z = np.asarray(durations, np.float64).ravel()
+    minimum = float(minimum)
+    if total is None:
+        return np.maximum(z, minimum)
+    if total < z.size * minimum:
+        raise ValueError(f"total must be >= {z.size} * minimum = {z.size * minimum:g} (every "
+                         f"duration at least minimum), got {total:g}")
+    if np.all(z >= minimum) and abs(np.sum(z) - total) <= 8 * np.finfo(float).eps * total:
+        return z.copy()  # feasible to rounding: kept as it is (a projection is idempotent)
+    return _project_sum(z, np.full(z.size, minimum), float(total))
+
+
+def _project_sum(z, lower, total):
+    """``argmin |y - z|`` subject to ``y >= lower`` (entries may be -inf) and
+    ``sum y = total``: ``y = max(z - nu, lower)``. ``nu`` is that of the n largest
+    breakpoints ``z - lower`` left free, n the largest count whose own ``nu`` keeps them
+    free."""
+    if np.all(np.isfinite(lower)) and np.sum(lower) >= total:
+        return lower.copy()  # the set is one point (validated: sum(lower) <= total)
+    order = np.argsort(lower - z, kind="stable")  # breakpoints z - lower, largest first
+    zs, ls = z[order], lower[order]
+    breaks = zs - ls
+    tail = np.concatenate([np.cumsum(ls[::-1])[::-1][1:], [0.0]])  # sum of ls after n
+    n = np.arange(1, z.size + 1)
+    with np.errstate(invalid="ignore"):
+        nus = (np.cumsum(zs) + tail - total) / n
+        free = breaks > nus
+    nu = nus[np.flatnonzero(free)[-1]]
+    return np.maximum(z - nu, lower)
+
+
+def projected_duration_gradient(gradient, durations, minimum, fixed_horizon=True):
+    """``dJ/dT`` projected on the directions the durations may move in: minus the
+    projection of ``-gradient`` onto the tangent cone of the set of
+    :func:`project_durations` at ``durations``,
+    ``{d : sum d = 0 (fixed horizon), d_j >= 0 where T_j = minimum}``.
+
+    It is zero exactly at a stationary (KKT) point of J over the durations; with no
+    duration at its minimum and the horizon fixed it is ``g - mean(g)``.
+
+    Parameters
+    ----------
+    gradient : array_like, shape (S,)
+        ``dJ/dT_j`` (:func:`duration_gradient`).
+    durations : array_like, shape (S,)
+        A point of the set.
+    minimum : float
+    fixed_horizon : bool
+
+    Returns
+    -------
+    ndarray, shape (S,)
+        Its negative is the steepest feasible descent direction.
+    """
+    g = np.asarray(gradient, np.float64).ravel()
+    T = np.asarray(durations, np.float64).ravel()
+    active = T <= minimum + ACTIVE_TOL * np.sum(T)
+    if not fixed_horizon:
+        return np.where(active, np.minimum(g, 0.0), g)
+    lower = np.where(active, 0.0, -np.inf)
+    return -_project_sum(-g, lower, 0.0)
+
+
+# a duration within ACTIVE_TOL * (the horizon) of the minimum is at the minimum
+ACTIVE_TOL = 1e-12

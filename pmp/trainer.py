@@ -27,6 +27,7 @@ import numpy as np
 
 from ._validation import integer, lookup, real
 from .methods import Oracle, extra_history_columns, make_method
+from .methods.durations import DurationOracle, duration_training
 from .methods.staged import StagedOracle, check_staged
 from .problem import INIT_SCHEMES
 from .stages import cost, init_controls, is_staged
@@ -71,6 +72,9 @@ class TrainState:
     best : TrainState or None
         The iterate of lowest cost so far (this one, or an earlier one); None with
         mini-batches, whose costs are on different samples.
+    durations : ndarray, shape (n_stages,), or None
+        The stage durations of this iterate when they are trained (``train_durations``),
+        else None.
     """
 
     iteration: int
@@ -86,11 +90,13 @@ class TrainState:
     extra: dict = field(default_factory=dict)
     resume: dict | None = None  # what a checkpoint stores to continue from here exactly
     best: "TrainState | None" = field(default=None, repr=False, compare=False)
+    durations: np.ndarray | None = None
 
 
 def iterate(problem, method="gd", *, max_iter=1000, controls=None, seed=0, gtol=1e-6,
             time_limit=None, batch_size=None, init="normal", init_scale=0.1, resume=None,
-            segment=None, keep_best=False, **options):
+            segment=None, keep_best=False, train_durations=None, min_duration=None,
+            duration_scale=1.0, **options):
     """Train ``problem`` step by step: a generator of :class:`TrainState`.
 
     Parameters
@@ -124,6 +130,14 @@ def iterate(problem, method="gd", *, max_iter=1000, controls=None, seed=0, gtol=
         options as the run that produced it.
     keep_best : bool
         The result is the best iterate (the last state's ``best``); full batch only.
+    train_durations : {None, "fixed_horizon", "free_horizon"}
+        Staged problems: train the stage durations ``T_j`` with the controls (``K_j`` kept),
+        the horizon ``sum T_j`` fixed or free, each at least ``min_duration``; None keeps
+        them (:mod:`pmp.methods.durations`). Every state's ``durations`` holds them.
+    min_duration : float, optional
+        The least duration, > 0 (default: 1% of the mean duration).
+    duration_scale : float
+        Gradient methods: a step moves the durations by ``duration_scale * lr * dJ/dT_j``.
     **options
         The method's options (``lr``, ``momentum``, ...); unknown ones raise TypeError.
 
@@ -132,8 +146,17 @@ def iterate(problem, method="gd", *, max_iter=1000, controls=None, seed=0, gtol=
     TrainState
         One per iterate; the last one has ``status`` set.
     """
+    durations = duration_training(problem, train_durations, min_duration, duration_scale)
     method, stop, oracle = _setup(problem, method, options, max_iter, gtol, time_limit,
-                                  batch_size, segment, seed, init, init_scale, keep_best)
+                                  batch_size, segment, seed, init, init_scale, keep_best,
+                                  durations)
+    steps, start = _steps(problem, method, oracle, controls, resume, init, init_scale, seed)
+    yield from _loop(steps, method, oracle, stop, start, resume, keep_best)
+
+
+def _steps(problem, method, oracle, controls, resume, init, init_scale, seed):
+    """The method's generator of points from the initial controls (or a checkpoint's), and
+    the time the run started."""
     start = time.perf_counter()
     if resume is not None:
         oracle.set_state(resume["oracle"])
@@ -147,20 +170,22 @@ def iterate(problem, method="gd", *, max_iter=1000, controls=None, seed=0, gtol=
     steps = oracle.run(method, controls, None if resume is None else resume["method"])
     if method.blas_between_sweeps:
         steps = serial_blas(steps)
-    yield from _loop(steps, method, oracle, stop, start, resume, keep_best)
+    return steps, start
 
 
 def check_options(problem, method="gd", *, max_iter=1000, seed=0, gtol=1e-6, time_limit=None,
                   batch_size=None, init="normal", init_scale=0.1, segment=None,
-                  keep_best=False, **options):
+                  keep_best=False, train_durations=None, min_duration=None,
+                  duration_scale=1.0, **options):
     """Raise the error :func:`iterate` would raise for these arguments, without training
     (a batch run checks its whole configuration before it writes anything)."""
+    durations = duration_training(problem, train_durations, min_duration, duration_scale)
     _setup(problem, method, options, max_iter, gtol, time_limit, batch_size, segment, seed,
-           init, init_scale, keep_best)
+           init, init_scale, keep_best, durations)
 
 
 def _setup(problem, method, options, max_iter, gtol, time_limit, batch_size, segment, seed,
-           init, init_scale, keep_best=False):
+           init, init_scale, keep_best=False, durations=None):
     """The method, the stop rules and the oracle of a run, every argument checked."""
     method = make_method(method, options)
     stop = _StopRules(max_iter, gtol, time_limit)
@@ -170,7 +195,7 @@ def _setup(problem, method, options, max_iter, gtol, time_limit, batch_size, seg
     if not isinstance(keep_best, (bool, np.bool_)):
         raise TypeError(f"keep_best must be True or False, got {type(keep_best).__name__} "
                         f"{keep_best!r}")
-    oracle = _oracle(problem, method, batch_size, segment, seed)
+    oracle = _oracle(problem, method, batch_size, segment, seed, durations)
     if keep_best and oracle.batch_size is not None:
         raise ValueError(f"keep_best=True compares the costs of the iterates: it needs the full "
                          f"batch (batch_size=None), got batch_size={batch_size} (the costs of "
@@ -178,9 +203,10 @@ def _setup(problem, method, options, max_iter, gtol, time_limit, batch_size, seg
     return method, stop, oracle
 
 
-def _oracle(problem, method, batch_size, segment, seed):
+def _oracle(problem, method, batch_size, segment, seed, durations=None):
     """The :class:`~pmp.methods.Oracle` of a run, once the method has accepted its batch
-    size (None or all samples: full batch) and segment."""
+    size (None or all samples: full batch) and segment (and, with ``durations``, a
+    :class:`~pmp.methods.durations.DurationTraining`, to train the durations)."""
     if batch_size is not None:
         batch_size = integer(batch_size, "batch_size", low=1)
         batch_size = None if batch_size >= problem.n_samples else batch_size
@@ -188,6 +214,12 @@ def _oracle(problem, method, batch_size, segment, seed):
         segment = integer(segment, "segment", low=1)
     if is_staged(problem):  # the controls as one dict for the method (pmp.methods.staged)
         check_staged(method, problem, batch_size, segment)
+        if durations is not None:
+            if method.duration_update is None:
+                raise ValueError(f"method {method.name!r} cannot train the durations "
+                                 f"(train_durations=...)")
+            return DurationOracle(problem, durations, method.duration_update == "joint",
+                                  batch_size, seed)
         return StagedOracle(problem, batch_size, seed)
     method.check(problem, batch_size, segment)
     return Oracle(problem, batch_size, seed, segment)
@@ -203,7 +235,7 @@ def _loop(steps, method, oracle, stop, start, resume, keep_best=False):
         point = next(steps)
         last = TrainState(iteration, point.controls, point.parts, point.grad_norm,
                           point.step_size, 0.0, time.perf_counter() - start, oracle.n_evals,
-                          resume=resume)
+                          resume=resume, durations=point.durations)
         best = last.best = _restored_best(resume.get("best"), last) if track else None
         iteration += 1
         if iteration > stop.max_iter:  # resumed at max_iter (say, interrupted at the end)
@@ -224,7 +256,7 @@ def _loop(steps, method, oracle, stop, start, resume, keep_best=False):
         first = point.parts["total"] if first is None else first
         state = TrainState(iteration, point.controls, point.parts, point.grad_norm,
                            point.step_size, now - tic, now - start, oracle.n_evals,
-                           extra=dict(point.extra))
+                           extra=dict(point.extra), durations=point.durations)
         total = state.cost["total"]  # on ties the later one (a rejected step repeats it)
         if track and np.isfinite(total) and (best is None or total <= best.cost["total"]):
             best = state
@@ -248,8 +280,11 @@ def _best_record(best, iteration):
         return None
     if best.iteration == iteration:
         return {"iteration": iteration}
-    return dict(iteration=best.iteration, cost=dict(best.cost), grad_norm=best.grad_norm,
-                step_size=best.step_size, controls=best.controls)
+    record = dict(iteration=best.iteration, cost=dict(best.cost), grad_norm=best.grad_norm,
+                  step_size=best.step_size, controls=best.controls)
+    if best.durations is not None:
+        record["durations"] = best.durations
+    return record
 
 
 def _restored_best(record, state):
@@ -259,7 +294,7 @@ def _restored_best(record, state):
     best = TrainState(int(record["iteration"]), record["controls"],
                       {k: float(v) for k, v in record["cost"].items()},
                       float(record["grad_norm"]), float(record["step_size"]), float("nan"),
-                      float("nan"), 0)
+                      float("nan"), 0, durations=record.get("durations"))
     best.best = best
     return best
 
@@ -324,7 +359,7 @@ class _StopRules:
 def _state(last, status, message, now, start, oracle):
     state = TrainState(last.iteration, last.controls, last.cost, last.grad_norm,
                        last.step_size, 0.0, now - start, oracle.n_evals, status, message,
-                       resume=last.resume, best=last.best)
+                       resume=last.resume, best=last.best, durations=last.durations)
     if last.best is last:
         state.best = state
     state.extra["repeat"] = True
@@ -356,7 +391,12 @@ class TrainResult(dict):
     grad_norm : float
     history : dict
         column -> ndarray, one entry per iterate: iteration, cost, terminal, running,
-        regularization, loss, grad_norm, step_size, wall_time, elapsed.
+        regularization, loss, grad_norm, step_size, wall_time, elapsed (and the method's
+        own columns). With ``train_durations`` also "durations", shape (n_iterates,
+        n_stages), and "switch_times", shape (n_iterates, n_stages - 1).
+    durations : ndarray, shape (n_stages,), or None
+        With ``train_durations``: the durations of the returned iterate (its controls are
+        those of ``problem.with_durations(result.durations)``); None otherwise.
     success : bool
         True when the method converged (the gradient criterion, or a method's own step
         criterion).
@@ -435,9 +475,9 @@ def train(problem, method="gd", *, max_iter=1000, controls=None, seed=0, keep_be
     worse, message = state.extra.get("worse_than_start"), state.message
     batch_size = kwargs.get("batch_size")
     if batch_size is not None and batch_size < problem.n_samples:
-        parts = cost(problem, final.controls)  # the history holds mini-batch costs
+        parts = cost(_at(problem, final), final.controls)  # the history: mini-batch costs
         if resume is None:  # compare on all samples
-            initial = cost(problem, start.controls)["total"]
+            initial = cost(_at(problem, start), start.controls)["total"]
             worse = bool(parts["total"] > initial)
             if worse:
                 message += (f"; the run ended above its initial cost on all samples (J = "
@@ -452,24 +492,36 @@ def train(problem, method="gd", *, max_iter=1000, controls=None, seed=0, keep_be
                        success=state.status == "converged", status=state.status,
                        message=message, method=name, n_iter=state.iteration,
                        iteration=final.iteration, best_iteration=best,
-                       worse_than_start=worse, n_evals=state.n_evals, wall_time=state.elapsed)
+                       worse_than_start=worse, n_evals=state.n_evals, wall_time=state.elapsed,
+                       durations=final.durations)
+
+
+def _at(problem, state):
+    """``problem`` at the durations of ``state`` (when they are trained)."""
+    return problem if state.durations is None else problem.with_durations(state.durations)
 
 
 def _consume(states, bar):
     """Run :func:`iterate`'s generator: the history, the first and the last state."""
-    rows, first, state = [], None, None
+    rows, durations, first, state = [], [], None, None
     try:
         for state in states:
             first = first or state
             if not state.extra.get("repeat"):
                 rows.append(history_row(state))
+                if state.durations is not None:
+                    durations.append(state.durations)
                 if bar is not None:
                     bar.set_postfix_str(f"J={state.cost['total']:.6g}", refresh=False)
                     bar.update(state.iteration - bar.n)
     finally:
         if bar is not None:
             bar.close()
-    return {c: np.asarray(v) for c, v in zip(history_columns(), zip(*rows))}, first, state
+    history = {c: np.asarray(v) for c, v in zip(history_columns(), zip(*rows))}
+    if durations:
+        history["durations"] = np.array(durations)
+        history["switch_times"] = np.cumsum(history["durations"], axis=1)[:, :-1]
+    return history, first, state
 
 
 COMPILE_NOTICE = "pmp: compiling pmp's kernels (first run only, up to a minute)..."

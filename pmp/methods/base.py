@@ -17,6 +17,7 @@ class Point:
     grad_norm: float
     step_size: float = float("nan")
     extra: dict = field(default_factory=dict)  # method-specific history columns
+    durations: np.ndarray | None = None  # the stage durations, when they are trained
 
 
 class Method:
@@ -30,7 +31,8 @@ class Method:
        (iteration 0 is the starting point) and sets :attr:`state` before every ``yield``;
     4. declares what it supports where the default does not hold: :attr:`needs_smooth`,
        :attr:`full_batch_only`, :attr:`accepts_segment`, :attr:`blas_between_sweeps` and
-       :attr:`history_columns`. The trainer asks these (:meth:`check`), never the name.
+       :attr:`history_columns` and :attr:`duration_update`. The trainer asks these
+       (:meth:`check`), never the name.
 
     The arguments of :meth:`run`:
 
@@ -64,6 +66,12 @@ class Method:
     supports_stages : bool
         It trains staged problems (:mod:`pmp.stages`) given their controls as one dict
         (:mod:`pmp.methods.staged`): it reads the cost and the gradient only.
+    duration_update : {None, "joint", "alternating"}
+        How it trains the stage durations of a staged problem (``train_durations=``,
+        :mod:`pmp.methods.durations`): "joint" takes them as more coordinates of its iterate
+        (the oracle projects them onto their constraints and reports their projected
+        gradient), "alternating" calls ``oracle.duration_step`` after each of its
+        iterations; None cannot.
     """
 
     name = ""
@@ -73,6 +81,7 @@ class Method:
     blas_between_sweeps = False
     history_columns = ()
     supports_stages = False
+    duration_update = None
     state = None
     _full_batch_hint = ""  # appended to the error of a mini-batch it cannot take
 
@@ -116,6 +125,7 @@ class Oracle:
         self.batch_size = batch_size
         self._rng = np.random.default_rng(seed)
         self._order, self._cursor = np.empty(0, int), 0
+        self._index = None  # the samples of the current mini-batch (None: all)
         self.batch_id = 0
         self.n_evals = 0
         self.stall_message = None
@@ -135,7 +145,7 @@ class Oracle:
         self.batch_id = int(state["batch_id"])
         if self.batch_size is not None and self._cursor > 0:
             index = np.sort(self._order[self._cursor - self.batch_size:self._cursor])
-            self.batch = self.problem.subset(index)
+            self.batch, self._index = self.problem.subset(index), index
 
     def next_batch(self):
         """Draw the samples of the next iteration (no-op for full batch)."""
@@ -145,7 +155,7 @@ class Oracle:
             self._order, self._cursor = self._rng.permutation(self.problem.n_samples), 0
         index = np.sort(self._order[self._cursor:self._cursor + self.batch_size])
         self._cursor += self.batch_size
-        self.batch = self.problem.subset(index)
+        self.batch, self._index = self.problem.subset(index), index
         self.batch_id += 1
 
     def run(self, method, u, state=None):
@@ -190,6 +200,21 @@ class Oracle:
 
     def norm(self, riesz):
         return grad_norm(self.problem, riesz)
+
+    def riesz_weight(self, name):
+        """The weight of the control ``name`` in the L^2 inner product (the problem's)."""
+        return self.problem.riesz_weight(name)
+
+    def step_limit(self, controls, direction):
+        """The largest ``a`` with ``controls + a direction`` feasible (inf: no constraint;
+        a trainer of durations bounds them below)."""
+        return np.inf
+
+    def duration_step(self, point, xs, ps, need=None):
+        """A step on the durations after a method's iteration at ``point`` (its states and
+        costates ``xs``, ``ps``): the new ``(point, xs, ps)``, or None when the durations
+        did not move (always, unless they are trained: :mod:`pmp.methods.durations`)."""
+        return None
 
     def stall(self, message, status="stalled"):
         """Called by a method that stops by itself (cannot go on, or has converged by its own

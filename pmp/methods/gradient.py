@@ -39,6 +39,7 @@ class GradientDescent(Method):
 
     name = "gd"
     supports_stages = True
+    duration_update = "joint"
 
     def __init__(self, lr=0.1):
         self.lr = real(lr, "lr", low=0.0, low_open=True)
@@ -63,6 +64,7 @@ class HeavyBall(Method):
 
     name = "heavy_ball"
     supports_stages = True
+    duration_update = "joint"
 
     def __init__(self, lr=0.02, momentum=0.9):
         self.lr = real(lr, "lr", low=0.0, low_open=True)
@@ -120,6 +122,7 @@ class Adam(Method):
 
     name = "adam"
     supports_stages = True
+    duration_update = "joint"
 
     def __init__(self, lr=1e-2, beta1=0.9, beta2=0.999, eps=1e-8):
         self.lr = real(lr, "lr", low=0.0, low_open=True)
@@ -158,6 +161,7 @@ class LBFGS(Method):
 
     name = "lbfgs"
     supports_stages = True
+    duration_update = "joint"
     blas_between_sweeps = True
     full_batch_only = True
 
@@ -170,7 +174,7 @@ class LBFGS(Method):
     def run(self, oracle, u, state=None):
         problem = oracle.problem
         layout = Flattener(u, list(u), problem.dtype)
-        sqrt_w = np.concatenate([np.full(u[n].size, np.sqrt(problem.riesz_weight(n)))
+        sqrt_w = np.concatenate([np.full(u[n].size, np.sqrt(oracle.riesz_weight(n)))
                                  for n in layout.names])
 
         def gradient(point):  # dJ/du = w * (Riesz gradient)
@@ -198,13 +202,16 @@ class LBFGS(Method):
                           "old_f": np.nan if old_f is None else old_f}
             yield point
             direction = -self._two_loop(g / sqrt_w, s_hist, y_hist) / sqrt_w
-            if not g @ direction < 0:  # not a descent direction: restart from steepest descent
-                s_hist, y_hist, direction = [], [], -g / sqrt_w**2
+            limit = oracle.step_limit(layout.unflatten(x), layout.unflatten(direction))
+            if not (g @ direction < 0 and limit > 0):  # not a (feasible) descent direction:
+                s_hist, y_hist, direction = [], [], -g / sqrt_w**2  # restart, steepest descent
+                limit = oracle.step_limit(layout.unflatten(x), layout.unflatten(direction))
             f = point.parts["total"]
-            alpha = self._wolfe(evaluate, gradient, x, direction, g, f, old_f)
+            alpha = self._wolfe(evaluate, gradient, x, direction, g, f, old_f, limit)
             if alpha is None and s_hist:  # retry once along steepest descent
                 s_hist, y_hist, direction = [], [], -g / sqrt_w**2
-                alpha = self._wolfe(evaluate, gradient, x, direction, g, f, None)
+                limit = oracle.step_limit(layout.unflatten(x), layout.unflatten(direction))
+                alpha = self._wolfe(evaluate, gradient, x, direction, g, f, None, limit)
             if alpha is None:
                 oracle.stall("the line search found no step satisfying the Wolfe conditions "
                              "or the slope condition (the cost is flat to rounding along "
@@ -224,8 +231,9 @@ class LBFGS(Method):
             new_point.step_size = float(alpha * np.linalg.norm(sqrt_w * direction))
             point = new_point
 
-    def _wolfe(self, evaluate, gradient, v, direction, g, f, old_f):
-        """Step length along ``direction``: strong Wolfe (scipy), else a slope search."""
+    def _wolfe(self, evaluate, gradient, v, direction, g, f, old_f, limit=np.inf):
+        """Step length along ``direction``, at most ``limit`` (where a constraint begins):
+        strong Wolfe (scipy), else a slope search."""
         # imported here: scipy.optimize takes most of a second to import
         from scipy.optimize import line_search
         from scipy.optimize._linesearch import LineSearchWarning
@@ -235,33 +243,34 @@ class LBFGS(Method):
             alpha, *_ = line_search(lambda z: evaluate(z).parts["total"],
                                     lambda z: gradient(evaluate(z)), v, direction, g, f,
                                     old_f, c1=self.c1, c2=self.c2,
+                                    amax=None if np.isinf(limit) else limit,
                                     maxiter=self.max_line_search)
         if alpha is not None:
             return alpha
-        return self._slope_search(evaluate, gradient, v, direction, g, f)
+        return self._slope_search(evaluate, gradient, v, direction, g, f, limit)
 
-    def _slope_search(self, evaluate, gradient, v, direction, g, f):
+    def _slope_search(self, evaluate, gradient, v, direction, g, f, limit=np.inf):
         """Near the optimum cost differences drown in rounding while slopes stay accurate:
         find a step where the slope ``phi'(a) = <grad J(v + a d), d>`` has risen to
         ``c2 |phi'(0)|`` in size (bracketing, then bisection), the cost not increasing
-        beyond rounding."""
+        beyond rounding; or, still descending at the step ``limit`` where a constraint
+        begins, that step if it decreases J enough (Armijo)."""
         slope0 = g @ direction
 
         def slope(a):
             return gradient(evaluate(v + a * direction)) @ direction
 
-        lo, hi, a = 0.0, np.inf, 1.0
+        lo, hi, a = 0.0, np.inf, min(1.0, limit)
         for _ in range(self.max_line_search):
             s = slope(a)
-            if abs(s) <= self.c2 * abs(slope0):
-                if evaluate(v + a * direction).parts["total"] <= f + 1e-12 * abs(f):
-                    return a
-                return None
+            if abs(s) <= self.c2 * abs(slope0) or (s < 0 and a >= limit):
+                bound = f + (self.c1 * a * slope0 if a >= limit else 1e-12 * abs(f))
+                return a if evaluate(v + a * direction).parts["total"] <= bound else None
             if s < 0:
                 lo = a
             else:
                 hi = a
-            a = 2.0 * a if np.isinf(hi) else 0.5 * (lo + hi)
+            a = min(2.0 * a, limit) if np.isinf(hi) else 0.5 * (lo + hi)
         return None
 
     @staticmethod

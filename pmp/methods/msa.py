@@ -51,6 +51,7 @@ class MSA(Method):
     accepts_segment = False  # the maximisation reads the whole trajectory
     history_columns = ("rho", "accepted", "gain")
     supports_stages = True  # a staged problem's maximiser works stage by stage
+    duration_update = "alternating"  # a projected gradient step after each iteration
 
     def __init__(self, n_direct=256, tol=1e-10, max_inner=500, xtol=1e-12):
         self.n_direct, self.tol, self.max_inner = n_direct, tol, max_inner
@@ -94,12 +95,17 @@ class MSA(Method):
                 point, xs, ps = oracle.sweep(point.controls, need)
                 batch = oracle.batch_id
             new, extra = self._candidate(maximizer, oracle, point, xs, ps, rho)
-            if new is None:
+            if new is not None:
+                step = self._step(oracle, point, xs, ps, new, extra, rho, need)
+                if step is None:
+                    return
+                point, xs, ps, rho = step
+            # trained durations: a step on them (J decreasing) after the maximisation
+            moved = oracle.duration_step(point, xs, ps, need)
+            if moved is not None:
+                point, xs, ps = moved
+            elif new is None:  # a fixed point of the maximisation, the durations too
                 return
-            step = self._step(oracle, point, xs, ps, new, extra, rho, need)
-            if step is None:
-                return
-            point, xs, ps, rho = step
 
     def _initial_rho(self, state):
         return self.rho
