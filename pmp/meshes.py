@@ -8,15 +8,15 @@ b(t, x))``: on a mesh its step is ``sigma(W diag(q) z + b)`` with ``W_il = w(t, 
 and the regulariser weighs every control entry with the quadrature
 (:class:`QuadratureL2`). Conventions: docs/theory.md section 13.
 
-=====================================  ============================  ==================  =====
-mesh                                   nodes                         weights             order
-=====================================  ============================  ==================  =====
-``interval(n, a, b)``                  n equispaced, ends included   trapezoid           2
-``interval(n, a, b, rule="midpoint")`` the n cell centres            ``(b - a) / n``     2
-``grid((n0, n1), extent)``             the pixel centres             the pixel area      2
-``grid(..., rule="trapezoid")``        the corners, edges included   tensor trapezoid    2
-``Mesh(axes, weights)``                given nodes per axis          given, or trapezoid 2
-=====================================  ============================  ==================  =====
+======================================  ===========================  ===================  =====
+mesh                                    nodes                        weights              order
+======================================  ===========================  ===================  =====
+``interval(n, a, b)``                   n equispaced, ends included  trapezoid            2
+``interval(n, a, b, rule="midpoint")``  the n cell centres           ``(b - a) / n``      2
+``grid((n0, n1), extent)``              the pixel centres            the pixel area       2
+``grid(..., rule="trapezoid")``         the corners, edges included  tensor trapezoid     2
+``Mesh(axes, weights)``                 given nodes per axis         given, or trapezoid  2
+======================================  ===========================  ===================  =====
 
 The nodes of a 2-D mesh are numbered row by row (C order: node ``i0 * n1 + i1`` is
 ``(axes[0][i0], axes[1][i1])``), as ``image.reshape(-1)`` numbers the pixels of an image
@@ -297,6 +297,7 @@ class _Weighted:
     """The weighted l2 part shared by :class:`QuadratureL2` and :class:`QuadratureH1`."""
 
     def step_values(self, controls, names):
+        """``R(u_k) = lam sum_e omega_e u_{k,e}^2`` for every step, shape (K,)."""
         return self.lam * weighted_step_squares(controls, names, self.weights)
 
     def _l2_value(self, controls, names, h):
@@ -333,8 +334,16 @@ class QuadratureL2(_Weighted, L2):
 
 @dataclass
 class QuadratureH1(_Weighted, H1):
-    """"h1" with the quadrature weights: ``R(u) = lam sum_e omega_e u_e^2`` and the coupling
-    ``(lam1 / h) sum_k sum_e omega_e (u_{k+1,e} - u_{k,e})^2`` (see :class:`QuadratureL2`)."""
+    """The "h1" regulariser with the quadrature weights: ``R(u) = lam sum_e omega_e u_e^2``
+    and the coupling ``(lam1 / h) sum_k sum_e omega_e (u_{k+1,e} - u_{k,e})^2`` (see
+    :class:`QuadratureL2`).
+
+    Attributes
+    ----------
+    lam, lam1 : float
+    weights : dict
+        name -> ``omega``, broadcastable to one step's control (without the step axis).
+    """
 
     weights: dict = field(default=None, compare=False, repr=False)
     name = "h1"
