@@ -446,3 +446,28 @@ def test_a_warm_process_loads_kernels_from_the_cache(tmp_path):
     warm_misses, warm_hits = map(int, runs[1].stdout.split())
     assert cold_misses > 0
     assert warm_misses == 0 and warm_hits > 0
+
+
+@pytest.mark.parametrize("kind", ["positive definite", "indefinite", "needs pivoting"])
+def test_small_dense_solvers_against_numpy(kind):
+    """The maximiser's written-out Cholesky and its LU fallback solve what np.linalg.solve
+    solves; Cholesky refuses a matrix that is not positive definite."""
+    from pmp._kernels import maximize_linear as _ml
+
+    rng = np.random.default_rng(3)
+    n = 12
+    A = rng.standard_normal((n, n))
+    M = {"positive definite": A @ A.T + n * np.eye(n),
+         "indefinite": A + A.T,
+         "needs pivoting": np.triu(A, 1) + np.tril(A, -1) + 0.0 * np.eye(n)}[kind]
+    g = rng.standard_normal(n)
+    expected = np.linalg.solve(M, g)
+    factor, x = np.empty((n, n)), np.empty(n)
+    ok = _ml._cholesky_solve(M, g, factor, x)
+    assert ok == (kind == "positive definite")
+    if ok:
+        np.testing.assert_allclose(x, expected, rtol=1e-11)
+    before = M.copy()
+    _ml._lu_solve(M, g, factor, x)
+    np.testing.assert_allclose(x, expected, rtol=1e-9)
+    np.testing.assert_array_equal(M, before)

@@ -46,7 +46,8 @@ from ._jit import jit, jit_sum
 from .activations import activate_with_slope
 from .codes import L1_GROUP, L2, OUTER
 from .prox import fista_step, prox, switching, vdot
-from .sweeps import _dot, _transpose_in
+from .reductions import dot
+from .sweeps import _transpose_in
 
 
 @jit
@@ -128,7 +129,7 @@ def _explicit(S, pT, dpsiT, Kt, use_Kt, coef_I, rho, M, scratch):
                 for i in range(n):
                     weighted[i] = pair[i] * pT[r, i]
                 for r2 in range(r if c2 == c else 0, d):
-                    v = w * _dot(weighted, pT[r2])
+                    v = w * dot(weighted, pT[r2])
                     M[r * q + c, r2 * q + c2] += v
                     if c2 != c or r2 != r:  # the block (c2, c) is the transpose of (c, c2)
                         M[r2 * q + c2, r * q + c] += v
@@ -185,9 +186,9 @@ def _small_products(spec, x, p, values, transposed, G, S):
     _transpose_in(p, pT)
     for c in range(q):
         for r in range(d):
-            G[r, c] = _dot(pT[r], psiT[c])
+            G[r, c] = dot(pT[r], psiT[c])
         for c2 in range(c, q):
-            S[c, c2] = S[c2, c] = _dot(psiT[c], psiT[c2]) / n
+            S[c, c2] = S[c2, c] = dot(psiT[c], psiT[c2]) / n
 
 
 @jit_sum
@@ -225,6 +226,41 @@ def _cholesky_solve(M, g, L, x):
             acc -= L[m, i] * x[m]
         x[i] = acc / L[i, i]
     return True
+
+
+@jit_sum
+def _lu_solve(M, g, LU, x):
+    """Solve ``M x = g`` by Gaussian elimination with partial pivoting, factors in ``LU``
+    (n, n): the fallback of :func:`_cholesky_solve` when ``M`` is not positive definite.
+
+    Written out rather than numba's ``np.linalg.solve``, which takes several seconds to
+    compile on every new machine for a path that rarely runs. An exactly singular ``M``
+    gives inf or nan in ``x``, which the callers' result checks reject.
+    """
+    n = M.shape[0]
+    for i in range(n):
+        x[i] = g[i]
+        for j in range(n):
+            LU[i, j] = M[i, j]
+    for j in range(n):
+        pivot_row = j
+        for i in range(j + 1, n):
+            if abs(LU[i, j]) > abs(LU[pivot_row, j]):
+                pivot_row = i
+        if pivot_row != j:
+            for m in range(n):
+                LU[j, m], LU[pivot_row, m] = LU[pivot_row, m], LU[j, m]
+            x[j], x[pivot_row] = x[pivot_row], x[j]
+        for i in range(j + 1, n):
+            factor = LU[i, j] / LU[j, j]
+            for m in range(j + 1, n):
+                LU[i, m] -= factor * LU[j, m]
+            x[i] -= factor * x[j]
+    for i in range(n - 1, -1, -1):
+        acc = x[i]
+        for m in range(i + 1, n):
+            acc -= LU[i, m] * x[m]
+        x[i] = acc / LU[i, i]
 
 
 @jit
@@ -381,7 +417,7 @@ def _direct_scratch(size, rho, h1_diag):
 @jit
 def _direct_solve(M, chol, sol, g, delta, Md, Uo, Un, fr, info_k):
     """Solve ``M delta = g`` on the free entries (frozen ones get the identity row, and
-    ``g = 0`` there) by Cholesky, or by LU if ``M`` is singular (lam = 0); then the step's
+    ``g = 0`` there) by Cholesky, or by LU if ``M`` is not positive definite; then the step's
     result."""
     d, q = g.shape
     flat_free = fr.reshape(d * q)
@@ -392,7 +428,7 @@ def _direct_solve(M, chol, sol, g, delta, Md, Uo, Un, fr, info_k):
             M[a, a] = 1.0
     rhs = g.reshape(d * q).astype(np.float64)
     if not _cholesky_solve(M, rhs, chol, sol):
-        sol[:] = np.linalg.solve(M, rhs)
+        _lu_solve(M, rhs, chol, sol)
     flat_delta = delta.reshape(d * q)
     for a in range(d * q):
         flat_delta[a] = sol[a]

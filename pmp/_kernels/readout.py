@@ -10,6 +10,7 @@ import numpy as np
 from ._jit import jit
 
 from .codes import CROSS_ENTROPY, LP, SQUARED
+from .reductions import dot
 
 
 @jit
@@ -105,10 +106,13 @@ def _selected_columns(P):
 @jit
 def _project(x, P, z):
     """``z = x P^T``; a selection ``P`` (e.g. the identity readout) reads its columns
-    instead of a matrix product."""
+    instead of a matrix product. The readout has few rows (the outputs) and runs once per
+    sweep: loops, not numba's ``np.dot``, whose every call site takes a second to compile."""
     cols = _selected_columns(P)
     if cols.shape[0] == 0:
-        np.dot(x, P.T, z)
+        for i in range(x.shape[0]):
+            for r in range(P.shape[0]):
+                z[i, r] = dot(x[i], P[r])
         return cols
     for i in range(x.shape[0]):
         for r in range(cols.shape[0]):
@@ -156,15 +160,17 @@ def pull_back(code, param, x, P, y, coef, p, gP, z, gz):
             for r in range(cols.shape[0]):
                 p[i, cols[r]] -= coef * gz[i, r]
     else:
-        grad_x = np.dot(gz, P)  # (N, d); one allocation per call, once per sweep
         for i in range(p.shape[0]):
-            for j in range(p.shape[1]):
-                p[i, j] -= coef * grad_x[i, j]
+            for r in range(P.shape[0]):
+                w = coef * gz[i, r]
+                for j in range(p.shape[1]):
+                    p[i, j] -= w * P[r, j]
     if gP.shape[0] > 0:
-        grad_P = np.dot(gz.T, x)
-        for r in range(gP.shape[0]):
-            for j in range(gP.shape[1]):
-                gP[r, j] += coef * grad_P[r, j]
+        for i in range(x.shape[0]):
+            for r in range(gP.shape[0]):
+                w = coef * gz[i, r]
+                for j in range(gP.shape[1]):
+                    gP[r, j] += w * x[i, j]
     return phi
 
 

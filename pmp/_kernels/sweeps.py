@@ -19,6 +19,7 @@ from ._jit import jit, jit_sum
 from .activations import activate, activate_rows, activate_with_slope, value_and_slope
 from .codes import IDENTITY, RELU, SIGMOID, TANH
 from .readout import pull_back
+from .reductions import vector_sum
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -237,24 +238,6 @@ def outer_backward(xs, ps, W, b, h, act, aparam, ro, gW, gb, gP, ss, stored, q, 
 
 
 @jit_sum
-def _dot(x, y):
-    """``sum_i x[i] y[i]``, vectorised (see :func:`pmp._kernels._jit.jit_sum`)."""
-    acc = 0.0
-    for i in range(x.shape[0]):
-        acc += x[i] * y[i]
-    return acc
-
-
-@jit_sum
-def _sum(x):
-    """``sum_i x[i]``, vectorised (see :func:`pmp._kernels._jit.jit_sum`)."""
-    acc = 0.0
-    for i in range(x.shape[0]):
-        acc += x[i]
-    return acc
-
-
-@jit_sum
 def _dots3(a, b0, b1, b2):
     """``(a.b0, a.b1, a.b2)`` in one pass over ``a`` (each vector once, not three times)."""
     s0 = s1 = s2 = 0.0
@@ -364,7 +347,7 @@ def outer_backward_small(xs, ps, W, b, h, act, aparam, ro, gW, gb, gP, ss, store
             _transpose_in(xs[k, r0:r1], xt)
             activate_rows(act, aparam, xt, st)
         for j in range(d):
-            total = _sum(pt[j])
+            total = vector_sum(pt[j])
             gb[k, j] = -h * total
             for m in range(0, d, 3):  # three columns per pass (the last ones repeated)
                 g = _dots3(pt[j], st[m], st[min(m + 1, d - 1)], st[min(m + 2, d - 1)])
@@ -419,7 +402,7 @@ def _maximize_statistics(act, aparam, xt, st, pt, S, Q, weights):
             v = _dots3(st[c], st[c2], st[min(c2 + 1, d - 1)], st[min(c2 + 2, d - 1)])
             for t in range(min(3, d - c2)):
                 S[c, c2 + t] = S[c2 + t, c] = v[t]
-        S[c, d] = S[d, c] = _sum(st[c])
+        S[c, d] = S[d, c] = vector_sum(st[c])
     S[d, d] = n
     for c in range(d):
         w = weights[c]
