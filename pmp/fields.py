@@ -371,7 +371,8 @@ class Integral(Inner):
     activation : Activation
     mesh : pmp.meshes.Mesh or array_like, shape (dim,)
         The mesh, or its quadrature weights ``q`` (each > 0). Give a stage the mesh
-        (``pmp.Stage(mesh=...)``) and it builds the field.
+        (``pmp.Stage(mesh=...)``) and it builds the field and weighs the regulariser; an
+        instance given to a problem directly keeps that problem's regulariser as it is.
     """
 
     name = "integral"

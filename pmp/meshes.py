@@ -66,6 +66,8 @@ class Mesh:
         The nodes, row by row for a rectangle (C order).
     weights : ndarray, shape (size,)
         The quadrature weights ``q``: ``int_Omega z dx ~ weights @ z``.
+    axis_weights : tuple of ndarray
+        The 1-D weights along each axis (``weights`` is their tensor product).
     bounds : tuple of (float, float)
     rule : str
     order : int
@@ -165,6 +167,13 @@ class Mesh:
             raise ValueError("functions must hold at least one test function, got none")
         return np.stack(rows)
 
+    def to_dict(self):
+        """The mesh as plain lists (TOML- and JSON-ready): ``{"axes", "weights", "bounds",
+        "rule"}``; :func:`from_dict` rebuilds it exactly."""
+        return {"axes": [a.tolist() for a in self.axes],
+                "weights": [w.tolist() for w in self.axis_weights],
+                "bounds": [list(b) for b in self.bounds], "rule": self.rule}
+
     def interpolation_to(self, other):
         """:func:`interpolation_matrix` from this mesh to ``other``: shape (other.size,
         size)."""
@@ -230,6 +239,19 @@ def grid(shape, extent=((0.0, 1.0), (0.0, 1.0)), *, rule="midpoint"):
         axes.append(nodes)
         weights.append(w)
     return Mesh(axes, weights, [tuple(map(float, e)) for e in extent], rule)
+
+
+def from_dict(spec):
+    """The :class:`Mesh` of :meth:`Mesh.to_dict` (keys "axes", and optionally "weights",
+    "bounds", "rule")."""
+    if not isinstance(spec, dict) or "axes" not in spec:
+        raise ValueError(f"spec must be a dict with the key 'axes' (and optionally 'weights', "
+                         f"'bounds', 'rule'), got {spec!r}")
+    unknown = sorted(set(spec) - {"axes", "weights", "bounds", "rule"})
+    if unknown:
+        raise ValueError(f"spec has unknown key(s) {', '.join(map(repr, unknown))}; expected "
+                         f"axes, weights, bounds, rule")
+    return Mesh(list(spec["axes"]), spec.get("weights"), spec.get("bounds"), spec.get("rule"))
 
 
 def as_mesh(value, name="mesh"):

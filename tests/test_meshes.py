@@ -46,6 +46,20 @@ def test_grid_quadrature_and_node_order(rule):
     np.testing.assert_allclose(P @ np.ones(12), [2.0, 2.0], rtol=1e-13)
 
 
+@pytest.mark.parametrize("mesh", [meshes.interval(5, -1.0, 1.0, rule="midpoint"),
+                                  meshes.grid((3, 4), ((0, 2), (1, 3)), rule="trapezoid"),
+                                  meshes.Mesh([[0.0, 0.1, 0.5, 1.0]])])
+def test_a_mesh_rebuilds_from_its_dict(mesh):
+    import json
+
+    again = meshes.from_dict(json.loads(json.dumps(mesh.to_dict())))
+    for name in ("shape", "bounds", "rule"):
+        assert getattr(again, name) == getattr(mesh, name)
+    for name in ("nodes", "weights"):
+        np.testing.assert_array_equal(getattr(again, name), getattr(mesh, name))
+    assert repr(again) == repr(mesh)
+
+
 # --------------------------------------------------------------- interpolation
 def _bilinear_reference(m_in, m_out):
     """Bilinear weights written out node by node (clamped to the input's hull)."""
@@ -301,6 +315,10 @@ BAD = [
      r"bounds\[0\] must contain the nodes of axis 0 \[0, 1\], got \(0.2, 1\)"),
     (lambda: meshes.interpolation_matrix(meshes.interval(3), meshes.grid((2, 2))), ValueError,
      r"mesh_out must have the dimension of mesh_in \(1\), got 2"),
+    (lambda: meshes.from_dict({"nodes": [0.0, 1.0]}), ValueError,
+     r"spec must be a dict with the key 'axes'"),
+    (lambda: meshes.from_dict({"axes": [[0.0, 1.0]], "kind": "interval"}), ValueError,
+     r"spec has unknown key\(s\) 'kind'; expected axes, weights, bounds, rule"),
     (lambda: meshes.interval(3).integrate(np.ones(4)), ValueError,
      r"values must have shape \(\.\.\., 3\) \(one value per node\), got \(4,\)"),
     (lambda: meshes.interval(3).controls([0.0], lambda t, x, xi: np.ones(2), lambda t, x: t),

@@ -22,9 +22,10 @@ The solver follows the field's :meth:`~pmp.fields.Field.control_form`:
   then clip).
 * :class:`~pmp.fields.DiagonalForm` ("diagonal"; :mod:`pmp.maximize.diagonal`): the same,
   coordinate by coordinate.
-* :class:`~pmp.fields.TwoLayerForm` ("inner", "perceptron"; :mod:`pmp.maximize.general`):
-  no closed form; L-BFGS (scipy) on ``sum_k Psi~_k``, warm-started at ``u_old``, to a
-  tolerance and an iteration cap (l2 and h1 only).
+* :class:`~pmp.fields.TwoLayerForm` ("inner", "perceptron", "integral";
+  :mod:`pmp.maximize.general`): no closed form; L-BFGS (scipy) on ``sum_k Psi~_k``,
+  warm-started at ``u_old``, to a tolerance and an iteration cap (l2 and h1 only; for
+  "integral" with ``W diag(q)`` and the regulariser weighted by the mesh's quadrature).
 
 :meth:`Maximizer.maximize` returns the new controls and a :class:`MaximizeInfo` with the
 Hamiltonian gain and stationarity residual per step.
