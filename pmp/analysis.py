@@ -535,6 +535,110 @@ def displacement_bound(problem, controls):
                 l2_squared=problem.h * float(np.sum(norms ** 2)), l2_bound=bound**2 / problem.T)
 
 
+# ------------------------------------------------------------------ stages
+def stage_curves(problem, controls, states=None, costates=None):
+    """The per-time curves of :func:`curves` for a staged problem, on the whole horizon.
+
+    Returns
+    -------
+    dict
+        "t" (sum_j (K_j + 1),): every stage's grid, one after the other (a switching time
+        appears twice: the end of one stage and the start of the next), "stage" the stage of
+        each of these points, "error" (each stage reads its states through its own readout)
+        and "costate_norm" there; "t_steps", "step_stage" (sum_j K_j,): the left end points
+        of every stage's steps, "control_norm" ``|u_k|`` (each stage's own controls: the
+        widths differ, so do the norms' meanings), "hamiltonian" ``H_k`` (per step, with the
+        stage's ``h_j``) and "hamiltonian_rate" ``Hbar_k = H_k / h_j`` without its
+        control-free part (:func:`pmp.stages.stage_hamiltonians`) there; "per_stage": a list
+        of one dict per stage with the same curves on that stage only.
+    """
+    from . import stages as st
+
+    controls = problem.validate_controls(controls)
+    if states is None or costates is None:
+        states, costates = st.evaluate(problem, controls, validate=False)[2:]
+    errors = st.losses_along(problem, states, controls)
+    H = st.hamiltonian(problem, controls, states, costates)
+    rates = st.stage_hamiltonians(problem, controls, states, costates)
+    per_stage = []
+    for j, stage in enumerate(problem.stages):
+        own = {n: a for n, a in controls[j].items() if n != st.ENTER}
+        ps = costates[j].astype(float)
+        per_stage.append(dict(
+            t=problem.t[j].copy(), error=errors[j], control_norm=step_norms(stage, own),
+            costate_norm=np.sqrt(problem.n_samples * np.sum(ps ** 2, axis=(1, 2))),
+            hamiltonian=np.asarray(H[j]), hamiltonian_rate=rates[j]))
+    out = {k: np.concatenate([c[k] for c in per_stage]) for k in per_stage[0]}
+    out["t_steps"] = np.concatenate([t[:-1] for t in problem.t])
+    out["stage"] = np.concatenate([np.full(len(t), j) for j, t in enumerate(problem.t)])
+    out["step_stage"] = np.concatenate([np.full(len(t) - 1, j)
+                                        for j, t in enumerate(problem.t)])
+    out["per_stage"] = per_stage
+    return out
+
+
+def switching_report(problem, controls, states=None, costates=None):
+    """The switching times of a staged problem and what decides them (docs/theory.md
+    section 13), from :mod:`pmp.stages`.
+
+    Returns
+    -------
+    dict
+        "switch_times" (S - 1,), "durations", "starts", "dims", "n_steps" (S,),
+        "transitions" (the kind of each, S - 1 names); "duration_gradient" ``dJ/dT_j`` with
+        the steps kept (:func:`pmp.stages.duration_gradient`), "fixed_horizon_gradient"
+        ``g - mean(g)`` (the gradient with ``sum T_j`` fixed), "switch_rate" ``g[j] - g[j+1]``
+        (the rate at which J changes when switch j moves later, the horizon fixed);
+        "switch_hamiltonians" (S - 1, 2): ``Hbar`` at the last step before and the first step
+        after every switch (:func:`pmp.stages.switch_hamiltonians`), "hamiltonian_jump"
+        their difference (after minus before); "hamiltonian_mean" and "hamiltonian_spread"
+        (max - min) of ``Hbar`` on every stage (constant on an optimal arc).
+    """
+    from . import stages as st
+
+    controls = problem.validate_controls(controls)
+    if states is None or costates is None:
+        states, costates = st.evaluate(problem, controls, validate=False)[2:]
+    g = st.duration_gradient(problem, controls, states=states, costates=costates)
+    sides = st.switch_hamiltonians(problem, controls, states, costates)
+    rates = st.stage_hamiltonians(problem, controls, states, costates)
+    return dict(
+        switch_times=problem.switch_times, durations=np.asarray(problem.durations, float),
+        starts=np.asarray(problem.starts, float), dims=np.asarray(problem.dims),
+        n_steps=np.asarray(problem.n_steps), transitions=[t.kind for t in problem.transitions],
+        duration_gradient=g, fixed_horizon_gradient=g - g.mean(), switch_rate=g[:-1] - g[1:],
+        switch_hamiltonians=sides, hamiltonian_jump=sides[:, 1] - sides[:, 0],
+        hamiltonian_mean=np.array([float(np.mean(r)) for r in rates]),
+        hamiltonian_spread=np.array([float(np.ptp(r)) for r in rates]))
+
+
+def _fit_or_none(t, values):
+    try:
+        return fit_rate(t, values)
+    except ValueError:
+        return None
+
+
+def _analyze_staged(run, iteration):
+    """:func:`analyze_run` of a staged run: curves on the whole horizon, the error's fit on
+    it, the fits of ``|u(t)|`` and ``|p(t)|`` stage by stage, the increments of every stage,
+    and the switching report."""
+    from . import stages as st
+
+    problem, controls = run.problem(iteration), run.controls(iteration)
+    controls = problem.validate_controls(controls)
+    _, _, xs, ps = st.evaluate(problem, controls, validate=False)
+    c = stage_curves(problem, controls, xs, ps)
+    out = {"curves": c, "iteration": int(run.checkpoint(iteration).attrs["iteration"]),
+           "fit_error": _fit_or_none(c["t"], c["error"])}
+    out["fit_control"] = [_fit_or_none(s["t"][:-1], s["control_norm"]) for s in c["per_stage"]]
+    out["fit_costate"] = [_fit_or_none(s["t"], s["costate_norm"]) for s in c["per_stage"]]
+    out["increments"] = [increments(stage, {n: a for n, a in u.items() if n != st.ENTER})
+                         for stage, u in zip(problem.stages, controls)]
+    out["stages"] = switching_report(problem, controls, xs, ps)
+    return out
+
+
 # ------------------------------------------------------------------ run, sweep
 def analyze_run(run, iteration=None):
     """Everything that applies to one checkpoint of a run (a :class:`pmp.store.Run`).
@@ -542,7 +646,15 @@ def analyze_run(run, iteration=None):
     Returns a dict: "curves", fits of the error, the control norm and the costate norm
     ("fit_error", "fit_control", "fit_costate"; None where a fit is impossible), and where
     they apply "switching", "increments", "displacement_bound", "time_scaling".
+
+    A staged run (:mod:`pmp.stages`) gives "curves" of :func:`stage_curves` (the whole
+    horizon), "fit_error" on the whole horizon, "fit_control" and "fit_costate" as lists (one
+    fit per stage: the widths differ), "increments" per stage, and "stages", the
+    :func:`switching_report` (switching times, ``dJ/dT_j``, the Hamiltonian on both sides of
+    every switch).
     """
+    if getattr(run, "staged", False):
+        return _analyze_staged(run, iteration)
     problem = run.problem()
     controls = run.controls(iteration)
     c = curves(problem, controls)

@@ -220,8 +220,26 @@ class _RunData:
         return self._get("states", iteration)
 
     def costates(self, iteration=None):
-        """Per-sample costates ``N p`` (the batch costate carries the 1/N of Phi)."""
-        return self.problem.n_samples * self._get("costates", iteration)
+        """Per-sample costates ``N p`` (the batch costate carries the 1/N of Phi); a list
+        per stage for a staged run."""
+        ps = self._get("costates", iteration)
+        if isinstance(ps, list):
+            return [self.problem.n_samples * p for p in ps]
+        return self.problem.n_samples * ps
+
+    @property
+    def staged(self):
+        return _is_staged(self.problem)
+
+    def problem_at(self, iteration=None):
+        """The problem of a checkpoint: a staged run's with the durations of that checkpoint
+        (they change when they are trained)."""
+        if not self.staged:
+            return self.problem
+        durations = self._get("durations", iteration)
+        if durations is None or np.array_equal(durations, self.problem.durations):
+            return self.problem
+        return self.problem.with_durations([float(T) for T in durations])
 
     def y(self, n=None):
         """Targets of the first ``n`` samples (the stored trajectories)."""
@@ -271,12 +289,20 @@ def _from_run(run):
                     run.checkpoints, read, run.directory)
 
 
+def _is_staged(problem):
+    from .stages import is_staged
+
+    return is_staged(problem)
+
+
 def _from_result(result, problem):
-    from .sweeps import backward, forward
+    from .stages import backward, forward
 
     def read(what, iteration):
         if what == "controls":
             return result.controls
+        if what == "durations":
+            return getattr(result, "durations", None)
         xs = data._get("states", iteration) if what == "costates" else None
         return forward(problem, result.controls) if xs is None else \
             backward(problem, result.controls, xs)
@@ -551,13 +577,15 @@ def decision_regions(problem, controls=None, *, resolution=150, margin=0.3, ax=N
     from .problem import Problem
     from .trainer import TrainResult
 
-    if not isinstance(problem, Problem):
+    if not isinstance(problem, Problem) and not _is_staged(problem):
         with _opened(problem, "problem") as data:
             return decision_regions(data.problem, data.controls(iteration),
                                     resolution=resolution, margin=margin, ax=ax)
     if isinstance(controls, TrainResult):
         controls = controls.controls
-    if not isinstance(controls, Mapping):
+    if _is_staged(problem):
+        controls = problem.validate_controls(controls)
+    elif not isinstance(controls, Mapping):
         raise TypeError(f"controls must be a dict of control arrays or a TrainResult, got "
                         f"{type(controls).__name__}")
     ax = _axes(ax, size="square")
@@ -586,13 +614,21 @@ def _grid_outputs(problem, controls, resolution, margin):
     lo, hi = x2.min(axis=0) - margin, x2.max(axis=0) + margin
     gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], resolution),
                          np.linspace(lo[1], hi[1], resolution))
-    grid = np.zeros((gx.size, problem.dim))
+    grid = np.zeros((gx.size, problem.x.shape[1]))
     grid[:, 0], grid[:, 1] = gx.ravel(), gy.ravel()
     y_dummy = np.zeros(len(grid), dtype=int) if problem.loss == "cross_entropy" \
         else np.ones((len(grid),) + np.shape(problem.y)[1:])
-    grid_problem = problem.replace(grid, y_dummy)
-    z = forward(grid_problem, controls)[-1] @ _readout(problem, controls).T
-    return gx, gy, z
+    if not _is_staged(problem):
+        grid_problem = problem.replace(grid, y_dummy)
+        z = forward(grid_problem, controls)[-1] @ _readout(problem, controls).T
+        return gx, gy, z
+    X = grid  # a staged network: stage after stage, through the transitions
+    for j, stage in enumerate(problem.stages):
+        if j:
+            X = problem.transitions[j - 1].apply(X, controls[j].get("enter"))
+        own = {n: a for n, a in controls[j].items() if n != "enter"}
+        X = forward(stage.replace(X, y_dummy), own)[-1]
+    return gx, gy, X @ _readout(problem.stages[-1], controls[-1]).T
 
 
 def _predict(problem, z):
@@ -974,6 +1010,8 @@ def figures(source, *, problem=None, iteration=None, dims=None):
 
     out = Figures()
     with _opened(source, "source", problem) as data:
+        if data.staged:
+            return _staged_figures(data, data.iteration(iteration), dims)
         k = data.iteration(iteration)
         xs, p = data.states(k), data.problem
         dims = _check_dims(dims, xs, _readout(p, data.controls(k)))
@@ -1004,6 +1042,200 @@ def figures(source, *, problem=None, iteration=None, dims=None):
         ax.set_title(f"training ({data.label})")
         out["training"] = fig
     return out
+
+
+# ------------------------------------------------------------------ a staged run
+STAGE_LINE = dict(color=REFERENCE_COLOUR, ls=":", lw=1.0, zorder=0.5)
+
+
+def _switch_lines(ax, times, label=True):
+    """Vertical lines at the switching times (one legend entry)."""
+    for n, t in enumerate(times):
+        ax.axvline(t, label=("switching time" + ("s" if len(times) > 1 else ""))
+                   if label and n == 0 else None, **STAGE_LINE)
+
+
+def _stage_title(problem, j):
+    tr = problem.enter_transition(j)
+    return f"stage {j} (d = {problem.dims[j]}" + (f", {tr.kind}" if tr is not None else "") + ")"
+
+
+def _staged_figures(data, k, dims):
+    """:func:`figures` of a staged run: the whole horizon with the switching times marked,
+    the plane figures and the heat map stage by stage, and the Hamiltonian per unit time."""
+    import matplotlib.pyplot as plt
+
+    from .analysis import fit_rate, stage_curves, switching_report
+
+    out = Figures()
+    problem, controls = data.problem_at(k), data.controls(k)
+    c = stage_curves(problem, controls)
+    fig, ax = plt.subplots(figsize=SIZES["decay"], layout="constrained")
+    out["decay"] = _staged_decay(ax, problem, c, fit_rate, k)
+    fig, axes = plt.subplots(1, 2, figsize=SIZES["pair"], layout="constrained")
+    _staged_states_costates(axes, data, problem, k, dims)
+    fig.suptitle(f"iteration {k}")
+    out["states_costates"] = fig
+    out["trajectories"] = _staged_trajectories(data, problem, k, dims)
+    if problem.dims[0] >= 2 and np.all(problem.x[:, 2:] == 0):
+        fig, ax = plt.subplots(figsize=SIZES["square"], layout="constrained")
+        decision_regions(problem, controls, resolution=120, ax=ax)
+        ax.set_title(f"decision regions over the inputs, iteration {k}")
+        out["decision_regions"] = fig
+    if len([i for i in data.checkpoints if i <= k]) > 1:
+        out["control_heatmap"] = _staged_heatmap(data, problem, k)
+    fig, ax = plt.subplots(figsize=SIZES["single"], layout="constrained")
+    out["hamiltonian"] = _staged_hamiltonian(ax, problem, c, switching_report(problem,
+                                                                              controls), k)
+    fig, ax = plt.subplots(figsize=SIZES["single"], layout="constrained")
+    training_curves({data.label: data.history}, y=("cost", "loss"), ax=ax,
+                    mark=k if k != data.checkpoints[-1] else None)
+    ax.set_title(f"training ({data.label})")
+    out["training"] = fig
+    return out
+
+
+def _staged_decay(ax, problem, c, fit_rate, k):
+    """The error on the whole horizon (with its fit), ``|u(t)|`` and ``|p(t)|`` stage by
+    stage, on a log axis, the switching times marked."""
+    try:
+        fit = fit_rate(c["t"], c["error"])
+    except ValueError:
+        fit = None
+    decay(c["t"], c["error"], fit, label=r"training error $\Phi(x(t))$", ax=ax,
+          ylabel=r"$\Phi(x(t))$, $|u(t)|$, $|p(t)|$ (log scale)")
+    for n, (key, steps, label) in enumerate((
+            ("control_norm", True, r"control $|u(t)|$ (per stage)"),
+            ("costate_norm", False, r"costate $|p(t)|$ (per stage)"))):
+        for j, part in enumerate(c["per_stage"]):
+            t = part["t"][:-1] if steps else part["t"]
+            values = np.where(part[key] > 0, part[key], np.nan)
+            ax.plot(t, values, color=_colour(n + 1), ls=("-", "--")[j % 2],
+                    label=label if j == 0 else None)
+    _switch_lines(ax, problem.switch_times)
+    ax.autoscale_view()
+    _log_ticks(ax.yaxis)
+    _legend(ax, outside="below")
+    ax.set_title(f"decay in t (iteration {k}; stages alternate solid and dashed)")
+    return ax.figure
+
+
+def _staged_states_costates(axes, data, problem, k, dims):
+    """One coordinate of the states and the costates over the whole horizon: the last
+    stage's read-out coordinate (or ``dims[-1]``), on every stage that has it."""
+    xs, ps = data.states(k), data.costates(k)
+    last = problem.stages[-1]
+    c = _check_dims(dims, xs[-1], _readout(last, data.controls(k)[-1]))[-1]
+    classes = _problem_classes(problem, xs[0].shape[1])
+    samples = _pick_samples(xs[0].shape[1], classes)
+    styles = ("-", "--", "-.", ":")
+    for ax, arrays in zip(axes, (xs, ps)):
+        for j, (t, arr) in enumerate(zip(problem.t, arrays)):
+            if c >= arr.shape[2]:
+                continue
+            for n, i in enumerate(samples):
+                colour = classes.colours[classes.index[i]] if classes else _colour(n)
+                name = f"sample {i}" + (f" ({classes.names[classes.index[i]]})"
+                                        if classes else "")
+                ax.plot(t, arr[:, i, c], color=colour, ls=styles[n % 4], label=name)
+        _switch_lines(ax, problem.switch_times)
+        for j, t in enumerate(problem.t):
+            if c >= problem.dims[j]:  # the coordinate does not exist on this stage
+                ax.axvspan(t[0], t[-1], color="0.93", zorder=0,
+                           label=f"no x[{c}] (stage of width < {c + 1})")
+        ax.set_xlim(problem.t[0][0], problem.t[-1][-1])
+        ax.set_xlabel("t")
+    missing = [j for j, d in enumerate(problem.dims) if c >= d]
+    note = f" (from stage {max(missing) + 1} on)" if missing else ""
+    axes[0].set_ylabel(f"state x[{c}](t){note}")
+    axes[1].set_ylabel(f"per-sample costate N p[{c}](t){note}")
+    axes[0].set_title("states, forward from t = 0")
+    axes[1].set_title("costates, backward from t = T")
+    _legend(axes[1], outside=True)
+
+
+def _staged_trajectories(data, problem, k, dims):
+    """The samples in a plane, one panel per stage (each in its own coordinates)."""
+    import matplotlib.pyplot as plt
+
+    xs, S = data.states(k), len(problem.stages)
+    width, height = SIZES["square"]
+    fig, axes = plt.subplots(1, S, figsize=(min(5.2 * S + 1.8, 18.0), height * 0.85),
+                             layout="constrained", squeeze=False)
+    y = data.y(xs[0].shape[1])
+    for j, (ax, stage, states) in enumerate(zip(axes[0], problem.stages, xs)):
+        if states.shape[2] < 2:
+            ax.set_axis_off()
+            ax.set_title(f"{_stage_title(problem, j)}: one coordinate")
+            continue
+        own = dims if dims is not None and len(dims) == 2 and max(dims) < stage.dim else None
+        last = j == S - 1
+        trajectories(states, y, t=problem.t[j], dims=own, ax=ax, max_paths=120,
+                     problem=stage if last else None)
+        if not last:  # its own time markers under it (the classes: in the last legend)
+            handles = [h for h in ax.get_legend().legend_handles
+                       if h.get_label().startswith("t = ")]
+            ax.get_legend().remove()
+            ax.legend(handles, [h.get_label() for h in handles], loc="upper center",
+                      bbox_to_anchor=(0.5, -0.13), ncols=len(handles), borderaxespad=0.0)
+        ax.set_title(f"{_stage_title(problem, j)}, t in [{problem.t[j][0]:.3g}, "
+                     f"{problem.t[j][-1]:.3g}]")
+    fig.suptitle(f"states x(t) stage by stage, iteration {k}")
+    return fig
+
+
+def _staged_heatmap(data, problem, k):
+    """``|u(t)|`` over (t, iteration), one panel per stage, their widths in proportion to
+    the durations, on one colour scale."""
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import LogNorm
+
+    from .analysis import step_norms
+
+    its = [i for i in data.checkpoints if i <= k]
+    norms = [[step_norms(stage, {n: a for n, a in data.controls(i)[j].items() if n != "enter"})
+              for i in its] for j, stage in enumerate(problem.stages)]
+    fig, axes = plt.subplots(1, len(norms), figsize=SIZES["heatmap"], sharey=True,
+                             layout="constrained", squeeze=False,
+                             width_ratios=list(problem.durations))
+    positive = np.concatenate([np.ravel(n) for n in norms])
+    positive = positive[positive > 0]
+    for j, (ax, stage_norms) in enumerate(zip(axes[0], norms)):
+        mesh = _heat_mesh(ax, problem.t[j], _band_edges(np.asarray(its, float)),
+                          np.asarray(stage_norms))
+        if positive.size:
+            mesh.set_norm(LogNorm(vmin=max(positive.min(), positive.max() * 1e-6),
+                                  vmax=positive.max()))
+        ax.set_title(_stage_title(problem, j), fontsize=9)
+        ax.set_xlabel("t")
+    if len(its) <= 12:
+        axes[0, 0].set_yticks(its, _spaced_labels(np.asarray(its)))
+    axes[0, 0].set_ylabel("training iteration (checkpoints)")
+    bar = fig.colorbar(mesh, ax=list(axes[0]), label=r"$|u(t)|$ (log scale)")
+    _log_ticks(bar.ax.yaxis)
+    fig.suptitle("controls over training, stage by stage")
+    return fig
+
+
+def _staged_hamiltonian(ax, problem, c, report, k):
+    """The Hamiltonian per unit time ``Hbar_k`` of every stage over t, both sides of every
+    switch marked, with ``dJ/dT_j`` in the legend."""
+    g = report["duration_gradient"]
+    for j, part in enumerate(c["per_stage"]):
+        ax.plot(part["t"][:-1], part["hamiltonian_rate"], color=_colour(j), marker=".",
+                ms=3, label=rf"stage {j}: $dJ/dT_{j}$ = {g[j]:.3g}")
+    for j, t in enumerate(problem.switch_times):
+        before, after = report["switch_hamiltonians"][j]
+        left, right = c["per_stage"][j]["t"][-2], c["per_stage"][j + 1]["t"][0]
+        ax.plot([left, right], [before, after], "o", mfc="none", color="k", ms=6,
+                label="both sides of a switch" if j == 0 else None)
+    _switch_lines(ax, problem.switch_times)
+    ax.set_xlabel("t")
+    ax.set_ylabel(r"Hamiltonian per unit time $\bar H_k$")
+    rates = ", ".join(f"{r:.3g}" for r in report["switch_rate"])
+    ax.set_title(f"Hamiltonian (iteration {k}); switch later: dJ/dt = {rates}")
+    _legend(ax, outside="below")
+    return ax.figure
 
 
 def show(source, **kwargs):
@@ -1051,6 +1283,9 @@ def plot_run(source, directory=None, formats=("png", "pdf"), *, problem=None,
         if directory is None:
             raise TypeError("plot_run needs directory= for a TrainResult (it has no run "
                             "directory)")
+        if animate and data.staged:
+            raise ValueError("--animate (animate=True) is not available for a staged run yet: "
+                             "its stages have different widths; draw its figures without it")
         written = _save(figures(data, iteration=iteration, dims=dims), directory, formats)
         if animate:
             kinds = ["flow"] + (["training"] if len(data.checkpoints) > 1 else [])

@@ -259,3 +259,81 @@ def test_a_sweep_over_a_stage_key(tmp_path):
     assert [r["directory"] for r in rows] == ["stage1.T=0.5", "stage1.T=2.0"]
     with pmp.load_run(tmp_path / "s" / "stage1.T=2.0") as run:
         assert run.problem().durations == (1.0, 2.0)
+
+
+# ------------------------------------------------------------------ analysis
+def test_the_analysis_of_a_staged_run_is_that_of_pmp_stages(staged_run, capsys):
+    assert cli.main(["analyze", str(staged_run)]) == 0
+    out = capsys.readouterr().out
+    with pmp.load_run(staged_run) as run:
+        problem, controls = run.problem(), run.controls()
+        stored = run.analysis()
+    g = st.duration_gradient(problem, controls)
+    sides = st.switch_hamiltonians(problem, controls)
+    report = stored["stages"]
+    np.testing.assert_allclose(report["duration_gradient"], g, rtol=1e-12)
+    np.testing.assert_allclose(report["switch_rate"], [g[0] - g[1]], rtol=1e-12)
+    np.testing.assert_allclose(report["fixed_horizon_gradient"], g - g.mean(), rtol=1e-12)
+    np.testing.assert_allclose(report["switch_hamiltonians"], sides, rtol=1e-12)
+    np.testing.assert_array_equal(report["switch_times"], [1.0])
+    assert report["transitions"] == ["lift"]
+    hbar = st.stage_hamiltonians(problem, controls)
+    np.testing.assert_allclose(report["hamiltonian_mean"], [h.mean() for h in hbar])
+    # the curves: the stages one after the other, each with its own readout and norms
+    c = stored["curves"]
+    np.testing.assert_array_equal(c["t"], np.concatenate(problem.t))
+    np.testing.assert_array_equal(c["stage"], [0] * 5 + [1] * 7)
+    errors = st.losses_along(problem, pmp.forward(problem, controls), controls)
+    np.testing.assert_allclose(c["error"], np.concatenate(errors), rtol=1e-12)
+    assert c["error"][-1] == pytest.approx(run_loss(staged_run), rel=1e-12)
+    for j, part in enumerate(c["per_stage"]):
+        norms = pmp.analysis.step_norms(problem.stages[j], controls[j])
+        np.testing.assert_allclose(part["control_norm"], norms, rtol=1e-12)
+        np.testing.assert_allclose(part["hamiltonian_rate"], hbar[j], rtol=1e-12)
+    assert len(stored["fit_control"]) == len(stored["fit_costate"]) == 2
+    # what pmp analyze prints
+    assert "2 stages (dims 2 -> 3; transitions lift)" in out
+    assert f"switch 1 at t = 1 (lift): Hbar before {sides[0, 0]:.4g}, after " \
+           f"{sides[0, 1]:.4g}" in out
+    assert f"dJ/dt_1 = dJ/dT_0 - dJ/dT_1 = {g[0] - g[1]:.4g}" in out
+    assert "|u| s1" in out and "|p| s0" in out
+
+
+def run_loss(directory):
+    with pmp.load_run(directory) as run:
+        return float(run.checkpoint().attrs["loss"])
+
+
+# ------------------------------------------------------------------ figures
+def test_pmp_plot_draws_the_stages_side_by_side_and_marks_the_switch(staged_run, tmp_path,
+                                                                      capsys):
+    import matplotlib.pyplot as plt
+
+    figs = pmp.plots.figures(staged_run)
+    assert list(figs) == ["decay", "states_costates", "trajectories", "decision_regions",
+                          "control_heatmap", "hamiltonian", "training"]
+    with pmp.load_run(staged_run) as run:
+        problem, controls = run.problem(), run.controls()
+    for name in ("decay", "states_costates", "hamiltonian"):
+        for ax in figs[name].axes:  # a vertical line at t = 1 on every curve figure
+            assert any(np.array_equal(line.get_xdata(), [1.0, 1.0]) for line in ax.lines)
+    panels = [ax for ax in figs["trajectories"].axes if ax.get_title()]
+    assert [ax.get_title().split(",")[0] for ax in panels] == \
+        ["stage 0 (d = 2)", "stage 1 (d = 3"]
+    heat = [ax for ax in figs["control_heatmap"].axes if ax.get_title()]
+    assert len(heat) == 2  # one panel per stage, their widths in proportion to T_j
+    widths = [ax.get_position().width for ax in heat]
+    assert widths[1] / widths[0] == pytest.approx(1.5, rel=0.05)
+    assert heat[1].get_xlim() == pytest.approx((1.0, 2.5))
+    ham = figs["hamiltonian"].axes[0]
+    g = st.duration_gradient(problem, controls)
+    labels = [t.get_text() for t in ham.get_legend().get_texts()]
+    assert f"stage 1: $dJ/dT_1$ = {g[1]:.3g}" in labels
+    hbar = st.stage_hamiltonians(problem, controls)
+    np.testing.assert_allclose(ham.lines[0].get_ydata(), hbar[0])
+    for fig in figs.values():
+        plt.close(fig)
+    assert cli.main(["plot", str(staged_run), "--format", "png"]) == 0
+    assert (staged_run / "hamiltonian.png").exists()
+    assert cli.main(["plot", str(staged_run), "--animate"]) == 2
+    assert "not available for a staged run" in capsys.readouterr().err

@@ -203,6 +203,9 @@ def _analyze(args):
         return 0
     with load_run(args.path) as run:
         result = analyze_run(run, args.iteration)
+    if "stages" in result:
+        _staged_analysis_lines(args.path, result)
+        return _store_analysis(run, result)
     print(f"run {args.path}, iteration {result['iteration']}: fits of exp(-mu t) to the curves")
     print(_fit_line(None, None))
     for name, key in (("error", "fit_error"), ("|u(t)|", "fit_control"),
@@ -226,12 +229,57 @@ def _analyze(args):
     if "time_scaling" in result:
         J_T, J_1, rel = result["time_scaling"]
         print(f"  J_(T,lam)(u) = {J_T:.12g}, J_(1,lam/T)(T u) = {J_1:.12g} (rel. diff {rel:.2e})")
-    tree = {k: (v.as_dict() if hasattr(v, "as_dict") else v) for k, v in result.items()}
+    return _store_analysis(run, result)
+
+
+def _plain_tree(value):
+    """An analysis result with its fits as dicts (what :func:`write_analysis` stores)."""
+    if hasattr(value, "as_dict"):
+        return value.as_dict()
+    if isinstance(value, dict):
+        return {k: _plain_tree(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain_tree(v) for v in value]
+    return value
+
+
+def _store_analysis(run, result):
+    from .store import write_analysis
+
     directory = os.path.dirname(run.path)
     with DirectoryLock(directory, "analysis"):
-        path = write_analysis(directory, tree)
+        path = write_analysis(directory, _plain_tree(result))
     print(f"pmp: analysis stored in {path}")
     return 0
+
+
+def _staged_analysis_lines(path, result):
+    """What ``pmp analyze`` prints for a staged run: the fits, the stages and the switches."""
+    s = result["stages"]
+    kinds = ", ".join(s["transitions"]) or "none"
+    print(f"run {path}, iteration {result['iteration']}: {len(s['dims'])} stages (dims "
+          f"{' -> '.join(str(d) for d in s['dims'])}; transitions {kinds})")
+    print("fits of exp(-mu t): the error on the whole horizon, |u(t)| and |p(t)| per stage")
+    print(_fit_line(None, None))
+    print(_fit_line("error", result["fit_error"]))
+    for symbol, key in (("u", "fit_control"), ("p", "fit_costate")):
+        for j, fit in enumerate(result[key]):
+            print(_fit_line(f"|{symbol}| s{j}", fit))
+    print("  max_k |u_(k+1) - u_k| per stage: "
+          + ", ".join(f"{v:.4g}" for v in result["increments"]))
+    print("stages (Hbar: the Hamiltonian per unit time; dJ/dT_j: the steps fixed)")
+    print(f"  {'stage':7s}{'t in':18s}{'dim':5s}{'steps':7s}{'mean Hbar':13s}dJ/dT_j")
+    for j, (start, T) in enumerate(zip(s["starts"], s["durations"])):
+        print(f"  {j:<7d}{f'[{start:.4g}, {start + T:.4g}]':18s}{int(s['dims'][j]):<5d}"
+              f"{int(s['n_steps'][j]):<7d}{s['hamiltonian_mean'][j]:<13.4g}"
+              f"{s['duration_gradient'][j]:.4g}")
+    for j, t in enumerate(s["switch_times"]):
+        before, after = s["switch_hamiltonians"][j]
+        print(f"  switch {j + 1} at t = {t:.4g} ({s['transitions'][j]}): Hbar before "
+              f"{before:.4g}, after {after:.4g} (jump {after - before:.4g})")
+        print(f"      dJ/dt_{j + 1} = dJ/dT_{j} - dJ/dT_{j + 1} = {s['switch_rate'][j]:.4g} "
+              f"(J {'falls' if s['switch_rate'][j] < 0 else 'rises'} as the switch moves "
+              f"later, the horizon fixed)")
 
 
 def _plot(args):
