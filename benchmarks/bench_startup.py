@@ -23,7 +23,7 @@ import time
 from benchmarks.common import ROOT, log, seconds, table, target
 
 NAME = "startup"
-LIMITS = {"cold": 30.0, "warm": 2.0}  # seconds to the first iteration
+LIMITS = {"cold": 15.0, "warm": 1.5}  # seconds to the first iteration
 FIRST_ITERATION = re.compile(r"^\s*iter\s+1\s")
 
 

@@ -17,6 +17,7 @@ and the costates, (K + 1) N d entries each, written once and read once.
 """
 import os
 import platform
+import re
 import time
 from dataclasses import dataclass
 
@@ -59,10 +60,10 @@ class Options:
 
 
 # ----------------------------------------------------------------------------- workloads
-def cpu_model():
-    """The CPU's model name from /proc/cpuinfo (else :func:`platform.processor`), the CPU
-    LLVM compiles pmp's kernels for, and the vector extensions that matter to them (AVX2 or
-    AVX-512: the vector width of the kernels and BLAS)."""
+def _cpu():
+    """The CPU's model name, the CPU LLVM compiles pmp's kernels for, and the vector
+    extensions that matter to them (AVX2, FMA, AVX-512: the vector width of the kernels and
+    BLAS)."""
     import llvmlite.binding
 
     name, flags = platform.processor() or "unknown", set()
@@ -78,8 +79,21 @@ def cpu_model():
     except OSError:
         pass
     simd = [flag for flag in ("avx2", "fma", "avx512f") if flag in flags]
-    return (f"{name} (LLVM target {llvmlite.binding.get_host_cpu_name()}; "
-            f"{', '.join(simd) or 'no AVX2'})")
+    return name, llvmlite.binding.get_host_cpu_name(), simd
+
+
+def cpu_model():
+    """The CPU as one line: its model, LLVM's name for it and its vector extensions."""
+    name, target, simd = _cpu()
+    return f"{name} (LLVM target {target}; {', '.join(simd) or 'no AVX2'})"
+
+
+def machine_key():
+    """A name for this kind of machine, for its folder of dated results: the CPU model and
+    LLVM's name for it, e.g. ``intel-xeon-processor-rocketlake``."""
+    name, target, _ = _cpu()
+    words = re.sub(r"\((r|tm)\)|cpu|@.*$", " ", name.lower())
+    return "-".join(re.findall(r"[a-z0-9]+", words) + [re.sub(r"[^a-z0-9]+", "", target)])
 
 
 def workload(name, dtype="float64", *, n_samples=None, n_steps=None):

@@ -28,6 +28,10 @@ across runs. ``--quick`` takes 3 repeats instead of 20 and skips the cold start-
 minutes; ``target`` runs 2 seeds for at most 10 s each); the full run takes about 6 minutes
 on 2 cores, plus 30-60 minutes for ``target``. The results files are rewritten
 after every section, so an interrupted run keeps what it measured.
+
+Every run is also recorded, dated, in ``benchmarks/history/<machine>/`` (``--no-record`` to
+skip): the documentation's benchmarks page shows each machine's latest runs side by side
+(:mod:`benchmarks.history`), so a regression on any machine is visible.
 """
 import argparse
 import importlib
@@ -42,7 +46,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
 import pmp  # noqa: E402
-from benchmarks.common import Options, cpu_model, table  # noqa: E402
+from benchmarks import history  # noqa: E402
+from benchmarks.common import Options, cpu_model, machine_key, table  # noqa: E402
 
 SECTIONS = ("iteration", "msa", "startup", "scaling", "memory", "target")
 TITLES = {"iteration": "Iteration: pmp, its peers and the flop floor",
@@ -74,7 +79,7 @@ def machine():
                  architecture=lib.get("architecture"), threading_layer=lib.get("threading_layer"),
                  filepath=lib.get("filepath"))
             for lib in threadpool_info() if lib.get("user_api") == "blas"]
-    return dict(cpu=cpu_model(), cores_available=pmp.available_cores(),
+    return dict(cpu=cpu_model(), key=machine_key(), cores_available=pmp.available_cores(),
                 cpu_count=os.cpu_count(), platform=platform.platform(),
                 python=platform.python_version(), pmp=pmp.__version__, versions=versions,
                 blas=blas, environment={name: os.environ[name] for name in ENVIRONMENT
@@ -170,6 +175,9 @@ def main(argv=None):
                                                    "3 with --quick)")
     parser.add_argument("--out", default=os.path.join(HERE, "results"),
                         help="directory of results.json and results.md")
+    parser.add_argument("--no-record", dest="record", action="store_false",
+                        help="do not record the run in benchmarks/history/<machine>/ (the "
+                             "dated results of every machine, kept in the repository)")
     args = parser.parse_args(argv)
     options = Options(quick=args.quick, repeat=args.repeat or (3 if args.quick else 20))
     pmp.set_threads(options.threads)
@@ -193,8 +201,12 @@ def main(argv=None):
         results["load"]["end"] = os.getloadavg()
         results["machine"] = machine()  # the BLAS libraries the section loaded too
         write(results, args.out)
+        if args.record:
+            recorded = history.record(results, report(results))
     print(report(results))
     print(f"written: {os.path.join(args.out, 'results.json')} and results.md")
+    if args.record:
+        print(f"recorded: {recorded[0]} and .md")
     return 0
 
 

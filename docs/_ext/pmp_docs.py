@@ -10,12 +10,13 @@ functions, the method classes). The few keys that only the batch runner reads, a
 options whose class documents none, are described in ``_NOTES`` below; a key described
 nowhere fails the build, so the tables follow the code.
 
-``benchmarks.md`` ends with the latest ``benchmarks/results/results.md`` written by
-``benchmarks/run.py`` when the checkout has one (the ``% pmp-benchmark-results`` line).
+``benchmarks.md`` ends with the dated results of every machine that ``benchmarks/run.py``
+recorded in ``benchmarks/history/`` (the ``% pmp-benchmark-results`` line).
 """
 import inspect
 import os
 import re
+import sys
 
 from docutils import nodes
 from docutils.parsers.rst import Directive, directives
@@ -30,7 +31,6 @@ from pmp.maximize import Maximizer
 from pmp.methods import METHODS, Method, method_options
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BENCHMARK_RESULTS = os.path.join(ROOT, "benchmarks", "results", "results.md")
 BENCHMARK_MARKER = "% pmp-benchmark-results"
 
 _EMPTY = inspect.Parameter.empty
@@ -253,20 +253,19 @@ class ConfigKeys(Directive):
 
 
 def _benchmark_results(app, docname, source):
-    """Append the latest benchmarks/results/results.md (or how to make one) to benchmarks.md."""
+    """Append the results of every machine (benchmarks/history/, :mod:`benchmarks.history`)
+    to benchmarks.md."""
     if docname != "benchmarks" or BENCHMARK_MARKER not in source[0]:
         return
-    if os.path.exists(BENCHMARK_RESULTS):
-        app.env.note_dependency(BENCHMARK_RESULTS)
-        text = ("```{include} ../benchmarks/results/results.md\n"
-                ":heading-offset: 1\n```\n")
-    else:
-        text = ("This checkout has no `benchmarks/results/results.md` yet: "
-                "`python3 benchmarks/run.py` writes it, and the next build of the site "
-                "shows it here. "
-                "The measurements recorded so far, with their machine and date, are on the "
-                "[performance page](performance.md).\n")
-    source[0] = source[0].replace(BENCHMARK_MARKER, text)
+    if ROOT not in sys.path:
+        sys.path.insert(0, ROOT)
+    from benchmarks import history
+
+    for runs in history.load().values():
+        for path, _ in runs:
+            app.env.note_dependency(path + ".md")
+    lines = history.markdown(include_from=os.path.join(ROOT, "docs"))
+    source[0] = source[0].replace(BENCHMARK_MARKER, "\n".join(lines) + "\n")
 
 
 def _class_signature(app, what, name, obj, options, signature, return_annotation):
@@ -283,6 +282,6 @@ def setup(app):
     directives.register_directive("pmp-config-keys", ConfigKeys)
     app.connect("autodoc-process-signature", _class_signature)
     app.connect("source-read", _benchmark_results)
-    # read the benchmark page at every build: results.md may have appeared since the last one
+    # read the benchmark page at every build: a run may have been recorded since the last one
     app.connect("env-get-outdated", lambda app, env, added, changed, removed: ["benchmarks"])
     return {"parallel_read_safe": True, "parallel_write_safe": True}
