@@ -337,3 +337,30 @@ def test_pmp_plot_draws_the_stages_side_by_side_and_marks_the_switch(staged_run,
     assert (staged_run / "hamiltonian.png").exists()
     assert cli.main(["plot", str(staged_run), "--animate"]) == 2
     assert "not available for a staged run" in capsys.readouterr().err
+
+
+def test_trained_durations_go_into_the_checkpoints_and_resume_exactly(tmp_path):
+    from pmp.batch.config import TRAIN_KEYS
+
+    if "train_durations" not in TRAIN_KEYS:
+        pytest.skip("this trainer does not train the stage durations")
+    config = parse_config(STAGED).with_overrides(
+        ["train.method=lbfgs", "train.train_durations=fixed_horizon", "train.max_iter=4"])
+    train_run(config, tmp_path / "a", stream=io.StringIO())
+    resume_run(tmp_path / "a", max_iter=7, stream=io.StringIO())
+    train_run(config.with_overrides(["train.max_iter=7"]), tmp_path / "b",
+              stream=io.StringIO())
+    with pmp.load_run(tmp_path / "a") as a, pmp.load_run(tmp_path / "b") as b:
+        durations = a.durations()
+        np.testing.assert_array_equal(durations, b.durations())
+        assert durations.sum() == pytest.approx(2.5) and durations[0] != 1.0
+        np.testing.assert_array_equal(a.durations(0), [1.0, 1.5])
+        problem = a.problem()
+        assert problem.durations == tuple(durations)
+        np.testing.assert_array_equal(a.checkpoint()["stage_1/states"].dims[0][0][()],
+                                      problem.t[1])
+        np.testing.assert_array_equal(a.history["duration_0"][[0, -1]], [1.0, durations[0]])
+        for ua, ub in zip(a.controls(), b.controls()):
+            for name in ua:
+                np.testing.assert_array_equal(ua[name], ub[name])
+        assert float(a.checkpoint().attrs["cost"]) == pmp.cost(problem, a.controls())["total"]

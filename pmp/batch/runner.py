@@ -150,7 +150,7 @@ def _execute(config, problem, writer, resume_state, stream, print_every):
         with limit, _intact_on_full_disk(writer):
             for state in iterate(problem, config.method, resume=resume_state, **options):
                 if not state.extra.get("repeat"):
-                    writer.append(columns, history_row(state))
+                    writer.append(*_history(columns, state))
                 progress.update(state)
                 if state.status is None and state.iteration % every == 0:
                     _checkpoint(writer, problem, state)
@@ -159,7 +159,7 @@ def _execute(config, problem, writer, resume_state, stream, print_every):
         if state is not None and state.resume is not None:
             recorded = writer.history.get("iteration", [-1])[-1]
             if not state.extra.get("repeat") and recorded < state.iteration:
-                writer.append(columns, history_row(state))  # interrupted before its row
+                writer.append(*_history(columns, state))  # interrupted before its row
             writer.truncate(state.iteration)
             _final_checkpoints(writer, problem, state, False, status="interrupted",
                                message=f"interrupted at iteration {state.iteration}")
@@ -170,6 +170,17 @@ def _execute(config, problem, writer, resume_state, stream, print_every):
         parts = _final_checkpoints(writer, problem, state, options.get("keep_best", False),
                                    status=status, message=f"{state.status}: {state.message}")
     return state, parts
+
+
+def _history(columns, state):
+    """The history columns and row of ``state``; with trained stage durations also
+    ``duration_<j>``, one column per stage."""
+    row = history_row(state)
+    durations = getattr(state, "durations", None)
+    if durations is None:
+        return columns, row
+    return (columns + tuple(f"duration_{j}" for j in range(len(durations))),
+            tuple(row) + tuple(float(T) for T in durations))
 
 
 def _final_checkpoints(writer, problem, state, keep_best, **status):
