@@ -424,11 +424,13 @@ class TrainResult(dict):
 
     def __repr__(self):
         c = self.cost
+        durations = "" if self.get("durations") is None else \
+            f", durations={np.array2string(np.asarray(self.durations), precision=4)}"
         return (f"TrainResult(method={self.method!r}, status={self.status!r}, "
                 f"success={self.success}, n_iter={self.n_iter}, J={c['total']:.6g} "
                 f"(terminal={c['terminal']:.4g}, running={c['running']:.4g}, "
-                f"regularization={c['regularization']:.4g}), grad_norm={self.grad_norm:.3g}, "
-                f"wall_time={self.wall_time:.3g}s)\n  message: {self.message}")
+                f"regularization={c['regularization']:.4g}), grad_norm={self.grad_norm:.3g}"
+                f"{durations}, wall_time={self.wall_time:.3g}s)\n  message: {self.message}")
 
     __str__ = __repr__
 
