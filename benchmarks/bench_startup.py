@@ -13,6 +13,7 @@ run file) is reported too.
 With ``--quick`` the cold run is skipped and the warm run uses pmp's default cache, after
 one untimed run that fills it if it is stale.
 """
+import json
 import os
 import re
 import subprocess
@@ -66,6 +67,56 @@ def time_train(cache_dir=None):
     return dict(first_iteration_s=first, total_s=total)
 
 
+PROFILE_SCRIPT = """
+import collections, json, sys, time
+from numba.core import event
+
+spans, totals, counts = [], collections.defaultdict(float), collections.Counter()
+
+
+class Timer(event.Listener):
+    # exclusive time of each compiled function: its own compilation minus its callees'
+    def on_start(self, ev):
+        spans.append([time.perf_counter(), 0.0])
+
+    def on_end(self, ev):
+        start, callees = spans.pop()
+        spent = time.perf_counter() - start
+        if spans:
+            spans[-1][1] += spent
+        function = ev.data["dispatcher"].py_func
+        name = function.__module__.rsplit(".", 1)[-1] + "." + function.__name__
+        totals[name] += spent - callees
+        counts[name] += 1
+
+
+event.register("numba:compile", Timer())
+from pmp.batch.cli import main
+start = time.perf_counter()
+try:
+    main(["train", "--out", sys.argv[1], "--set", "train.max_iter=1", "--print-every", "1"])
+except SystemExit:
+    pass
+print(json.dumps(dict(total_s=time.perf_counter() - start, functions=totals, counts=counts)))
+"""
+
+
+def compile_profile(cache_dir):
+    """Where the cold start's compilation goes: ``pmp train`` as in :func:`time_train`,
+    with numba's compile events timed. Returns ``total_s`` (the training command) and
+    ``functions``: each compiled function's own time (its callees' excluded) and number of
+    specialisations, longest first."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir, PMP_QUIET="1")
+    with tempfile.TemporaryDirectory(prefix="pmp-bench-run-") as out:
+        done = subprocess.run([sys.executable, "-c", PROFILE_SCRIPT, os.path.join(out, "run")],
+                              cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    profile = json.loads(done.stdout.strip().splitlines()[-1])
+    functions = sorted(([name, seconds_, profile["counts"][name]]
+                        for name, seconds_ in profile["functions"].items()),
+                       key=lambda row: -row[1])
+    return dict(total_s=profile["total_s"], functions=functions)
+
+
 def run(options):
     """The section (see :mod:`benchmarks.run`; ``options.quick`` skips the cold run):
     ``rows`` (``run`` "cold" or "warm", ``cache``, ``first_iteration_s``, ``total_s``,
@@ -85,7 +136,9 @@ def run(options):
         with tempfile.TemporaryDirectory(prefix="pmp-bench-numba-") as cache_dir:
             measure("cold", "empty (new NUMBA_CACHE_DIR)", cache_dir)
             measure("warm", "the cold run's NUMBA_CACHE_DIR", cache_dir)
-    return dict(rows=rows, targets=[target(NAME, f"{r['run']} start: time to first iteration",
+        with tempfile.TemporaryDirectory(prefix="pmp-bench-numba-") as cache_dir:
+            profile = compile_profile(cache_dir)
+    return dict(rows=rows, profile=profile, targets=[target(NAME, f"{r['run']} start: time to first iteration",
                                            r["first_iteration_s"], r["limit_s"]) for r in rows])
 
 
@@ -94,7 +147,20 @@ def markdown(result):
     lines = ["`python -m pmp train --set train.max_iter=1` on the built-in demo (E-MSA, rings "
              "lifted to R^3, N = 256, K = 100) in a fresh process: time from the launch to "
              "the progress line of iteration 1, and to the process's exit.", ""]
-    return lines + table(
+    lines += table(
         ["run", "numba cache", "time to first iteration", "process total", "target"],
         [[r["run"], r["cache"], seconds(r["first_iteration_s"]), seconds(r["total_s"]),
           f"<= {r['limit_s']:g} s"] for r in result["rows"]])
+    profile = result.get("profile")
+    if profile:
+        functions = profile["functions"]
+        compiled = sum(row[1] for row in functions)
+        lines += ["", f"Where a cold start goes (a third run with numba's compile events timed; "
+                      f"the training command took {seconds(profile['total_s'])}): "
+                      f"{sum(row[2] for row in functions)} compilations of {len(functions)} "
+                      f"functions, {seconds(compiled)} in all. Each function's own time, "
+                      f"its callees' excluded, the 12 longest:", ""]
+        lines += table(["function", "own compile time", "share", "specialisations"],
+                       [[f"`{name}`", seconds(spent), f"{spent / compiled:.0%}", count]
+                        for name, spent, count in functions[:12]])
+    return lines

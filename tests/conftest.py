@@ -12,6 +12,9 @@ import pytest
 import pmp
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# no notice on stderr when a test process (or a command it starts) compiles the kernels:
+# tests compare stderr; tests/test_kernels.py checks the notice itself
+os.environ["PMP_QUIET"] = "1"
 
 
 @pytest.fixture

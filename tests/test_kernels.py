@@ -438,7 +438,7 @@ def test_a_warm_process_loads_kernels_from_the_cache(tmp_path):
         print(sum(sum(s.cache_misses.values()) for s in stats),
               sum(sum(s.cache_hits.values()) for s in stats))
     """)
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"),
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"), PMP_QUIET="0",
                PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     runs = [subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                            text=True, timeout=600, check=True) for _ in range(2)]
@@ -446,6 +446,11 @@ def test_a_warm_process_loads_kernels_from_the_cache(tmp_path):
     warm_misses, warm_hits = map(int, runs[1].stdout.split())
     assert cold_misses > 0
     assert warm_misses == 0 and warm_hits > 0
+    # a compiling process says so once on stderr; a process that loads the cache is silent
+    from pmp._kernels._jit import COMPILE_NOTICE
+
+    assert runs[0].stderr.splitlines() == [COMPILE_NOTICE]
+    assert runs[1].stderr == ""
 
 
 @pytest.mark.parametrize("kind", ["positive definite", "indefinite", "needs pivoting"])

@@ -21,12 +21,18 @@ removes the package's cache files when they differ.
 
 Set ``PMP_DISABLE_JIT=1`` (or numba's ``NUMBA_DISABLE_JIT=1``) to run the kernels as plain
 Python, e.g. for coverage or a debugger.
+
+The first compilation in a process (a new machine, a new numba, or changed kernels) prints
+one line to stderr, so that a notebook or a command does not sit silent for the seconds it
+takes; ``PMP_QUIET=1`` silences it. Loading kernels from the cache prints nothing.
 """
 import glob
 import hashlib
 import os
+import sys
 
 import numba
+from numba.core import event
 
 CACHE = os.environ.get("PMP_NO_CACHE", "0") != "1"
 OPTIONS = dict(cache=CACHE, fastmath={"contract"}, nogil=True, error_model="numpy")
@@ -69,6 +75,27 @@ if CACHE and "NUMBA_CACHE_DIR" not in os.environ:
     drop_stale_cache()
 
 DISABLED = os.environ.get("PMP_DISABLE_JIT", "0") == "1"
+COMPILE_NOTICE = ("pmp: compiling the kernels for this machine, once: about 20-40 s on 2 cores "
+                  "(later runs load them from numba's cache)")
+
+
+class _FirstCompileNotice(event.Listener):
+    """Prints :data:`COMPILE_NOTICE` when a kernel of pmp starts compiling for the first
+    time in this process (numba's "numba:compile" events fire on cache misses only), then
+    unregisters itself."""
+
+    def on_start(self, ev):
+        module = getattr(ev.data["dispatcher"].py_func, "__module__", "")
+        if module.startswith(__package__ + "."):
+            print(COMPILE_NOTICE, file=sys.stderr, flush=True)
+            event.unregister("numba:compile", self)
+
+    def on_end(self, ev):
+        pass
+
+
+if CACHE and not DISABLED and os.environ.get("PMP_QUIET", "0") != "1":
+    event.register("numba:compile", _FirstCompileNotice())
 
 if DISABLED:  # pragma: no cover - debugging aid
 
