@@ -1005,6 +1005,14 @@ def figures(source, *, problem=None, iteration=None, dims=None):
     read-out coordinate and the coordinate of largest variance), "decision_regions" (inputs
     in a plane, zero-padded), "control_heatmap" (two or more checkpoints up to
     ``iteration``) and "training". ``iteration``: the checkpoint drawn (default: the last).
+
+    A staged run (variable width) gives the same names and one more: "decay" on the whole
+    horizon (``|u(t)|`` and ``|p(t)|`` stage by stage), "states_costates" (the last stage's
+    read-out coordinate, shaded where a stage lacks it), "trajectories" and
+    "control_heatmap" with one panel per stage (the heat map's widths in proportion to the
+    durations, on one colour scale, the time axes those of the checkpoint drawn), and
+    "hamiltonian": the Hamiltonian per unit time of every stage, both sides of every switch
+    marked, ``dJ/dT_j`` in the legend. Every curve over t marks the switching times.
     """
     import matplotlib.pyplot as plt
 
@@ -1322,19 +1330,22 @@ def plot_sweep(rows, key, directory, formats=("png", "pdf")):
     formats = _formats(formats)
     parts = key.split(".")
     name = parts[-1] if parts[0] != "stages" else f"stage{parts[1]}_{parts[-1]}"
+    shown = name if parts[0] != "stages" else f"{parts[-1]} of stage {parts[1]}"
     fig, axes = plt.subplots(1, 2, figsize=SIZES["pair"], layout="constrained")
-    slopes = (-1.0, -2.0) if key.endswith(".T") else (1.0,)
+    # the horizon's laws (a stage's duration is only a part of the horizon: no reference)
+    slopes = (-1.0, -2.0) if key.endswith(".T") and parts[0] != "stages" else \
+        () if parts[0] == "stages" else (1.0,)
     for n, entry in enumerate(analyze_sweep(rows, key)):
         group = ", ".join(f"{k.split('.')[-1]} = {entry[k]}" for k in entry
                           if "." in k and k != key) or "runs"
         scaling(entry["values"], entry["loss"], slopes=slopes if n == 0 else (), label=group,
-                xlabel=name, ylabel=r"final training error $\Phi(x(T))$ (log scale)",
+                xlabel=shown, ylabel=r"final training error $\Phi(x(T))$ (log scale)",
                 ax=axes[0], color=_colour(n))
         scaling(entry["values"], entry["cost"], slopes=slopes[:1] if n == 0 else (),
-                label=group, xlabel=name,
+                label=group, xlabel=shown,
                 ylabel="final cost J (log scale)", ax=axes[1], color=_colour(n))
-    axes[0].set_title(f"training error against {name}")
-    axes[1].set_title(f"cost J against {name}")
+    axes[0].set_title(f"training error against {shown}")
+    axes[1].set_title(f"cost J against {shown}")
     return _save({f"scaling_{name}": fig}, directory, formats)
 
 

@@ -259,6 +259,10 @@ def test_a_sweep_over_a_stage_key(tmp_path):
     assert [r["directory"] for r in rows] == ["stage1.T=0.5", "stage1.T=2.0"]
     with pmp.load_run(tmp_path / "s" / "stage1.T=2.0") as run:
         assert run.problem().durations == (1.0, 2.0)
+    entry, = pmp.analysis.analyze_sweep(rows, "stages.1.T")
+    assert entry["values"] == [0.5, 2.0] and "T_times_J" not in entry  # not the horizon
+    written = pmp.plots.plot_sweep(rows, "stages.1.T", str(tmp_path / "s"), formats="png")
+    assert [p.rsplit("/", 1)[1] for p in written] == ["scaling_stage1_T.png"]
 
 
 # ------------------------------------------------------------------ analysis

@@ -3,8 +3,8 @@
 ``.. pmp-config-keys:: SECTION`` (reStructuredText; in a MyST page inside ``{eval-rst}``)
 renders the table of the keys of one section of a run configuration, read from
 :mod:`pmp.batch.config` (the key lists ``MODEL_KEYS``, ``OBJECTIVE_KEYS``, ``TRAIN_KEYS``,
-``OUTPUT_KEYS``, the data sets of :mod:`pmp.datasets` and the options of every registered
-method), with the defaults from the signatures and the descriptions from the numpydoc
+``OUTPUT_KEYS``, ``STAGE_KEYS``, the data sets of :mod:`pmp.datasets` and the options of
+every registered method), with the defaults from the signatures and the descriptions from the numpydoc
 ``Parameters`` of the functions that take them (``pmp.Problem``, ``pmp.iterate``, the data set
 functions, the method classes). The few keys that only the batch runner reads, and method
 options whose class documents none, are described in ``_NOTES`` below; a key described
@@ -219,6 +219,28 @@ def _method_rows():
     return _table(["method", "key", "default", "meaning"], rows, "14 16 12 58")
 
 
+def _stage_rows():
+    """``[[stages]]``: the notes of :data:`pmp.batch.config.STAGE_NOTES`, :class:`pmp.Stage`'s
+    Parameters, and :class:`pmp.Problem`'s for the per-stage options (their default: the
+    value of ``[model]`` or ``[objective]``)."""
+    rows = []
+    for key in config_module.STAGE_KEYS:
+        if key in config_module.STAGE_NOTES:
+            default, text = config_module.STAGE_NOTES[key]
+        else:
+            text = _describe(key, [pmp.Stage, pmp.Problem])
+            section = "[objective]" if key in config_module.OBJECTIVE_KEYS else \
+                "[model]" if key in config_module.MODEL_KEYS else None
+            default = "the stage's ``lam``" if key == "enter_lam" else \
+                f"{section} {key}" if section else "none"
+        if not text:
+            raise ExtensionError(f"pmp-config-keys: no description of [[stages]] {key}: add "
+                                 f"one to pmp.Stage's or pmp.Problem's Parameters or to "
+                                 f"pmp.batch.config.STAGE_NOTES")
+        rows.append([f"``{key}``", default, text])
+    return _table(["key", "default", "meaning"], rows, "14 18 68")
+
+
 def _output_rows():
     rows = []
     for key in config_module.OUTPUT_KEYS:
@@ -243,7 +265,8 @@ class ConfigKeys(Directive):
         makers = {"data": _data_rows,
                   "model": lambda: _problem_rows(config_module.MODEL_KEYS),
                   "objective": lambda: _problem_rows(config_module.OBJECTIVE_KEYS),
-                  "train": _train_rows, "methods": _method_rows, "output": _output_rows}
+                  "train": _train_rows, "methods": _method_rows, "output": _output_rows,
+                  "stages": _stage_rows}
         if section not in makers:
             raise self.error(f"unknown section {section!r}; one of {', '.join(makers)}")
         container = nodes.container()

@@ -35,6 +35,18 @@ A run lives in a directory ``DIR``::
     /best                  soft link to the checkpoint of the best iterate (best_iteration),
                            written when the run ends
 
+A run of a staged problem (variable width) stores every stage in a group of its own, on its
+own time axis (a run without stages has none of this)::
+
+    /                      attrs also stages (S), durations, switch_times
+    /stage_<j>/t           (n_steps[j] + 1,) stage j's grid, a dimension scale "t"; the group
+                           has attrs dim, n_steps, T, start, enter (the transition's kind)
+    /t                     the stages' grids one after the other (not a scale)
+    checkpoint files:      /stage_<j>/t and /t as in run.h5, and /checkpoint/stage_<j>/ with
+                           states, costates (axis 0 on /stage_<j>/t), controls/<name> (a
+                           trainable transition's: controls/enter); /checkpoint has the attrs
+                           durations and switch_times of its iterate
+
 Every dataset carries an HDF5 Fletcher-32 checksum, so a damaged file fails to read
 instead of giving wrong numbers.
 
