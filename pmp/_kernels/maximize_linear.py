@@ -325,14 +325,15 @@ def _l2_start(G, h1r, coef, closed, Uo, Un, fr, g, delta, Md, info_k):
         for c in range(g.shape[1]):
             delta[r, c] = g[r, c] / coef
             Md[r, c] = coef * delta[r, c] if fr[r, c] else 0.0
-    _l2_result(g, delta, Md, Uo, Un, 0, info_k)
+    _l2_result(g, delta, Md, Uo, Un, 0.0, info_k)
     return True
 
 
 @jit
 def _l2_result(g, delta, Md, Uo, Un, iters, info_k):
     """``U_new = U_old + delta``; gain ``<g, delta> - delta.M delta / 2``, residual
-    ``|g - M delta|`` and iterations into ``info_k``."""
+    ``|g - M delta|`` and the iterations (a float: an int literal would compile a copy per
+    value) into ``info_k``."""
     resid = 0.0
     for r in range(g.shape[0]):
         for c in range(g.shape[1]):
@@ -433,7 +434,7 @@ def _direct_solve(M, chol, sol, g, delta, Md, Uo, Un, fr, info_k):
     for a in range(d * q):
         flat_delta[a] = sol[a]
     _matvec(M, delta, Md)
-    _l2_result(g, delta, Md, Uo, Un, 1, info_k)
+    _l2_result(g, delta, Md, Uo, Un, 1.0, info_k)
 
 
 @jit
@@ -473,7 +474,7 @@ def linear_maximize_cg(xs, ps, spec, U_old, free, lam, rho, h1, solver, U_new, i
         for r in range(Md.shape[0]):
             for c in range(Md.shape[1]):
                 Md[r, c] = g[r, c] - residual[r, c]
-        _l2_result(g, delta, Md, Uo, Un, iters, info[k])
+        _l2_result(g, delta, Md, Uo, Un, float(iters), info[k])
 
 
 @jit
