@@ -14,8 +14,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOKS = sorted(glob.glob(os.path.join(ROOT, "notebooks", "*.ipynb")))
 
 
-def test_there_are_eight_notebooks():
-    assert len(NOTEBOOKS) == 8, NOTEBOOKS
+def test_there_are_nine_notebooks():
+    assert len(NOTEBOOKS) == 9, NOTEBOOKS
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=os.path.basename)
