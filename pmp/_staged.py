@@ -272,6 +272,34 @@ class StagedProblem:
         sub.x, sub.y, sub.n_samples = sub.stages[0].x, sub.stages[0].y, sub.stages[0].n_samples
         return sub
 
+    def config(self):
+        """The keyword arguments that rebuild this problem (without x and y), as
+        :meth:`pmp.Problem.config` gives an unstaged problem's.
+
+        Returns
+        -------
+        dict
+            The keywords of :class:`pmp.Problem` the problem was built with (the defaults of
+            every stage; the keywords left out take their defaults) and ``"stages"``, a list
+            with one dict per stage of the arguments of :class:`pmp.Stage` that were given
+            (``T``, ``n_steps``, ``dim``, ``enter``, ``enter_lam``, ``mesh`` and the
+            per-stage options), values as given (a mesh as a :class:`pmp.meshes.Mesh` or
+            its nodes, a matrix as an array). The dicts are new; the values are not copied.
+            ``pmp.Problem(x, y, **dict(cfg, stages=[pmp.Stage(**s) for s in
+            cfg["stages"]]))`` builds the same problem again, and
+            :meth:`pmp.RunConfig.from_objects` writes it as a configuration.
+        """
+        _, _, stages, kwargs = self._spec
+        out = dict(kwargs)
+        out["stages"] = []
+        for stage in stages:
+            given = dict(T=stage.T, n_steps=stage.n_steps, dim=stage.dim, enter=stage.enter,
+                         enter_lam=stage.enter_lam, mesh=stage.mesh)
+            given = {k: v for k, v in given.items() if v is not None}
+            given.update(stage.options)
+            out["stages"].append(given)
+        return out
+
     def with_durations(self, durations):
         """The same problem with stage durations ``durations`` (the steps kept)."""
         if len(durations) != len(self.stages):

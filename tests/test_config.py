@@ -75,3 +75,14 @@ def test_values_are_checked_by_the_api():
         config.with_overrides(["model.T=ten"]).validate()
     with pytest.raises(ValueError, match="unknown method 'sgd'"):
         config.with_overrides(["train.method=sgd"]).validate()
+
+
+def test_every_key_of_a_stage_mesh_table_is_documented():
+    from pmp.batch.config import MESH_DICT_KEYS, MESH_KINDS, STAGE_NOTES
+
+    text = STAGE_NOTES["mesh"][1]
+    keys = {"kind", *MESH_DICT_KEYS, *(k for v in MESH_KINDS.values() for k in v)}
+    for key in sorted(keys):
+        assert f"``{key}``" in text, key
+    for kind in MESH_KINDS:
+        assert f'``kind = "{kind}"``' in text

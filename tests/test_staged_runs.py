@@ -101,6 +101,232 @@ def test_a_matrix_a_trainable_transition_and_stage_options_round_trip():
     assert [t.kind for t in rebuilt.transitions] == ["matrix", "trainable", "interpolate"]
 
 
+# ------------------------------------------------------------------ meshes in a configuration
+MESHED = """\
+[data]
+name = "rings"
+n_samples = 12
+seed = 1
+lift = 4
+
+[model]
+field = "integral"
+activation = "tanh"
+
+[objective]
+loss = "squared"
+lam = 0.001
+
+[[stages]]
+T = 0.5
+n_steps = 2
+mesh = { kind = "grid", shape = [2, 2], extent = [[0.0, 2.0], [-1.0, 1.0]], rule = "trapezoid" }
+
+[[stages]]
+T = 0.5
+n_steps = 3
+enter = "interpolate"
+mesh = { kind = "grid", shape = [3, 3], rule = "midpoint" }
+
+[[stages]]
+T = 0.25
+n_steps = 2
+enter = "trainable"
+field = "outer"
+mesh = { kind = "interval", n = 5, a = -1.0, b = 1.0, rule = "midpoint" }
+
+[[stages]]
+T = 0.25
+n_steps = 2
+enter = "interpolate"
+mesh = [-1.0, -0.2, 0.1, 1.0]
+
+[[stages]]
+T = 0.25
+n_steps = 2
+enter = "interpolate"
+mesh = { axes = [[-1.0, 0.0, 1.0]], weights = [[0.25, 1.5, 0.25]], bounds = [[-2.0, 2.0]], rule = "given" }
+
+[train]
+method = "gd"
+max_iter = 2
+"""
+
+
+def same_meshes(a, b):
+    """The meshes of two staged problems alike bit for bit (nodes, weights, bounds, rule)."""
+    assert len(a.meshes) == len(b.meshes)
+    for m, n in zip(a.meshes, b.meshes):
+        assert (m is None) == (n is None)
+        if m is None:
+            continue
+        assert (m.shape, m.bounds, m.rule) == (n.shape, n.bounds, n.rule)
+        for name in ("nodes", "weights"):
+            np.testing.assert_array_equal(getattr(m, name), getattr(n, name))
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("[0.0, 0.25, 1.0]", pmp.meshes.Mesh([[0.0, 0.25, 1.0]])),
+    ('{ kind = "interval", n = 7 }', pmp.meshes.interval(7)),
+    ('{ kind = "interval", n = 4, a = -1, b = 3, rule = "midpoint" }',
+     pmp.meshes.interval(4, -1.0, 3.0, rule="midpoint")),
+    ('{ kind = "grid", shape = [8, 8] }', pmp.meshes.grid((8, 8))),
+    ('{ kind = "grid", shape = [2, 3], extent = [[0, 2], [1, 4]], rule = "trapezoid" }',
+     pmp.meshes.grid((2, 3), ((0.0, 2.0), (1.0, 4.0)), rule="trapezoid")),
+    ('{ axes = [[0.0, 1.0], [0.0, 0.5, 1.0]], weights = [[0.5, 0.5], [0.1, 0.8, 0.1]] }',
+     pmp.meshes.Mesh([[0.0, 1.0], [0.0, 0.5, 1.0]], [[0.5, 0.5], [0.1, 0.8, 0.1]])),
+])
+def test_a_stage_mesh_is_a_list_of_nodes_or_a_table(text, expected):
+    config = parse_config(f"[data]\nname = 'rings'\nn_samples = 5\nlift = {expected.size}\n"
+                          f"[[stages]]\nmesh = {text}\n")
+    problem = config.validate()
+    mesh, = problem.meshes
+    assert problem.dims == (expected.size,)
+    assert (mesh.shape, mesh.bounds, mesh.rule) == (expected.shape, expected.bounds,
+                                                     expected.rule)
+    np.testing.assert_array_equal(mesh.nodes, expected.nodes)
+    np.testing.assert_array_equal(mesh.weights, expected.weights)
+
+
+def test_meshes_round_trip_config_problem_objects_toml_problem():
+    config = parse_config(MESHED)
+    problem = config.validate()
+    assert problem.dims == (4, 9, 5, 4, 3)
+    assert [t.kind for t in problem.transitions] == ["interpolate", "trainable",
+                                                     "interpolate", "interpolate"]
+    assert [m.rule for m in problem.meshes] == ["trapezoid", "midpoint", "midpoint",
+                                                 "trapezoid", "given"]
+    again = RunConfig.from_objects(problem, "gd", data=config["data"], max_iter=2)
+    # the constructors' meshes are written short, the others by their nodes or in full
+    assert again.sections["stages"] == config.sections["stages"]
+    text = again.to_toml()
+    assert 'mesh = { kind = "grid", shape = [3, 3], rule = "midpoint" }' in text
+    rebuilt = parse_config(text).validate()
+    same_problem(rebuilt, problem)
+    same_meshes(rebuilt, problem)
+    for s, t in zip(rebuilt.stages, problem.stages):
+        assert s.field.name == t.field.name and s.reg == t.reg
+        if t.field.name == "integral":
+            for name, w in t.field.control_weights().items():
+                np.testing.assert_array_equal(s.field.control_weights()[name], w)
+    for s, t in zip(rebuilt.transitions, problem.transitions):
+        np.testing.assert_array_equal(s.matrix, t.matrix)
+
+
+def test_meshes_built_in_python_round_trip_exactly():
+    x, y = pmp.datasets.rings(10, seed=2)
+    nodes = np.array([0.0, 0.1, 0.35, 1.0])  # not uniform: written as its nodes
+    odd = pmp.meshes.Mesh([[0.0, 1.0 / 3.0, 1.0]], [[0.1, 0.7, 0.2]], [(0.0, 1.5)])
+    wide = pmp.meshes.Mesh([nodes], bounds=[(-1.0, 2.0)])  # trapezoid, but wider bounds
+    problem = pmp.Problem(x, y, field="integral", lam=0.01, stages=[
+        pmp.Stage(0.5, 2, mesh=pmp.meshes.grid((2, 2), rule="trapezoid")),
+        pmp.Stage(0.5, 2, mesh=pmp.meshes.grid((3, 2), ((0.1, 0.7), (0.0, 1.0 / 3.0))),
+                  enter="interpolate"),
+        pmp.Stage(0.5, 2, mesh=pmp.meshes.interval(6, 0.0, 0.3, rule="midpoint"),
+                  enter="trainable"),
+        pmp.Stage(0.5, 2, mesh=pmp.meshes.Mesh([nodes]), enter="interpolate"),
+        pmp.Stage(0.5, 2, mesh=nodes, enter="interpolate"),
+        pmp.Stage(0.5, 2, mesh=odd, enter="interpolate"),
+        pmp.Stage(0.5, 2, mesh=wide, enter="interpolate"),
+    ])
+    config = RunConfig.from_objects(problem, "gd", data=dict(name="rings", n_samples=10,
+                                                             seed=2))
+    meshes = [t["mesh"] for t in config.stages]
+    assert meshes[:3] == [
+        dict(kind="grid", shape=[2, 2], rule="trapezoid"),
+        dict(kind="grid", shape=[3, 2], extent=[[0.1, 0.7], [0.0, 1.0 / 3.0]], rule="midpoint"),
+        dict(kind="interval", n=6, a=0.0, b=0.3, rule="midpoint")]
+    assert meshes[3] == meshes[4] == nodes.tolist()
+    assert meshes[5] == odd.to_dict() and meshes[6] == wide.to_dict()
+    rebuilt = parse_config(config.to_toml()).validate()
+    same_problem(rebuilt, problem)
+    same_meshes(rebuilt, problem)
+
+
+def test_staged_problem_config_gives_the_keywords_and_the_stages():
+    x, y = pmp.datasets.rings(10, seed=0)
+    mesh = pmp.meshes.interval(3)
+    A = np.eye(3, 2)
+    problem = pmp.Problem(x, y, activation="sigmoid", lam=0.01, stages=[
+        pmp.Stage(1.0, 2), pmp.Stage(0.5, 3, enter=A, mesh=mesh, reg="h1", lam1=0.1)])
+    cfg = problem.config()
+    assert cfg == dict(activation="sigmoid", lam=0.01, stages=[
+        dict(T=1.0, n_steps=2),
+        dict(T=0.5, n_steps=3, enter=A, mesh=mesh, reg="h1", lam1=0.1)])
+    cfg["stages"][0]["T"] = 9.0  # new dicts: the problem is not changed
+    assert problem.config()["stages"][0]["T"] == 1.0
+    again = pmp.Problem(x, y, **dict(cfg, stages=[pmp.Stage(**s) for s in
+                                                  problem.config()["stages"]]))
+    same_problem(again, problem)
+    assert again.config()["stages"][1]["mesh"] is mesh
+    # the configuration is written from it, not from the problem's private attributes
+    import inspect
+    from pmp.batch import config as config_module
+
+    assert "_spec" not in inspect.getsource(config_module)
+
+
+def test_an_integral_field_on_image_grids_trains_from_a_configuration(tmp_path, capsys):
+    """The digits on a 4 x 4 grid (the 8 x 8 images averaged over 2 x 2 pixels: the first
+    stage starts at the data), interpolated onto the 8 x 8 pixel grid at t = 0.5."""
+    x, y = pmp.datasets.digits()
+    coarse = x[:120].reshape(-1, 4, 2, 4, 2).mean(axis=(2, 4)).reshape(-1, 16)
+    np.savez(tmp_path / "digits4.npz", x=coarse, y=y[:120])
+    text = f"""\
+[data]
+path = "{tmp_path / 'digits4.npz'}"
+
+[model]
+field = "integral"
+activation = "tanh"
+
+[objective]
+loss = "cross_entropy"
+lam = 0.001
+
+[[stages]]
+T = 0.5
+n_steps = 2
+mesh = {{ kind = "grid", shape = [4, 4] }}
+
+[[stages]]
+T = 0.5
+n_steps = 2
+enter = "interpolate"
+mesh = {{ kind = "grid", shape = [8, 8], rule = "midpoint" }}
+projection = "trainable"
+
+[train]
+method = "lbfgs"
+max_iter = 3
+checkpoint_every = 2
+"""
+    (tmp_path / "digits.toml").write_text(text)
+    assert cli.main(["train", str(tmp_path / "digits.toml"), "--out", str(tmp_path / "r")]) == 0
+    assert "reached max_iter = 3" in capsys.readouterr().out
+    with pmp.load_run(tmp_path / "r") as run:
+        problem, controls = run.problem(), run.controls()
+        cost = run.history["cost"]
+        assert run.checkpoints == [0, 2, 3]
+    assert problem.dims == (16, 64) and [s.field.name for s in problem.stages] == \
+        ["integral", "integral"]
+    expected = [pmp.meshes.grid((4, 4)), pmp.meshes.grid((8, 8))]
+    for mesh, want in zip(problem.meshes, expected):
+        np.testing.assert_array_equal(mesh.nodes, want.nodes)
+        np.testing.assert_array_equal(mesh.weights, want.weights)
+    np.testing.assert_array_equal(problem.transitions[0].matrix,
+                                  pmp.meshes.interpolation_matrix(*expected))
+    assert controls[0]["W"].shape == (2, 16, 16) and controls[1]["W"].shape == (2, 64, 64)
+    assert cost[-1] < cost[0]
+    assert float(run_cost(tmp_path / "r")) == pytest.approx(
+        pmp.cost(problem, controls)["total"], rel=1e-12)
+
+
+def run_cost(directory):
+    with pmp.load_run(directory) as run:
+        return run.checkpoint().attrs["cost"]
+
+
 def test_a_problem_that_a_configuration_cannot_hold_says_which_value():
     x, y = pmp.datasets.rings(10, seed=0)
     field = pmp.fields.make_field("outer", 2, pmp.activations.get("tanh"))
@@ -123,6 +349,34 @@ def test_a_problem_that_a_configuration_cannot_hold_says_which_value():
     ("stages.1.enter_lam=0.5", ["stages[1].enter_lam is the weight of a trainable"]),
     ("stages.2.T=1", ["stages.2.T", "has 2 stage(s)", "got index 2"]),
     ("stages.x.T=1", ["a stage key is stages.J.KEY", "'stages.x.T'"]),
+    ('stages.1.mesh="grid"', ["stages[1].mesh must be a list of the increasing nodes",
+                              'kind = "grid" (shape, extent, rule)', "got str 'grid'"]),
+    ("stages.1.mesh=[]", ["stages[1].mesh must be a list", "got an empty list"]),
+    ("stages.1.mesh=[1.0,0.0,2.0]", ["stages[1].mesh must be a non-empty increasing array",
+                                     "got [1. 0. 2.]"]),
+    ('stages.1.mesh={kind="grd",shape=[4,4]}', ['stages[1].mesh.kind must be one of '
+                                                '"interval", "grid"', "got str 'grd'"]),
+    ("stages.1.mesh={shape=[4,4]}", ["stages[1].mesh must have a key 'kind'",
+                                     "got the keys 'shape'"]),
+    ('stages.1.mesh={kind="grid",shap=[4,4]}', ["unknown key 'stages[1].mesh.shap'",
+                                               "expected kind, shape, extent, rule",
+                                               "did you mean 'shape'?"]),
+    ('stages.1.mesh={kind="grid"}', ["stages[1].mesh.shape is required"]),
+    ('stages.1.mesh={kind="grid",shape=[4]}', ["stages[1].mesh.shape must be a pair of ints",
+                                              "got [4]"]),
+    ('stages.1.mesh={kind="grid",shape=[4,2.5]}', ["stages[1].mesh.shape[1] must be an int",
+                                                  "got float 2.5"]),
+    ('stages.1.mesh={kind="grid",shape=[2,2],rule="simpson"}',
+     ["stages[1].mesh.rule must be one of trapezoid, midpoint", "got 'simpson'"]),
+    ('stages.1.mesh={kind="interval",n=3,rule=2}', ["stages[1].mesh.rule must be a string",
+                                                    "got int 2"]),
+    ('stages.1.mesh={kind="interval",n=1}', ["stages[1].mesh.n must be >= 2, got 1"]),
+    ('stages.1.mesh={kind="interval",n=3,a=1.0,b=0.0}', ["stages[1].mesh.b must be > a = 1",
+                                                         "got 0"]),
+    ("stages.1.mesh={axes=[[0.0,1.0,2.0]],weights=[[1.0]]}",
+     ["stages[1].mesh.weights[0] must be 3 weights >= 0", "got [1.]"]),
+    ('stages.1.mesh={kind="interval",n=4}', ["stages[1].dim must equal the 4 nodes of its "
+                                             "mesh, got 3"]),
 ])
 def test_a_bad_stage_value_names_the_key_the_expected_and_the_actual_value(
         tmp_path, capsys, assignment, fragments):

@@ -13,7 +13,10 @@
     [output]     dir, name, trajectory_samples
     [[stages]]   T, n_steps, dim, enter, enter_lam, mesh and the per-stage options
                  (pmp.stages.STAGE_OPTIONS): one table per stage of a staged problem
-                 (variable width, pmp.Stage); [model] and [objective] are their defaults
+                 (variable width, pmp.Stage); [model] and [objective] are their defaults.
+                 mesh = [0.0, 0.5, 1.0] (an interval's nodes), or an inline table:
+                 { kind = "interval", n, a, b, rule }, { kind = "grid", shape, extent,
+                 rule } or pmp.meshes.Mesh.to_dict's { axes, weights, bounds, rule }
 
 A :class:`RunConfig` builds the Problem and the trainer's arguments, and a Problem plus trainer
 options serialise back to the same configuration (:meth:`RunConfig.from_objects`). Unknown
@@ -30,7 +33,7 @@ import h5py
 import numpy as np
 import tomli_w
 
-from .. import datasets
+from .. import datasets, meshes
 from ..problem import Problem
 from ..stages import STAGE_OPTIONS, Stage, is_staged
 from ..trainer import check_options, iterate
@@ -52,6 +55,32 @@ OUTPUT_KEYS = ("dir", "name", "trajectory_samples")
 # which are the plain tables
 STAGES = "stages"
 STAGE_KEYS = ("T", "n_steps", "dim", "enter", "enter_lam", "mesh") + tuple(STAGE_OPTIONS)
+# [[stages]] mesh as an inline table: kind = "interval" or "grid" and the arguments of
+# pmp.meshes.interval or pmp.meshes.grid, or (no kind) the keys of pmp.meshes.Mesh.to_dict
+MESH_KINDS = {"interval": ("n", "a", "b", "rule"), "grid": ("shape", "extent", "rule")}
+MESH_DICT_KEYS = ("axes", "weights", "bounds", "rule")
+# every key of the three forms, described (the [[stages]] table's mesh row is made of these)
+MESH_NOTES = (
+    ('``kind = "interval"`` (:func:`pmp.meshes.interval`)', {
+        "n": "the number of nodes (required)",
+        "a": "``b``, the interval (default 0.0 and 1.0)",
+        "rule": '``"trapezoid"`` (default: the nodes include the ends) or ``"midpoint"`` '
+                "(the cell centres)"}),
+    ('``kind = "grid"`` (:func:`pmp.meshes.grid`, nodes row by row as an image\'s pixels)', {
+        "shape": "``[n0, n1]``, nodes per axis (required)",
+        "extent": "``[[a0, b0], [a1, b1]]``, the rectangle (default the unit square)",
+        "rule": '``"midpoint"`` (default: the pixel centres, weighted by the pixel area) or '
+                '``"trapezoid"`` (the corners)'}),
+    ("Without ``kind`` (what :meth:`pmp.meshes.Mesh.to_dict` gives, any mesh exactly)", {
+        "axes": "one increasing list of nodes per axis (required; one axis: an interval, "
+                "two: a rectangle)",
+        "weights": "one list of quadrature weights per axis (default trapezoidal)",
+        "bounds": "one ``[a, b]`` per axis (default the first and last nodes)",
+        "rule": "the quadrature's name, shown by the mesh"}),
+)
+_DESCRIBED = {k for _, keys in MESH_NOTES for k in keys} | {"b", "kind"}
+assert _DESCRIBED == {"kind", *MESH_DICT_KEYS, *(k for v in MESH_KINDS.values() for k in v)}, \
+    "every mesh key needs a description in MESH_NOTES"
 # how a [[stages]] key is written in TOML, where it differs from pmp.Stage's argument (the
 # documentation's table of the keys reads these; the others are described by pmp.Stage and
 # pmp.Problem)
@@ -67,9 +96,15 @@ STAGE_NOTES = {
               'controls), or a fixed matrix of shape ``(dim, previous dim)`` as a list of '
               'rows, ``[[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]]``. Left out: the state goes on '
               'unchanged (same dimension).'),
-    "mesh": ("none", "The nodes of the stage's coordinates on an interval, an increasing list "
-             "of numbers (one per coordinate; trapezoidal weights); needed by "
-             '``enter = "interpolate"`` and a field on a mesh.'),
+    "mesh": ("none", "The mesh of the stage's coordinates (:mod:`pmp.meshes`), needed by "
+             '``enter = "interpolate"`` and by a field on a mesh (``field = "integral"``); '
+             "the stage's ``dim`` defaults to its number of nodes. Either the increasing "
+             "nodes of an interval, a list of numbers (trapezoidal weights: "
+             "``mesh = [0.0, 0.5, 1.0]``), or an inline table of one of three forms. "
+             + " ".join(f"{title}: " + "; ".join(f"``{k}``, {text}" for k, text in keys.items())
+                        + "." for title, keys in MESH_NOTES)
+             + ' Example: ``mesh = { kind = "grid", shape = [8, 8] }``, the pixel centres '
+               "of an 8 x 8 image."),
 }
 
 # the built-in demo of `pmp train` (also runs/demo.toml in a clone of the repository)
@@ -392,16 +427,116 @@ def _stage(j, table):
         raise ConfigError(f"stages[{j}].enter must be one of \"lift\", \"project\", "
                           f"\"interpolate\", \"trainable\" or a matrix (a list of rows), got "
                           f"{type(enter).__name__} {enter!r}")
-    if isinstance(kwargs.get("mesh"), list):
-        kwargs["mesh"] = np.asarray(kwargs["mesh"], dtype=float) \
-            if all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                   for v in kwargs["mesh"]) else kwargs["mesh"]
+    if kwargs.get("mesh") is not None:
+        kwargs["mesh"] = _mesh(j, kwargs["mesh"])
     if isinstance(kwargs.get("projection"), list):
         kwargs["projection"] = _matrix(kwargs["projection"], f"stages[{j}].projection")
     if isinstance(kwargs.get("frozen"), dict):
         kwargs["frozen"] = {n: np.asarray(m) if isinstance(m, list) else m
                             for n, m in kwargs["frozen"].items()}
     return Stage(**kwargs)
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+_MESH_FORMS = ('a list of the increasing nodes of an interval, or an inline table with '
+               'kind = "interval" (n, a, b, rule), kind = "grid" (shape, extent, rule) or '
+               'the keys of pmp.meshes.Mesh.to_dict (axes, weights, bounds, rule)')
+
+
+def _mesh(j, value):
+    """The mesh of ``stages[j].mesh``: a list of numbers (the nodes of an interval, as an
+    array) or an inline table (:data:`MESH_KINDS`, :data:`MESH_DICT_KEYS`), as a
+    :class:`pmp.meshes.Mesh`."""
+    name = f"stages[{j}].mesh"
+    if isinstance(value, list):
+        if value and all(_is_number(v) for v in value):
+            return np.asarray(value, dtype=float)
+        got = "an empty list" if not value else f"a list that is not of numbers, {value!r}"
+        raise ConfigError(f"{name} must be {_MESH_FORMS}; got {got}")
+    if not isinstance(value, dict):
+        raise ConfigError(f"{name} must be {_MESH_FORMS}; got {type(value).__name__} "
+                          f"{value!r}")
+    kind = value.get("kind")
+    if kind is None:
+        allowed = MESH_DICT_KEYS
+        if "axes" not in value:
+            raise ConfigError(f"{name} must have a key 'kind' (\"interval\" or \"grid\") or "
+                              f"'axes' (the nodes of every axis); got the keys "
+                              f"{', '.join(map(repr, value)) or 'none'}")
+    elif not isinstance(kind, str) or kind not in MESH_KINDS:
+        raise ConfigError(f"{name}.kind must be one of \"interval\", \"grid\" (or left out, "
+                          f"with 'axes'), got {type(kind).__name__} {kind!r}")
+    else:
+        allowed = ("kind",) + MESH_KINDS[kind]
+    for key in value:
+        if key not in allowed:
+            form = f'kind = "{kind}"' if kind else "a mesh table without kind"
+            near = difflib.get_close_matches(key, list(allowed), n=1, cutoff=0.5)
+            raise ConfigError(f"unknown key '{name}.{key}' for {form}; expected "
+                              f"{', '.join(allowed)}"
+                              + (f"; did you mean {near[0]!r}?" if near else ""))
+    args = {k: v for k, v in value.items() if k != "kind"}
+    required = {"interval": "n", "grid": "shape", None: "axes"}[kind]
+    if required not in args:
+        raise ConfigError(f"{name}.{required} is required with kind = \"{kind}\", got only "
+                          f"{', '.join(args) or 'kind'}")
+    rule = args.get("rule")
+    if rule is not None and not isinstance(rule, str):
+        raise ConfigError(f"{name}.rule must be a string (one of {', '.join(meshes.RULES)}), "
+                          f"got {type(rule).__name__} {rule!r}")
+    try:
+        if kind == "interval":
+            return meshes.interval(**args)
+        if kind == "grid":
+            return meshes.grid(**args)
+        return meshes.from_dict(args)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{name}.{err}") from None
+
+
+def _mesh_value(mesh, name):
+    """A stage's mesh as a configuration holds it: a Mesh that :func:`pmp.meshes.interval`
+    or :func:`pmp.meshes.grid` rebuilds bit for bit as ``kind = ...`` and their arguments
+    (the defaults left out, the rule kept), an interval with the trapezoidal weights over
+    its nodes as the list of nodes, any other Mesh as :meth:`Mesh.to_dict`; nodes as a
+    list."""
+    if not isinstance(mesh, meshes.Mesh):
+        return _plain(mesh, name)
+    short = None
+    if mesh.rule in meshes.RULES:
+        if mesh.ndim == 1:
+            (a, b), = mesh.bounds
+            short = dict(kind="interval", n=mesh.shape[0])
+            if (a, b) != (0.0, 1.0):
+                short.update(a=a, b=b)
+            args = dict(n=mesh.shape[0], a=a, b=b, rule=mesh.rule)
+            build = meshes.interval
+        else:
+            short = dict(kind="grid", shape=list(mesh.shape))
+            if mesh.bounds != ((0.0, 1.0), (0.0, 1.0)):
+                short.update(extent=[list(e) for e in mesh.bounds])
+            args = dict(shape=mesh.shape, extent=mesh.bounds, rule=mesh.rule)
+            build = meshes.grid
+        short["rule"] = mesh.rule
+        try:
+            again = build(**args)
+        except (TypeError, ValueError):
+            again = None
+        if again is None or not _same_mesh(again, mesh):
+            short = None
+    if short is None and mesh.ndim == 1 and _same_mesh(meshes.Mesh([mesh.axes[0]]), mesh):
+        return mesh.axes[0].tolist()  # the nodes of an interval, trapezoidal weights
+    return short if short is not None else mesh.to_dict()
+
+
+def _same_mesh(a, b):
+    """Two meshes alike bit for bit: nodes, weights, bounds and rule."""
+    return a.shape == b.shape and a.bounds == b.bounds and a.rule == b.rule and \
+        all(np.array_equal(p, q) for p, q in zip(a.axes + a.axis_weights,
+                                                 b.axes + b.axis_weights))
 
 
 def _plain(value, name):
@@ -421,17 +556,16 @@ def _plain(value, name):
 def _staged_sections(problem, method, data, output, train):
     """The sections of a staged problem's configuration: [model] and [objective] from the
     keywords it was built with (the stages' defaults), one [[stages]] table per stage."""
-    _, _, stages, kwargs = problem._spec
+    kwargs = problem.config()
+    stages = kwargs.pop("stages")
     model = {k: _plain(kwargs[k], f"model.{k}") for k in MODEL_KEYS
              if kwargs.get(k) is not None}
     objective = {k: _plain(kwargs[k], f"objective.{k}") for k in OBJECTIVE_KEYS
                  if kwargs.get(k) is not None}
     tables = []
-    for j, stage in enumerate(stages):
-        table = dict(T=stage.T, n_steps=stage.n_steps, dim=stage.dim, enter=stage.enter,
-                     enter_lam=stage.enter_lam, mesh=stage.mesh, **stage.options)
-        tables.append({k: _plain(v, f"stages[{j}].{k}") for k, v in table.items()
-                       if v is not None})
+    for j, table in enumerate(stages):
+        tables.append({k: (_mesh_value if k == "mesh" else _plain)(v, f"stages[{j}].{k}")
+                       for k, v in table.items() if v is not None})
     data = dict(data or {})
     if kwargs.get("lift") is not None:
         data.setdefault("lift", kwargs["lift"])
