@@ -17,8 +17,6 @@ The loop also keeps the best iterate (lowest cost; full batch only): every state
 A run that ends above its initial cost says so in its message (and :func:`train` warns);
 ``keep_best=True`` returns the best iterate instead of the last one.
 """
-import os
-import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -453,9 +451,10 @@ def train(problem, method="gd", *, max_iter=1000, controls=None, seed=0, keep_be
         Return the best iterate (lowest cost) instead of the last one; full batch only.
     progress : bool or None
         True: a progress bar (``tqdm.auto``: a widget in Jupyter, text on a terminal,
-        refreshed every ``PROGRESS_INTERVAL`` s at most). None (the default): no bar, only a
-        one-line notice on stderr when this call compiles pmp's kernels (the first run of
-        an installation: tens of seconds). False: neither.
+        refreshed every ``PROGRESS_INTERVAL`` s at most). None (the default) or False: no
+        bar. Whatever it is, a process that compiles pmp's kernels (the first run of an
+        installation: tens of seconds) says so in one line on stderr (``PMP_QUIET=1``
+        silences it).
 
     A run that ends above its initial cost warns (``UserWarning``) and sets
     ``result.worse_than_start``. Example::
@@ -526,43 +525,8 @@ def _consume(states, bar):
     return history, first, state
 
 
-COMPILE_NOTICE = "pmp: compiling pmp's kernels (first run only, up to a minute)..."
-_notice_shown = False
-
-
-def kernels_cold():
-    """True when the next training compiles pmp's kernels: none of the sweep kernels is
-    compiled or loaded in this process, and none has machine code in numba's cache on disk
-    (a warm cache loads in a fraction of a second)."""
-    from ._kernels import sweeps
-
-    kernels = [f for f in vars(sweeps).values() if hasattr(f, "signatures")]
-    if not kernels or any(k.signatures for k in kernels):  # JIT disabled, or already here
-        return False
-    for kernel in kernels:
-        cache_file = getattr(getattr(kernel, "_cache", None), "_cache_file", None)
-        index = getattr(cache_file, "_index_path", None)
-        if index is not None and os.path.exists(index):
-            return False
-    return True
-
-
-def compile_notice(file=None):
-    """Print :data:`COMPILE_NOTICE` (to stderr) if the kernels are cold; once per process.
-    Returns whether it printed."""
-    global _notice_shown
-    if _notice_shown or not kernels_cold():
-        return False
-    _notice_shown = True
-    print(COMPILE_NOTICE, file=file or sys.stderr, flush=True)
-    return True
-
-
 def _progress_bar(progress, total, initial, name):
-    """The bar of :func:`train` (None without one), after the compile notice."""
-    if progress is False:
-        return None
-    compile_notice()
+    """The bar of :func:`train` (None without one)."""
     if not progress:
         return None
     from tqdm.auto import tqdm

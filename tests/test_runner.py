@@ -70,19 +70,6 @@ def test_the_terminal_bar_redraws_a_few_times_per_second_not_every_iteration():
     assert "500/500" in terminal.text.getvalue()
 
 
-def test_the_terminal_shows_the_compile_notice_once(monkeypatch):
-    from pmp import trainer
-    from pmp.batch.runner import Progress
-
-    monkeypatch.setattr(trainer, "kernels_cold", lambda: True)
-    monkeypatch.setattr(trainer, "_notice_shown", False)
-    terminals = [Terminal(), Terminal()]
-    for terminal in terminals:
-        Progress(10, stream=terminal).close()
-    assert terminals[0].text.getvalue().startswith(trainer.COMPILE_NOTICE + "\n")
-    assert "compiling" not in terminals[1].text.getvalue()
-
-
 # heavy ball with a far too long step on a small rings problem: J overshoots
 OVERSHOOT = ["data.n_samples=24", "model.n_steps=10", "train.method='heavy_ball'",
              "train.lr=1.0", "train.momentum=0.9", "train.max_iter=30",

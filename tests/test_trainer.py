@@ -226,22 +226,3 @@ def test_progress_bar_is_one_keyword_away_and_refreshes_at_a_bounded_rate(toy, m
     assert bar.postfix.startswith("J=")
     with pytest.raises(TypeError, match="progress must be True, False or None"):
         pmp.train(toy, "gd", progress="bar")
-
-
-def test_compile_notice_is_shown_once(toy, monkeypatch, capsys):
-    from pmp import trainer
-
-    monkeypatch.setattr(trainer, "kernels_cold", lambda: True)
-    monkeypatch.setattr(trainer, "_notice_shown", False)
-    pmp.train(toy, "gd", max_iter=2, progress=False)
-    assert capsys.readouterr().err == ""  # progress=False: nothing at all
-    pmp.train(toy, "gd", max_iter=2)
-    pmp.train(toy, "gd", max_iter=2)
-    err = capsys.readouterr().err
-    assert err.count("compiling pmp's kernels (first run only") == 1
-    assert err.strip() == trainer.COMPILE_NOTICE
-
-
-def test_kernels_are_warm_after_a_training(toy):
-    pmp.train(toy, "gd", max_iter=1)
-    assert pmp.trainer.kernels_cold() is False

@@ -97,9 +97,8 @@ def _has_checkpoint(index):
 
 
 class Progress:
-    """A tqdm bar on a terminal (redrawn every ``PROGRESS_INTERVAL`` s at most, after the
-    one-line notice when the kernels are about to be compiled), plain lines every ``every``
-    iterations otherwise."""
+    """A tqdm bar on a terminal (redrawn every ``PROGRESS_INTERVAL`` s at most), plain lines
+    every ``every`` iterations otherwise."""
 
     def __init__(self, max_iter, stream=None, every=50, start=0):
         self.stream = stream or sys.stdout
@@ -109,9 +108,8 @@ class Progress:
         if getattr(self.stream, "isatty", lambda: False)():
             from tqdm import tqdm
 
-            from ..trainer import PROGRESS_INTERVAL, compile_notice
+            from ..trainer import PROGRESS_INTERVAL
 
-            compile_notice(self.stream)
             self.bar = tqdm(total=max_iter, initial=start, file=self.stream, unit="it",
                             dynamic_ncols=True, mininterval=PROGRESS_INTERVAL)
 
