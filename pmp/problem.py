@@ -274,6 +274,15 @@ class Problem:
         if changes.get("loss", self.loss) != "cross_entropy":
             kwargs.update(n_classes=None)  # only for cross_entropy
         kwargs.update(changes)
+        if getattr(self.field, "uses_mesh", False) and "field" not in changes:
+            # a field built on a mesh (a stage's) and its quadrature-weighted regulariser
+            # are objects that config() can only name: keep the field, weigh the regulariser
+            from .meshes import quadrature_regularizer
+
+            kwargs["field"] = self.field
+            reg = objectives.make_regularizer(kwargs["reg"], kwargs["lam"], kwargs["lam1"],
+                                              kwargs["bound"])
+            kwargs["reg"] = quadrature_regularizer(reg, self.field.control_weights())
         if isinstance(kwargs["projection"], list):
             kwargs["projection"] = np.asarray(kwargs["projection"])
         return Problem(self.x if x is None else x, self.y if y is None else y, **kwargs)

@@ -399,3 +399,22 @@ def test_the_cost_converges_at_the_quadrature_order_on_a_pixel_grid(rule):
                            initial) for n in sizes]
     order = _order(sizes, values)
     assert abs(order - 2.0) < 0.1, (values, order)
+
+
+def test_replace_keeps_a_stage_field_on_its_mesh():
+    """A stage's problem on a mesh keeps its field and its quadrature-weighted regulariser
+    through replace (new samples: the decision-region plots do this); the cost is the same."""
+    x, y = pmp.datasets.digits()
+    problem = pmp.Problem(x[:30], y[:30], field="integral", loss="cross_entropy",
+                          projection="first", lam=1e-3,
+                          stages=[pmp.Stage(T=1.0, n_steps=3, mesh=pmp.meshes.grid((8, 8)))])
+    stage = problem.stages[0]
+    controls = pmp.init_controls(problem, seed=0)[0]
+    again = stage.replace(x[:30], y[:30])
+    assert again.field is stage.field and type(again.reg) is type(stage.reg)
+    assert pmp.cost(again, controls)["total"] == pmp.cost(stage, controls)["total"]
+    heavier = stage.replace(lam=2e-3)  # a new weight: the regulariser is weighted again
+    assert type(heavier.reg) is type(stage.reg)
+    parts, heavier_parts = pmp.cost(stage, controls), pmp.cost(heavier, controls)
+    assert heavier_parts["regularization"] == pytest.approx(2 * parts["regularization"],
+                                                            rel=1e-12)
