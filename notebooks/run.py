@@ -14,9 +14,10 @@ then replaces the one in notebooks/figures/ (``--figures DIR`` for another folde
 its pixels differ. A re-run that draws the same pixels leaves the tracked file untouched, so
 git sees no change (PNG files also carry matplotlib's version in their metadata, and the
 encoder's output is not promised to stay byte-identical across versions). The figures are
-deterministic (two runs of notebooks 01 and 03-08 wrote byte-identical PNGs), except the two
-with a wall-clock axis, 02_toy_training.png and 07_rates.png (training loss against
-seconds): they differ from run to run and are rewritten every time.
+deterministic (two runs of notebooks 01 and 03-08 wrote byte-identical PNGs), except the three
+with a wall-clock axis, 02_toy_training.png, 07_rates.png (training loss against seconds) and
+09_digits_meshes.png (time per iteration): they differ from run to run and are rewritten
+every time.
 """
 import argparse
 import glob
