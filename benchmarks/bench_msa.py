@@ -1,8 +1,8 @@
 """Benchmarks of the MSA family.
 
 1. Section ``msa`` of the suite (``python benchmarks/run.py --only msa``): the cost of one
-   E-MSA iteration (adaptive rho; field "outer", whose Hamiltonian maximiser is exact)
-   relative to one GD iteration on the workloads W1 and W2. Both run through
+   E-MSA iteration (its defaults: adaptive rho, the inexact maximisation) relative to one GD
+   iteration on the workloads W1 and W2. Both run through
    :func:`pmp.iterate` from the same controls, their iterations interleaved; the start and
    the first (compiling) update are not timed. An adaptive E-MSA iteration is a
    maximisation and a forward sweep of the candidate, plus the costate sweep when the
@@ -88,8 +88,9 @@ def markdown(result):
     """The section's report."""
     lines = [f"Median time of one iteration through `pmp.iterate` (float64), interleaved: GD "
              f"(lr = {GD_LR:g}) and the E-MSA with its defaults (adaptive rho; for the field "
-             f"\"outer\" the maximiser is exact: closed form for rho = 0, else Cholesky or "
-             f"preconditioned CG, see `pmp.maximize`).", ""]
+             f"\"outer\": the closed form for rho = 0, else Cholesky up to 256 unknowns per "
+             f"step (W1), else 3 iterations of preconditioned CG (W2: 64 x 65 unknowns), see "
+             f"`pmp.maximize`).", ""]
     return lines + table(
         ["workload", "GD / iteration", "E-MSA / iteration", "E-MSA / GD", "E-MSA accepted",
          "final rho"],
