@@ -19,6 +19,16 @@ def lookup(registry, name, what, param=None):
     raise ValueError(f"unknown {what} {name!r}{where}{hint}; expected one of: {valid}")
 
 
+def lookup_class(registry, base, value, what):
+    """The ``base`` subclass that ``value`` names: a registered name, the class itself or an
+    instance of it."""
+    if isinstance(value, base):
+        return type(value)
+    if isinstance(value, type) and issubclass(value, base):
+        return value
+    return lookup(registry, value, what)
+
+
 def register(registry, cls, base, what):
     """Add the ``base`` subclass ``cls`` to ``registry`` under its ``name``; returns ``cls``."""
     if not (isinstance(cls, type) and issubclass(cls, base)) or not cls.name:

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._kernels import codes, lazy
-from ._validation import check_shape, finite_array, integer, lookup, real, register
+from ._validation import check_shape, finite_array, integer, lookup, lookup_class, real, register
 from .meshes import Mesh
 
 _sw = lazy("sweeps")
@@ -617,11 +617,7 @@ def field_names():
 
 def field_class(field):
     """The :class:`Field` subclass of a name, a class or an instance."""
-    if isinstance(field, Field):
-        return type(field)
-    if isinstance(field, type) and issubclass(field, Field):
-        return field
-    return lookup(FIELDS, field, "field")
+    return lookup_class(FIELDS, Field, field, "field")
 
 
 def make_field(field, dim, activation, **options):

@@ -1044,11 +1044,7 @@ def figures(source, *, problem=None, iteration=None, dims=None):
             control_heatmap(data, upto=k, ax=ax)
             ax.set_title("controls over training")
             out["control_heatmap"] = fig
-        fig, ax = plt.subplots(figsize=SIZES["single"], layout="constrained")
-        training_curves({data.label: data.history}, y=("cost", "loss"), ax=ax,
-                        mark=k if k != data.checkpoints[-1] else None)
-        ax.set_title(f"training ({data.label})")
-        out["training"] = fig
+        out["training"] = _training_figure(data, k)
     return out
 
 
@@ -1095,12 +1091,20 @@ def _staged_figures(data, k, dims):
     fig, ax = plt.subplots(figsize=SIZES["single"], layout="constrained")
     out["hamiltonian"] = _staged_hamiltonian(ax, problem, c, switching_report(problem,
                                                                               controls), k)
+    out["training"] = _training_figure(data, k)
+    return out
+
+
+def _training_figure(data, k):
+    """The cost and the loss over the iterations of a run, iteration ``k`` marked (unless
+    it is the last)."""
+    import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=SIZES["single"], layout="constrained")
     training_curves({data.label: data.history}, y=("cost", "loss"), ax=ax,
                     mark=k if k != data.checkpoints[-1] else None)
     ax.set_title(f"training ({data.label})")
-    out["training"] = fig
-    return out
+    return fig
 
 
 def _staged_decay(ax, problem, c, fit_rate, k):

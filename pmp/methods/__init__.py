@@ -19,7 +19,7 @@ contract. A new method is one subclass of :class:`Method` and one call of
 """
 import inspect
 
-from .._validation import lookup, register
+from .._validation import lookup_class, register
 from .base import Method, Oracle, Point
 from .gradient import LBFGS, Adam, GradientDescent, HeavyBall, Nesterov
 from .msa import EMSA, MSA, Discrete
@@ -49,11 +49,7 @@ def method_options(cls):
 
 def method_class(method):
     """The :class:`Method` subclass of a name, a class or an instance."""
-    if isinstance(method, Method):
-        return type(method)
-    if isinstance(method, type) and issubclass(method, Method):
-        return method
-    return lookup(METHODS, method, "method")
+    return lookup_class(METHODS, Method, method, "method")
 
 
 def make_method(method, options):
