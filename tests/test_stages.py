@@ -344,7 +344,7 @@ def test_duration_gradient_of_an_unstaged_problem_and_the_switch_hamiltonians():
 
 def test_train_two_stage_rings_lifted_at_the_switch():
     """The two rings in the plane, lifted to R^3 at t_s = 2: L-BFGS and E-MSA decrease J at
-    every iterate; Adam on mini-batches trains it too; "proximal" is refused clearly."""
+    every iterate; Adam on mini-batches trains it too."""
     x, y = pmp.datasets.rings(256, seed=0)
     problem = pmp.Problem(x, y, stages=[pmp.Stage(T=2.0, n_steps=20),
                                         pmp.Stage(T=3.0, n_steps=30, dim=3, enter="lift")],
@@ -358,8 +358,6 @@ def test_train_two_stage_rings_lifted_at_the_switch():
     assert np.all(np.diff(emsa.history["cost"]) <= 0.0) and emsa.J < costs[0]
     adam = pmp.train(problem, method="adam", max_iter=5, batch_size=64, progress=False)
     assert adam.J < costs[0]
-    with pytest.raises(ValueError, match="method 'proximal' cannot train a staged problem"):
-        pmp.train(problem, method="proximal", max_iter=2)
 
 
 def test_trainable_transition_trains():
@@ -496,3 +494,82 @@ def test_a_staged_run_resumes_exactly():
     part = list(pmp.iterate(problem, method="lbfgs", max_iter=3))
     rest = pmp.iterate(problem, method="lbfgs", max_iter=6, resume=part[-1].resume)
     assert [s.cost["total"] for s in part] + [s.cost["total"] for s in rest] == full
+
+
+
+# ------------------------------------------- "discrete" and "proximal", stage by stage
+def _small_rings(reg="l2", lam=1e-3, /, **second):
+    """The rings, lifted 2 -> 3 at t = 1: 24 samples, 5 + 4 steps (``second``: the second
+    stage's own options)."""
+    x, y = pmp.datasets.rings(24, seed=0)
+    second = dict(dict(T=1.0, n_steps=4, dim=3, enter="lift"), **second)
+    return pmp.Problem(x, y, stages=[pmp.Stage(T=1.0, n_steps=5), pmp.Stage(**second)],
+                       field="outer", activation="tanh", loss="squared", reg=reg, lam=lam)
+
+
+@pytest.mark.parametrize("levels", ["binary", "ternary"])
+def test_discrete_trains_every_stage_in_its_levels(levels):
+    problem = _small_rings()
+    result = pmp.train(problem, "discrete", max_iter=12, levels=levels, lr=0.2,
+                       progress=False)
+    assert result.J < result.history["cost"][0]
+    for j, u in enumerate(result.controls):  # each stage's own scale 1 / sqrt(fan_in)
+        s = 1.0 / np.sqrt(problem.dims[j])
+        allowed = {-s, s} if levels == "binary" else {-s, 0.0, s}
+        assert set(np.unique(u["W"])) <= allowed, j
+        assert np.any(u["b"] != 0.0)  # the biases take gradient steps
+    if levels == "binary":
+        assert np.all(result.history["nonzero"] == 1.0)
+
+
+def test_discrete_keeps_a_trainable_transition_real():
+    """A transition has no levels: a real matrix moved by gradient steps (its frozen entries
+    kept), the stages' weights in their levels."""
+    mask = np.zeros((3, 2), bool)
+    mask[0, 0] = True
+    problem = _small_rings(enter="trainable", enter_lam=1e-3, frozen={"enter": mask})
+    result = pmp.train(problem, "discrete", max_iter=8, scale=0.5, progress=False)
+    A = result.controls[1]["enter"]
+    assert result.J < result.history["cost"][0]
+    assert A[0, 0] == 1.0 and not np.array_equal(A, np.eye(3, 2))
+    assert len(np.unique(A)) > 3  # real values, not levels
+    assert all(set(np.unique(u["W"])) <= {-0.5, 0.5} for u in result.controls)
+
+
+def test_proximal_trains_a_staged_problem_with_each_stages_regulariser():
+    """l1 on both stages: FISTA with restart never rises. A strong l1 on stage 0, l2 on
+    stage 1 with a trainable transition (its regulariser smooth, in the gradient): the prox
+    of stage 0's l1 sets its controls to exactly zero, stage 1's stay."""
+    result = pmp.train(_small_rings("l1", 2e-2), "proximal", max_iter=10, progress=False)
+    costs = result.history["cost"]
+    assert np.all(np.diff(costs) <= 0.0) and costs[-1] < 0.9 * costs[0]
+    mixed = _small_rings("l1", 0.3, enter="trainable", reg="l2")
+    result = pmp.train(mixed, "proximal", max_iter=20, progress=False)
+    assert result.J < 0.5 * result.history["cost"][0]
+    assert result.J == pytest.approx(pmp.cost(mixed, result.controls)["total"], rel=1e-12)
+    assert all(np.all(a == 0.0) for a in result.controls[0].values())
+    assert all(np.any(a != 0.0) for a in result.controls[1].values())
+
+
+@pytest.mark.parametrize("method,reg,options", [
+    ("discrete", "l2", dict(levels="ternary", lr=0.2)),
+    ("proximal", "l1", {}), ("proximal", "l1elem", dict(lr=0.5))])
+def test_one_stage_discrete_and_proximal_are_the_unstaged_runs(method, reg, options):
+    x, y = _data(3)
+    kw = dict(field="outer", activation="tanh", T=1.0, n_steps=6, reg=reg, lam=0.05)
+    plain, staged = pmp.Problem(x, y, **kw), pmp.Problem(x, y, stages=[pmp.Stage()], **kw)
+    r = pmp.train(plain, method, max_iter=6, progress=False, **options)
+    rs = pmp.train(staged, method, max_iter=6, progress=False, **options)
+    np.testing.assert_array_equal(rs.history["cost"], r.history["cost"])
+    assert all(np.array_equal(rs.controls[0][n], r.controls[n]) for n in r.controls)
+
+
+def test_a_method_without_stages_is_refused_by_name():
+    class Plain(pmp.methods.GradientDescent):
+        name = "plain_gd"
+        supports_stages = False
+
+    with pytest.raises(ValueError, match=r"method 'plain_gd' cannot train a staged problem "
+                                         r"\(stages=\.\.\.\) yet; methods that can: .*discrete.*"
+                                         r"proximal"):
+        pmp.train(_small_rings(), Plain(), max_iter=2)

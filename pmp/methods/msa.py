@@ -19,8 +19,9 @@ maximisation of the (augmented) Hamiltonian at every step (:mod:`pmp.maximize`).
 "discrete"     binary ``s {-1, +1}`` or ternary ``s {-1, 0, +1}`` weights (Li & Hao):
                an exponential moving average of ``G = d<p, F>/du`` decides the sign; an
                entry changes only where its evidence exceeds ``flip`` times the largest
-               evidence among the entries of its step that want to change. Biases and a
-               trainable readout keep a gradient step.
+               evidence among the entries of its step that want to change. Biases, a
+               trainable readout and a staged problem's trainable transition keep a
+               gradient step.
 =============  =====================================================================
 
 History columns: ``rho``, ``accepted`` (1 or 0), ``gain`` (``h sum_k`` of the Hamiltonian
@@ -31,7 +32,9 @@ import numpy as np
 
 from .._validation import boolean, lookup, real
 from ..maximize import Maximizer
+from ..stages import is_staged
 from .base import Method, Point
+from .staged import stagewise
 
 
 class MSA(Method):
@@ -220,12 +223,19 @@ class Discrete(Method):
         ``flip`` times the largest among the entries of its step that want to change.
     lr : float
         Gradient step of the continuous controls (biases, readout).
+
+    A staged problem (:mod:`pmp.stages`) is trained stage by stage: each stage's field names
+    its discrete controls, its ``fan_in`` their default scale, its ``lam`` the default
+    threshold, its regulariser and step the evidence ``G``. A trainable transition
+    (``"enter"``) is a real matrix with no levels: it stays real and takes the gradient
+    step ``lr`` of the continuous controls (its ``enter_lam |A|^2`` in that gradient).
     """
 
     name = "discrete"
     needs_smooth = True
     accepts_segment = False
     history_columns = ("accepted", "nonzero")
+    supports_stages = True  # the rule runs on every stage's own controls (docstring)
 
     def __init__(self, levels="binary", scale=None, threshold=None, ema=0.9, flip=0.9,
                  lr=0.1):
@@ -243,16 +253,33 @@ class Discrete(Method):
             return np.where(u >= 0.0, s, -s)
         return np.where(np.abs(u) > 0.5 * s, np.sign(u) * s, 0.0)
 
+    def _levels(self, problem):
+        """name -> (scale ``s``, ternary threshold) of every discrete control (flat names,
+        each stage's own, for a staged problem)."""
+        if is_staged(problem):
+            return stagewise(problem, self._levels)
+        threshold = problem.lam if self.threshold is None else self.threshold
+        return {n: (self.scale if self.scale is not None
+                    else 1.0 / np.sqrt(problem.field.fan_in(n)), threshold)
+                for n in problem.field.discrete_controls}
+
+    @staticmethod
+    def _reg_grad(problem, controls):
+        """The gradient of the (smooth) regulariser per control, zero where it has none
+        (stage by stage for a staged problem; a transition's is not needed)."""
+        if is_staged(problem):
+            return stagewise(problem, Discrete._reg_grad, controls)
+        out = {n: np.zeros_like(a) for n, a in controls.items()}
+        problem.reg.add_grad(controls, problem.control_names, problem.h, out)
+        return out
+
     def run(self, oracle, u, state=None):
         problem = oracle.problem
-        names = problem.field.discrete_controls
-        scales = {n: self.scale if self.scale is not None
-                  else 1.0 / np.sqrt(problem.field.fan_in(n))
-                  for n in names}
-        threshold = problem.lam if self.threshold is None else self.threshold
+        levels = self._levels(problem)
+        names = tuple(levels)
         u = dict(u)
         for n in names:
-            u[n] = self._project(u[n], scales[n]).astype(problem.dtype)
+            u[n] = self._project(u[n], levels[n][0]).astype(problem.dtype)
         point = oracle.evaluate(u)  # the rule reads the gradient only
         average = (state or {}).get("average")
         while True:
@@ -261,15 +288,14 @@ class Discrete(Method):
             yield point
             # G = d<p, F>/du per unit time: minus the Riesz gradient of the data part
             controls = point.controls
-            reg_grad = {n: np.zeros_like(a) for n, a in controls.items()}
-            problem.reg.add_grad(controls, problem.control_names, problem.h, reg_grad)
+            reg_grad = self._reg_grad(problem, controls)
             G = {n: -(point.riesz[n] - reg_grad[n] / problem.riesz_weight(n)) for n in names}
             average = G if average is None else {
                 n: self.ema * average[n] + (1.0 - self.ema) * G[n] for n in names}
             new = {n: (a - self.lr * point.riesz[n] if n not in names else a)
                    for n, a in controls.items()}
             for n in names:
-                new[n] = self._flip(controls[n], average[n], scales[n], threshold)
+                new[n] = self._flip(controls[n], average[n], *levels[n])
             point = oracle.evaluate(new)
 
     def _flip(self, current, g, s, threshold):

@@ -1,9 +1,55 @@
-"""FISTA with the proximal map of the regulariser (for l1 and box constraints)."""
+"""FISTA with the proximal map of the regulariser (for l1 and box constraints).
+
+A staged problem (:mod:`pmp.stages`) is trained with each stage's own regulariser: the prox
+of every stage's regulariser on its controls with its own ``lam`` (and ``bound``), the
+smooth part of J without the l1 stages' regularisation; a trainable transition's
+``enter_lam |A|^2`` is smooth, in the gradient (its prox is the identity).
+"""
 import numpy as np
 
 from .._controls import axpy, lincomb
 from .._validation import boolean, real
+from ..stages import is_staged
 from .base import Method, Point
+from .staged import stage_values, stagewise
+
+
+def _stage_prox(problem, y, z, step):
+    """The prox of ``step * R`` of an unstaged problem at ``z``, its frozen entries kept at
+    their values in ``y``."""
+    out = problem.reg.prox(z, problem.control_names, step)
+    for name, mask in problem.frozen.items():
+        out[name] = np.where(mask, y[name], out[name])
+    return out
+
+
+def _rough(problem, controls):
+    """The non-differentiable regularisation of an unstaged problem (0 if smooth)."""
+    if problem.reg.smooth:
+        return 0.0
+    return problem.reg.value(controls, problem.control_names, problem.h)
+
+
+def _regulariser(problem):
+    """``(smooth, prox)``: ``smooth(parts, controls)`` is J without its non-differentiable
+    regularisation, ``prox(y, z, step)`` the regulariser's proximal map at ``z`` (frozen
+    entries keep their values in ``y``); stage by stage for a staged problem."""
+    if not is_staged(problem):
+        def smooth(parts, controls):
+            return parts["total"] - (0.0 if problem.reg.smooth else parts["regularization"])
+
+        return smooth, lambda y, z, step: _stage_prox(problem, y, z, step)
+
+    def staged_smooth(parts, controls):
+        return parts["total"] - sum(stage_values(problem, _rough, controls))
+
+    def staged_prox(y, z, step):
+        out = dict(z)  # a trainable transition: its smooth regulariser is in the gradient
+        out.update(stagewise(problem, lambda stage, ys, zs: _stage_prox(stage, ys, zs, step),
+                             y, z))
+        return out
+
+    return staged_smooth, staged_prox
 
 
 class Proximal(Method):
@@ -18,6 +64,7 @@ class Proximal(Method):
     name = "proximal"
     blas_between_sweeps = True
     needs_smooth = False
+    supports_stages = True  # each stage's regulariser's prox (module docstring)
 
     _full_batch_hint = "; give a fixed lr for mini-batches"
 
@@ -33,16 +80,10 @@ class Proximal(Method):
 
     def run(self, oracle, u, state=None):
         problem = oracle.problem
-        reg, names = problem.reg, problem.control_names
-
-        def smooth(parts):
-            return parts["total"] - (0.0 if reg.smooth else parts["regularization"])
+        smooth, prox = _regulariser(problem)
 
         def prox_step(y, g, step):
-            out = reg.prox(axpy(-step, g, y), names, step)
-            for name, mask in problem.frozen.items():
-                out[name] = np.where(mask, y[name], out[name])
-            return out
+            return prox(y, axpy(-step, g, y), step)
 
         def inner(a, b):  # the L^2(0, T) inner product
             return sum(problem.riesz_weight(n) * float(np.vdot(a[n], b[n])) for n in a)
@@ -60,7 +101,8 @@ class Proximal(Method):
         while True:
             self.state = {"y": y_point.controls, "t": t, "L": L}
             yield x_point
-            y, g, f_y = y_point.controls, y_point.riesz, smooth(y_point.parts)
+            y, g = y_point.controls, y_point.riesz
+            f_y = smooth(y_point.parts, y)
             while True:
                 step = 1.0 / L
                 new = prox_step(y, g, step)
@@ -69,7 +111,7 @@ class Proximal(Method):
                     break
                 diff = {n: new[n] - y[n] for n in y}
                 bound = f_y + inner(g, diff) + 0.5 * L * inner(diff, diff)
-                if smooth(parts) <= bound + 1e-12 * abs(bound):
+                if smooth(parts, new) <= bound + 1e-12 * abs(bound):
                     break
                 L *= 2.0
             gnorm = mapping_norm(y, new, step)

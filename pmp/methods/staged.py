@@ -1,7 +1,8 @@
 """Training a staged problem (:mod:`pmp.stages`): the methods that declare
-:attr:`~pmp.methods.Method.supports_stages` (the gradient family but "proximal", and the
-MSA / E-MSA, whose maximiser works stage by stage: :mod:`pmp.maximize.staged`) see its
-controls as one dict.
+:attr:`~pmp.methods.Method.supports_stages` (the gradient family, "proximal" and
+"discrete", whose regulariser's prox and per-step rule run stage by stage through
+:func:`stagewise`, and the MSA / E-MSA, whose maximiser works stage by stage:
+:mod:`pmp.maximize.staged`) see its controls as one dict.
 
 The list of one dict per stage is presented to a method as one dict ``"j.name" -> array``
 (:meth:`pmp.stages.StagedProblem.flatten_controls`; a trainable transition into stage ``j``
@@ -11,7 +12,7 @@ sees carry the list again.
 """
 import dataclasses
 
-from ..stages import (_cost_of_states, _evaluate, _gradient, _states, cost, grad_norm,
+from ..stages import (_cost_of_states, _evaluate, _gradient, _own, _states, cost, grad_norm,
                       riesz_gradient)
 from .base import Oracle, Point
 
@@ -33,6 +34,23 @@ def check_staged(method, problem, batch_size=None, segment=None):
             method.check(stage, batch_size, None)
         except ValueError as err:
             raise ValueError(f"stages[{j}]: {err}") from None
+
+
+def stage_values(problem, rule, *flats):
+    """``[rule(stage, *own) for every stage]``: ``own`` is the stage's part of each flat
+    dict of ``flats`` (:meth:`~pmp.stages.StagedProblem.flatten_controls`) under the
+    stage's own names, a trainable transition's ``"enter"`` left out. What an unstaged
+    problem's rule takes (a regulariser's value or prox, the discrete method's levels), run
+    with the stage's own field, regulariser and step."""
+    parts = [problem.unflatten_controls(flat) for flat in flats]
+    return [rule(stage, *(_own(u[j]) for u in parts)) for j, stage in enumerate(problem.stages)]
+
+
+def stagewise(problem, rule, *flats):
+    """:func:`stage_values` of a ``rule`` that returns a dict of its stage's own names,
+    joined into one flat dict ``"j.name"`` (a trainable transition is the caller's to
+    treat)."""
+    return problem.flatten_controls(stage_values(problem, rule, *flats))
 
 
 class StagedOracle(Oracle):
@@ -95,4 +113,5 @@ class StagedCandidate:
     xs: list
 
 
-__all__ = ["StagedOracle", "StagedCandidate", "check_staged"]
+__all__ = ["StagedOracle", "StagedCandidate", "check_staged", "stage_values",
+           "stagewise"]
