@@ -2,6 +2,7 @@
 run files (per-stage groups with their own time axes), resume, `pmp analyze` and `pmp plot`;
 a run without stages keeps its layout."""
 import io
+import os
 
 import h5py
 import numpy as np
@@ -12,7 +13,7 @@ from pmp import stages as st
 from pmp.batch import cli
 from pmp.batch.config import ConfigError, RunConfig, parse_config
 from pmp.batch.runner import resume_run, train_run
-from pmp_cases import SMALL
+from pmp_cases import ROOT, SMALL
 
 STAGED = """\
 [data]
@@ -622,3 +623,16 @@ def test_trained_durations_go_into_the_checkpoints_and_resume_exactly(tmp_path):
             for name in ua:
                 np.testing.assert_array_equal(ua[name], ub[name])
         assert float(a.checkpoint().attrs["cost"]) == pmp.cost(problem, a.controls())["total"]
+
+
+@pytest.mark.parametrize("page", ["guide/stages.md", "guide/batch.md"])
+def test_the_configurations_shown_in_the_documentation_are_valid(page):
+    """Every whole configuration (a TOML block with a [data] section) of these pages parses
+    and validates (builds its problem); the other blocks are fragments."""
+    import re
+
+    text = open(os.path.join(ROOT, "docs", page)).read()
+    blocks = [b for b in re.findall(r"```toml\n(.*?)```", text, flags=re.S) if "[data]" in b]
+    assert blocks
+    for block in blocks:
+        pmp.parse_config(block).validate()
