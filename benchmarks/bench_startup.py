@@ -25,7 +25,17 @@ from benchmarks.common import ROOT, log, seconds, table, target
 
 NAME = "startup"
 LIMITS = {"cold": 15.0, "warm": 1.5}  # seconds to the first iteration
+IMPORT_LIMIT = 0.5  # seconds
 FIRST_ITERATION = re.compile(r"^\s*iter\s+1\s")
+
+
+def _user_environment():
+    """This process's environment as a user's shell has it: without the settings that
+    disable a cache (numba's, pmp's, Python's bytecode: a session that sets
+    PYTHONDONTWRITEBYTECODE recompiles every module of pmp at every start)."""
+    return {k: v for k, v in os.environ.items()
+            if k not in ("NUMBA_CACHE_DIR", "PMP_NO_CACHE", "PMP_DISABLE_JIT",
+                         "NUMBA_DISABLE_JIT", "PYTHONDONTWRITEBYTECODE")}
 
 
 def time_train(cache_dir=None):
@@ -42,9 +52,7 @@ def time_train(cache_dir=None):
         ``first_iteration_s``: from launching the process to the progress line of
         iteration 1; ``total_s``: until the process exits.
     """
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("NUMBA_CACHE_DIR", "PMP_NO_CACHE", "PMP_DISABLE_JIT",
-                        "NUMBA_DISABLE_JIT")}
+    env = _user_environment()
     if cache_dir is not None:
         env["NUMBA_CACHE_DIR"] = cache_dir
     with tempfile.TemporaryDirectory(prefix="pmp-bench-run-") as out:
@@ -106,7 +114,7 @@ def compile_profile(cache_dir):
     with numba's compile events timed. Returns ``total_s`` (the training command) and
     ``functions``: each compiled function's own time (its callees' excluded) and number of
     specialisations, longest first."""
-    env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir, PMP_QUIET="1")
+    env = dict(_user_environment(), NUMBA_CACHE_DIR=cache_dir, PMP_QUIET="1")
     with tempfile.TemporaryDirectory(prefix="pmp-bench-run-") as out:
         done = subprocess.run([sys.executable, "-c", PROFILE_SCRIPT, os.path.join(out, "run")],
                               cwd=ROOT, env=env, capture_output=True, text=True, check=True)
@@ -117,11 +125,24 @@ def compile_profile(cache_dir):
     return dict(total_s=profile["total_s"], functions=functions)
 
 
+def time_import(repeat=5):
+    """Seconds that ``import pmp`` takes in a fresh interpreter (measured inside it, so the
+    interpreter's own start is not counted): the median of ``repeat`` processes."""
+    code = "import time; t = time.perf_counter(); import pmp; print(time.perf_counter() - t)"
+    runs = [float(subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True,
+                                 env=_user_environment(), capture_output=True,
+                                 text=True).stdout)
+            for _ in range(repeat + 1)]
+    times = sorted(runs[1:])  # the first one writes the bytecode if it is stale
+    return times[len(times) // 2]
+
+
 def run(options):
     """The section (see :mod:`benchmarks.run`; ``options.quick`` skips the cold run):
     ``rows`` (``run`` "cold" or "warm", ``cache``, ``first_iteration_s``, ``total_s``,
-    ``limit_s``) and ``targets``."""
-    rows = []
+    ``limit_s``), ``profile`` (:func:`compile_profile`; None with quick), ``import_s`` and
+    ``targets``."""
+    rows, profile = [], None
 
     def measure(kind, cache, cache_dir):
         row = dict(run=kind, cache=cache, **time_train(cache_dir), limit_s=LIMITS[kind])
@@ -138,8 +159,12 @@ def run(options):
             measure("warm", "the cold run's NUMBA_CACHE_DIR", cache_dir)
         with tempfile.TemporaryDirectory(prefix="pmp-bench-numba-") as cache_dir:
             profile = compile_profile(cache_dir)
-    return dict(rows=rows, profile=profile, targets=[target(NAME, f"{r['run']} start: time to first iteration",
-                                           r["first_iteration_s"], r["limit_s"]) for r in rows])
+    import_s = time_import()
+    log(NAME, f"import pmp: {seconds(import_s)}")
+    targets = [target(NAME, f"{r['run']} start: time to first iteration",
+                      r["first_iteration_s"], r["limit_s"]) for r in rows]
+    targets.append(target(NAME, "import pmp", import_s, IMPORT_LIMIT))
+    return dict(rows=rows, profile=profile, import_s=import_s, targets=targets)
 
 
 def markdown(result):
@@ -151,6 +176,9 @@ def markdown(result):
         ["run", "numba cache", "time to first iteration", "process total", "target"],
         [[r["run"], r["cache"], seconds(r["first_iteration_s"]), seconds(r["total_s"]),
           f"<= {r['limit_s']:g} s"] for r in result["rows"]])
+    if "import_s" in result:
+        lines += ["", f"`import pmp` in a fresh interpreter, timed inside it (median of 5 "
+                      f"processes): {seconds(result['import_s'])} (target <= {IMPORT_LIMIT:g} s)."]
     profile = result.get("profile")
     if profile:
         functions = profile["functions"]

@@ -20,3 +20,9 @@ class _LazyModule(types.ModuleType):
 def lazy(name):
     """The kernel module ``pmp._kernels.<name>``, imported when first used."""
     return _LazyModule(f"{__name__}.{name}")
+
+
+def lazy_module(name):
+    """Any module ``name`` (e.g. h5py for the run store), imported when first used, so that
+    ``import pmp`` does not pay for it."""
+    return _LazyModule(name)

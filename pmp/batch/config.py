@@ -29,16 +29,18 @@ import os
 import tomllib
 from dataclasses import dataclass, field
 
-import h5py
 import numpy as np
 import tomli_w
 
+from .._kernels import lazy_module
 from .. import datasets, meshes
 from ..problem import Problem
 from ..stages import STAGE_OPTIONS, Stage, is_staged
 from ..trainer import check_options, iterate
 from .._validation import integer
 from ..methods import METHODS, make_method, method_options
+
+h5py = lazy_module("h5py")  # imported when a file is first read or written
 
 SECTIONS = ("data", "model", "objective", "train", "output")
 MODEL_KEYS = ("field", "activation", "T", "n_steps", "width", "projection", "slope",

@@ -13,13 +13,15 @@ import itertools
 import os
 import re
 
-import h5py
 import numpy as np
 
 from .config import ConfigError, parse_config, parse_value
 from .lock import DirectoryLock
 from .store import RunFileError, atomic_h5, load_run, write_text
+from .._kernels import lazy_module
 from ..threads import threads as blas_threads
+
+h5py = lazy_module("h5py")  # imported when a file is first read or written
 
 SUMMARY = ("status", "iterations", "cost", "terminal", "running", "regularization", "loss",
            "grad_norm", "wall_time")

@@ -67,12 +67,14 @@ import shutil
 import tempfile
 from datetime import datetime, timezone
 
-import h5py
 import numpy as np
 
+from .._kernels import lazy_module
 from .._version import __version__
 from ..stages import is_staged
 from .config import parse_config
+
+h5py = lazy_module("h5py")  # imported when a file is first read or written
 
 FORMAT = "pmp-run"
 FORMAT_VERSION = 1
