@@ -137,12 +137,24 @@ def time_import(repeat=5):
     return times[len(times) // 2]
 
 
+def python_reference(repeat=3):
+    """Seconds of a fixed pure-Python loop (10^7 additions), the best of ``repeat``: numba's
+    compiler is Python, so a cold start scales with this, which varies with the machine's
+    speed at the time (the same virtual machine measured 12.7 s and 19.2 s an hour apart)."""
+    code = ("import time\nt = time.perf_counter()\ns = 0\nfor i in range(10**7):\n    s += i\n"
+            "print(time.perf_counter() - t)")
+    return min(float(subprocess.run([sys.executable, "-c", code], check=True,
+                                     capture_output=True, text=True).stdout)
+               for _ in range(repeat))
+
+
 def run(options):
     """The section (see :mod:`benchmarks.run`; ``options.quick`` skips the cold run):
     ``rows`` (``run`` "cold" or "warm", ``cache``, ``first_iteration_s``, ``total_s``,
     ``limit_s``), ``profile`` (:func:`compile_profile`; None with quick), ``import_s`` and
     ``targets``."""
     rows, profile = [], None
+    reference_s = python_reference()
 
     def measure(kind, cache, cache_dir):
         row = dict(run=kind, cache=cache, **time_train(cache_dir), limit_s=LIMITS[kind])
@@ -164,7 +176,8 @@ def run(options):
     targets = [target(NAME, f"{r['run']} start: time to first iteration",
                       r["first_iteration_s"], r["limit_s"]) for r in rows]
     targets.append(target(NAME, "import pmp", import_s, IMPORT_LIMIT))
-    return dict(rows=rows, profile=profile, import_s=import_s, targets=targets)
+    return dict(rows=rows, profile=profile, import_s=import_s,
+                python_reference_s=reference_s, targets=targets)
 
 
 def markdown(result):
@@ -176,6 +189,10 @@ def markdown(result):
         ["run", "numba cache", "time to first iteration", "process total", "target"],
         [[r["run"], r["cache"], seconds(r["first_iteration_s"]), seconds(r["total_s"]),
           f"<= {r['limit_s']:g} s"] for r in result["rows"]])
+    if "python_reference_s" in result:
+        lines += ["", f"The machine's Python speed at the time, which a cold start (numba's "
+                      f"compiler is Python) scales with: a loop of 10^7 additions took "
+                      f"{seconds(result['python_reference_s'])} (best of 3)."]
     if "import_s" in result:
         lines += ["", f"`import pmp` in a fresh interpreter, timed inside it (median of 5 "
                       f"processes): {seconds(result['import_s'])} (target <= {IMPORT_LIMIT:g} s)."]
