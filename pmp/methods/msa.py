@@ -224,6 +224,8 @@ class Discrete(Method):
     lr : float
         Gradient step of the continuous controls (biases, readout).
 
+    Notes
+    -----
     A staged problem (:mod:`pmp.stages`) is trained stage by stage: each stage's field names
     its discrete controls, its ``fan_in`` their default scale, its ``lam`` the default
     threshold, its regulariser and step the evidence ``G``. A trainable transition
