@@ -69,7 +69,7 @@ def machine_markdown(runs, shown=SHOWN_RUNS):
     columns, rows = [], {}
     for number, (_, results) in enumerate(runs):
         settings = results["settings"]
-        columns.append(f"{settings['started'][:10]} ({'quick' if settings['quick'] else 'full'})")
+        columns.append(f"{settings['started'][:16]} ({'quick' if settings['quick'] else 'full'})")
         for t in results["targets"]:
             key = (t["section"], t["target"])
             row = rows.setdefault(key, [t["section"], t["target"], f"{t['op']} {t['limit']:g}"]

@@ -38,7 +38,8 @@ def test_runs_are_recorded_and_tabulated_oldest_first(tmp_path):
     assert [r["settings"]["started"][:10] for _, r in machines["amd-epyc-zen3"]] == \
         ["2026-11-30", "2026-12-02"]
     table = history.machine_markdown(machines["amd-epyc-zen3"])
-    assert table[0] == "| section | target | limit | 2026-11-30 (full) | 2026-12-02 (quick) |"
+    assert table[0] == ("| section | target | limit | 2026-11-30 10:00 (full) "
+                        "| 2026-12-02 09:30 (quick) |")
     assert table[2] == "| iteration | W2 float64: pmp / best peer | <= 0.5 | 0.68 MISS | 0.45 PASS |"
     page = "\n".join(history.markdown(root, include_from=os.path.join(root, "docs")))
     assert "### amd-epyc-zen3" in page and "### intel-xeon" in page
