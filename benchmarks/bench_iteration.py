@@ -10,6 +10,8 @@ checked against pmp first; in float64 a relative gradient error above
 """
 import os
 
+import numpy as np
+
 import pmp
 from benchmarks import peers
 from benchmarks.common import (BYTE_MODEL, FLOP_MODEL, Gemm, PmpIteration, describe, flops,
@@ -115,6 +117,67 @@ def measure(name, dtype, options):
     return result
 
 
+PROFILED = ("W2", "W3")  # float64, one thread: where the floor ratios are missed
+
+
+class _Parts:
+    """The parts of one iteration of the "outer" field, each alone, at the workload's
+    shapes and over its K steps (one thread): the three products per step (forward
+    ``sigma(X_k) W_k^T``, costate ``p W_k``, gradient ``p^T sigma(X_k)``, in NumPy's BLAS
+    on trajectory-sized arrays, so that operands come from memory as in a sweep) and the
+    activation (pmp's tanh kernel on every ``X_k``)."""
+
+    def __init__(self, problem):
+        from pmp._kernels import activations, codes
+
+        rng = np.random.default_rng(0)
+        K, n, d = problem.n_steps, problem.n_samples, problem.dim
+        dtype = problem.dtype
+        self.xs = rng.standard_normal((K + 1, n, d)).astype(dtype)
+        self.ss = np.empty((K, n, d), dtype)
+        self.W = (0.1 * rng.standard_normal((K, d, d))).astype(dtype)
+        self.out, self.grad = np.empty((n, d), dtype), np.empty((d, d), dtype)
+        self._activate, self._tanh = activations.activate, codes.TANH
+
+    def products(self):
+        for k in range(self.W.shape[0]):
+            np.matmul(self.xs[k], self.W[k].T, out=self.out)
+            np.matmul(self.xs[k + 1], self.W[k], out=self.out)
+            np.matmul(self.xs[k + 1].T, self.xs[k], out=self.grad)
+
+    def activation(self):
+        for k in range(self.W.shape[0]):
+            self._activate(self._tanh, 0.0, self.xs[k], self.ss[k])
+
+
+def profile(name, options):
+    """One thread: pmp's iteration on workload ``name`` (float64) against its products and
+    its activation measured alone at the same shapes, interleaved (see :class:`_Parts`).
+
+    Returns
+    -------
+    dict
+        ``workload``, ``iteration_s``, ``products_s``, ``activation_s``, ``rest_s`` (the
+        iteration minus both: the elementwise passes, the readout, Python), the products'
+        ``products_gflops`` and the ``gemm_gflops`` of the 1024 x 1024 GEMM, one thread.
+    """
+    problem = workload(name)
+    parts, gemm = _Parts(problem), Gemm(problem.dtype)
+    with pmp.threads(1):
+        it = PmpIteration(problem, pmp.init_controls(problem, scale=0.1))
+        medians = interleaved_medians({"iteration": it.step, "products": parts.products,
+                                       "activation": parts.activation, "gemm": gemm.step},
+                                      max(3, options.repeat // 4))
+    rest = medians["iteration"] - medians["products"] - medians["activation"]
+    row = dict(workload=name, iteration_s=medians["iteration"], products_s=medians["products"],
+               activation_s=medians["activation"], rest_s=rest,
+               products_gflops=flops(problem) / medians["products"] / 1e9,
+               gemm_gflops=gemm.flops / medians["gemm"] / 1e9)
+    log(NAME, f"{name} float64, one thread: iteration {seconds(row['iteration_s'])}, products "
+              f"{seconds(row['products_s'])}, tanh {seconds(row['activation_s'])}")
+    return row
+
+
 def targets_of(row):
     """The targets of the issue for one workload row."""
     label = f"{row['workload']} {row['dtype']}: pmp / "
@@ -141,8 +204,9 @@ def run(options):
     :func:`measure`), ``peers_available``, ``flop_model``, ``byte_model``, ``targets``."""
     log(NAME, f"peers available: {', '.join(peers.available_peers()) or 'none'}")
     rows = [measure(name, dtype, options) for dtype in DTYPES for name in WORKLOADS]
-    return dict(rows=rows, peers_available=peers.available_peers(), flop_model=FLOP_MODEL,
-                byte_model=BYTE_MODEL, grad_tolerance=GRAD_TOLERANCE,
+    profiles = [profile(name, options) for name in PROFILED]
+    return dict(rows=rows, profiles=profiles, peers_available=peers.available_peers(),
+                flop_model=FLOP_MODEL, byte_model=BYTE_MODEL, grad_tolerance=GRAD_TOLERANCE,
                 targets=[t for row in rows for t in targets_of(row)])
 
 
@@ -168,6 +232,20 @@ def markdown(result):
           number(r["trajectory_bytes"] / 1e6, ".1f", " MB"), number(r["bandwidth_gbs"], ".2f"),
           f"{r['load']['start']:.1f} - {r['load']['end']:.1f}"]
          for r in result["rows"]])
+    if result.get("profiles"):
+        lines += ["", "Where W2's and W3's time goes (float64, one thread, interleaved): pmp's "
+                      "iteration against its three products per step alone (NumPy's BLAS, "
+                      "operands from trajectory-sized arrays) and its tanh alone; the rest "
+                      "is the elementwise passes, the readout and Python.", ""]
+        lines += table(
+            ["workload", "iteration", "products", "tanh", "rest", "products GFLOP/s",
+             "1024 GEMM GFLOP/s"],
+            [[p["workload"], seconds(p["iteration_s"]),
+              f"{seconds(p['products_s'])} ({p['products_s'] / p['iteration_s']:.0%})",
+              f"{seconds(p['activation_s'])} ({p['activation_s'] / p['iteration_s']:.0%})",
+              f"{seconds(p['rest_s'])} ({p['rest_s'] / p['iteration_s']:.0%})",
+              number(p["products_gflops"], ".1f"), number(p["gemm_gflops"], ".1f")]
+             for p in result["profiles"]])
     lines += ["", f"Peers (gradient checked against pmp's; float64 must agree to "
                   f"{GRAD_TOLERANCE['float64']:g} relative, else FAILED and no ratio):", ""]
     lines += table(
