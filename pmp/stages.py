@@ -416,6 +416,10 @@ def switch_hamiltonians(problem, controls, states=None, costates=None):
 
 
 # ------------------------------------------------- training the durations (projections)
+# a duration within ACTIVE_TOL * (the horizon) of the minimum is at the minimum
+ACTIVE_TOL = 1e-12
+
+
 def project_durations(durations, minimum, total=None):
     """The Euclidean projection of ``durations`` onto the durations a trainer may take.
 
@@ -500,7 +504,3 @@ def projected_duration_gradient(gradient, durations, minimum, fixed_horizon=True
         return np.where(active, np.minimum(g, 0.0), g)
     lower = np.where(active, 0.0, -np.inf)
     return -_project_sum(-g, lower, 0.0)
-
-
-# a duration within ACTIVE_TOL * (the horizon) of the minimum is at the minimum
-ACTIVE_TOL = 1e-12
