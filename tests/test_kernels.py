@@ -476,3 +476,29 @@ def test_small_dense_solvers_against_numpy(kind):
     _ml._lu_solve(M, g, factor, x)
     np.testing.assert_allclose(x, expected, rtol=1e-9)
     np.testing.assert_array_equal(M, before)
+
+
+@pytest.mark.parametrize("user_features", [False, True])
+def test_full_vector_width_on_avx512_unless_the_user_chose(user_features):
+    """On an AVX-512 CPU pmp lets LLVM use 512-bit vectors (``-prefer-256-bit``), unless
+    NUMBA_CPU_FEATURES is set, which is then left as it is."""
+    import llvmlite.binding as llvm
+
+    code = textwrap.dedent("""
+        import pmp
+        from pmp._kernels import reductions
+        import numpy as np
+        reductions.vector_sum(np.ones(4))
+        from numba.core.registry import cpu_target
+        print(cpu_target.target_context.codegen().magic_tuple()[2].endswith("-prefer-256-bit"))
+    """)
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("NUMBA_CPU_FEATURES", "NUMBA_CPU_NAME")}
+    host = llvm.get_host_cpu_features().flatten()
+    if user_features:
+        env["NUMBA_CPU_FEATURES"] = host
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=600, check=True)
+    avx512 = bool(llvm.get_host_cpu_features().get("avx512f"))
+    assert out.stdout.strip() == str(avx512 and not user_features)
