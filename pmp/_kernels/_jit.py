@@ -101,8 +101,8 @@ def use_full_vector_width():
 
 if not DISABLED:
     use_full_vector_width()
-COMPILE_NOTICE = ("pmp: compiling the kernels for this machine, once: about 20-40 s on 2 cores "
-                  "(later runs load them from numba's cache)")
+COMPILE_NOTICE = ("pmp: compiling kernels for this machine, once (up to tens of seconds; "
+                  "later runs load them from numba's cache)")
 
 
 class _FirstCompileNotice(event.Listener):
