@@ -15,6 +15,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # no notice on stderr when a test process (or a command it starts) compiles the kernels:
 # tests compare stderr; tests/test_kernels.py checks the notice itself
 os.environ["PMP_QUIET"] = "1"
+# the kernels' products in SciPy's BLAS, the one every installation has (the default when
+# MKL is not installed); tests/test_blas.py compares MKL's results with it
+os.environ["PMP_BLAS"] = "scipy"
 
 
 @pytest.fixture

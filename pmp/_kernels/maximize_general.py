@@ -4,6 +4,7 @@ in the control, ``f(x, u) = V sigma(W x + c)`` ("perceptron") and ``sigma(W x + 
 import numpy as np
 
 from ._jit import jit
+from .blas import matmul
 from .activations import activate_with_curvature, activate_with_slope
 
 
@@ -50,21 +51,21 @@ def _value(x, p, u, u_old, has_V, code, param, rho, scratch):
     z, s, ds, dds, so, dso, F, Fo, g, go, J, Jo, e = scratch
     n, d = x.shape
     m = W.shape[0]
-    np.dot(x, W.T, z)
+    matmul(x, W.T, z)
     for i in range(n):
         for r in range(m):
             z[i, r] += c[r]
     activate_with_curvature(code, param, z, s, ds, dds)
-    np.dot(x, Wo.T, z)
+    matmul(x, Wo.T, z)
     for i in range(n):
         for r in range(m):
             z[i, r] += co[r]
     activate_with_slope(code, param, z, so, dso)
     if has_V:
-        np.dot(s, V.T, F)
-        np.dot(so, Vo.T, Fo)
-        np.dot(p, V, g)
-        np.dot(p, Vo, go)
+        matmul(s, V.T, F)
+        matmul(so, Vo.T, Fo)
+        matmul(p, V, g)
+        matmul(p, Vo, go)
     else:
         F[:, :] = s
         Fo[:, :] = so
@@ -74,8 +75,8 @@ def _value(x, p, u, u_old, has_V, code, param, rho, scratch):
         for r in range(m):
             z[i, r] = ds[i, r] * g[i, r]
             so[i, r] = dso[i, r] * go[i, r]
-    np.dot(z, W, J)
-    np.dot(so, Wo, Jo)
+    matmul(z, W, J)
+    matmul(so, Wo, Jo)
     val = 0.0
     fdiff = 0.0
     jdiff = 0.0
@@ -101,31 +102,25 @@ def _gradient(x, p, V, W, has_V, rho, scratch, grads):
     m = W.shape[0]
     # a = sigma' * (cc V); gradient of <cc, F>
     if has_V:
-        np.dot(F.T, s, gV)
-        np.dot(F, V, go)  # go reused: cc V
+        matmul(F.T, s, gV)
+        matmul(F, V, go)  # go reused: cc V
     else:
         go[:, :] = F
-    np.dot(J, W.T, e)  # e = E W^T
+    matmul(J, W.T, e)  # e = E W^T
     for i in range(n):
         for r in range(m):
             # a - rho e * g * sigma'' (E = J - J_old carries the N of p_hat)
             go[i, r] = ds[i, r] * go[i, r] - rho * e[i, r] * g[i, r] * dds[i, r]
-    np.dot(go.T, x, gW)
+    matmul(go.T, x, gW)
     for r in range(m):
         acc = 0.0
         for i in range(n):
             acc += go[i, r]
         gc[r] = acc
     # the costate term through W directly: - rho (sigma' * g)^T E; through V: - rho p^T (e sigma')
-    tmp = np.dot(z.T, J)
-    for r in range(m):
-        for j in range(d):
-            gW[r, j] -= rho * tmp[r, j]
+    matmul(z.T, J, gW, -rho, 1.0)
     if has_V:
         for i in range(n):
             for r in range(m):
                 e[i, r] *= ds[i, r]
-        tmp_v = np.dot(p.T, e)
-        for j in range(d):
-            for r in range(m):
-                gV[j, r] -= rho * tmp_v[j, r]
+        matmul(p.T, e, gV, -rho, 1.0)

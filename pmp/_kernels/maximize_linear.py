@@ -43,6 +43,7 @@ import math
 import numpy as np
 
 from ._jit import jit, jit_sum
+from .blas import matmul
 from .activations import activate_with_slope
 from .codes import L1_GROUP, L2, OUTER
 from .prox import fista_step, prox, switching, vdot
@@ -64,7 +65,7 @@ def _psi(spec, x, psi, dpsi, s, ds):
             psi[i, d] = 1.0
             dpsi[i, d] = 0.0
     else:
-        np.dot(x, omega.T, s)
+        matmul(x, omega.T, s)
         for i in range(s.shape[0]):
             for j in range(s.shape[1]):
                 s[i, j] += beta[j]
@@ -82,19 +83,19 @@ def _apply(V, op, coef_I, rho, free, out, tmp, dq):
             for c in range(out.shape[1]):
                 out[r, c] = coef_I * V[r, c] if free[r, c] else 0.0
         return
-    np.dot(V, S, out)
-    np.dot(p, V, t1)
+    matmul(V, S, out)
+    matmul(p, V, t1)
     for i in range(n):
         for c in range(t1.shape[1]):
             t1[i, c] *= dpsi[i, c]
     if use_Kt:
-        np.dot(t1, Kt, t2)
+        matmul(t1, Kt, t2)
     else:
         t2[:, :] = t1
     for i in range(n):
         for c in range(t2.shape[1]):
             t2[i, c] *= dpsi[i, c]
-    np.dot(p.T, t2, dq)
+    matmul(p.T, t2, dq)
     for r in range(out.shape[0]):
         for c in range(out.shape[1]):
             v = coef_I * V[r, c] + rho * (out[r, c] + n * dq[r, c])
@@ -303,8 +304,8 @@ def _products(spec, x, p, values, G, S):
     ``values = (psi, dpsi, s, ds)`` as for :func:`_psi`."""
     psi, dpsi, s, ds = values
     _psi(spec, x, psi, dpsi, s, ds)
-    np.dot(p.T, psi, G)
-    np.dot(psi.T, psi, S)
+    matmul(p.T, psi, G)
+    matmul(psi.T, psi, S)
     for c in range(S.shape[0]):
         for c2 in range(S.shape[1]):
             S[c, c2] /= x.shape[0]
@@ -590,7 +591,9 @@ def _kronecker_preconditioner(op, coef, rho, g):
         for rr in range(d):
             scaled[i, rr] = n * w * p[i, rr]  # Q = N p^T diag(w) p
     lam_S, E = np.linalg.eigh(S.astype(np.float64))
-    mu, F = np.linalg.eigh(np.dot(scaled.T, p).astype(np.float64))
+    gram = np.empty((d, d), g.dtype)
+    matmul(scaled.T, p, gram)
+    mu, F = np.linalg.eigh(gram.astype(np.float64))
     D = np.empty((d, q), g.dtype)
     for j in range(q):
         kappa = 0.0  # (E^T K^ E)_jj
@@ -608,13 +611,13 @@ def _kronecker_preconditioner(op, coef, rho, g):
 @jit
 def _precondition(R, F, E, D, fr, out, FtR, rotated):
     """``out = P^-1 R`` of :func:`_cg` on the free entries; FtR, rotated (d, q) scratch."""
-    np.dot(F.T, R, FtR)
-    np.dot(FtR, E, rotated)
+    matmul(F.T, R, FtR)
+    matmul(FtR, E, rotated)
     for rr in range(R.shape[0]):
         for c in range(R.shape[1]):
             rotated[rr, c] /= D[rr, c]
-    np.dot(F, rotated, FtR)
-    np.dot(FtR, E.T, out)
+    matmul(F, rotated, FtR)
+    matmul(FtR, E.T, out)
     for rr in range(R.shape[0]):
         for c in range(R.shape[1]):
             if not fr[rr, c]:

@@ -16,6 +16,7 @@ the loss values they met on the way.
 import numpy as np
 
 from ._jit import jit, jit_sum
+from .blas import matmul
 from .activations import activate, activate_rows, activate_with_slope, value_and_slope
 from .codes import IDENTITY, RELU, SIGMOID, TANH
 from .readout import pull_back
@@ -26,7 +27,7 @@ from .reductions import vector_sum
 @jit
 def _affine(x, W, c, z):
     """``z = x W^T + c``; x (N, d), W (m, d), c (m,), z (N, m)."""
-    np.dot(x, W.T, z)
+    matmul(x, W.T, z)
     for i in range(z.shape[0]):
         for j in range(z.shape[1]):
             z[i, j] += c[j]
@@ -66,10 +67,7 @@ def _scaled_column_sums(a, coef, out):
 @jit
 def _scaled_gram(a, b, coef, out):
     """``out = coef a^T b``; a (N, n), b (N, m), out (n, m)."""
-    np.dot(a.T, b, out)
-    for i in range(out.shape[0]):
-        for j in range(out.shape[1]):
-            out[i, j] *= coef
+    matmul(a.T, b, out, coef)
 
 
 @jit
@@ -201,7 +199,7 @@ def outer_forward(xs, W, b, h, act, aparam, ss, final_only, r0, r1):
         x1 = xs[1 + (k + 1) % 2 if rolling and k + 1 < K else k + 1, r0:r1]
         s = ss[k % ss.shape[0], r0:r1]
         activate(act, aparam, x, s)
-        np.dot(s, W[k].T, x1)
+        matmul(s, W[k].T, x1)
         _euler_in_place(x, x1, b[k], h)
 
 
@@ -225,7 +223,7 @@ def outer_backward(xs, ps, W, b, h, act, aparam, ro, gW, gb, gP, ss, stored, q, 
         if not stored:
             activate(act, aparam, x, s)
         _scaled_gram(p_next, s, -h, gW[k])
-        np.dot(p_next, W[k], q)
+        matmul(p_next, W[k], q)
         _costate_with_slope(act, aparam, x, s, q, p_next, h, p, gb[k])
         run += _running(k, h, xs, ps, ro, gP, z, gz, r0, r1)
     return phi, run
@@ -453,7 +451,7 @@ def inner_backward(xs, ps, W, b, h, act, aparam, ro, gW, gb, gP, ss, stored, q, 
         for j in range(gb.shape[1]):
             gb[k, j] *= -h
         _scaled_gram(q, x, -h, gW[k])
-        np.dot(q, W[k], s)  # s reused; the stored values are not needed any more
+        matmul(q, W[k], s)  # s reused; the stored values are not needed any more
         _costate_step(p_next, h, s, p)
         run += _running(k, h, xs, ps, ro, gP, z, gz, r0, r1)
     return phi, run
@@ -502,7 +500,7 @@ def features_forward(xs, A, omega, beta, h, feat, fparam, phi, zero_bias, r0, r1
         x1 = xs[k + 1, r0:r1]
         _affine(xs[k, r0:r1], omega, beta, phi)
         activate(feat, fparam, phi, phi)
-        np.dot(phi, A[k].T, x1)
+        matmul(phi, A[k].T, x1)
         _euler_in_place(xs[k, r0:r1], x1, zero_bias, h)
 
 
@@ -521,9 +519,9 @@ def features_backward(xs, ps, A, omega, beta, h, feat, fparam, ro, gA, gP, zf, p
         _affine(xs[k, r0:r1], omega, beta, zf)
         activate_with_slope(feat, fparam, zf, phi, dphi)
         _scaled_gram(p_next, phi, -h, gA[k])
-        np.dot(p_next, A[k], zf)  # zf reused: (p A) of shape (N, q)
+        matmul(p_next, A[k], zf)  # zf reused: (p A) of shape (N, q)
         _multiply(dphi, zf)
-        np.dot(dphi, omega, q)
+        matmul(dphi, omega, q)
         _costate_step(p_next, h, q, ps[k % L, r0:r1])
         run += _running(k, h, xs, ps, ro, gP, z, gz, r0, r1)
     return out, run
@@ -539,7 +537,7 @@ def perceptron_forward(xs, V, W, c, h, act, aparam, s, zero_bias, r0, r1):
         x1 = xs[k + 1, r0:r1]
         _affine(xs[k, r0:r1], W[k], c[k], s)
         activate(act, aparam, s, s)
-        np.dot(s, V[k].T, x1)
+        matmul(s, V[k].T, x1)
         _euler_in_place(xs[k, r0:r1], x1, zero_bias, h)
 
 
@@ -558,11 +556,11 @@ def perceptron_backward(xs, ps, V, W, c, h, act, aparam, ro, gV, gW, gc, gP, zw,
         _affine(x, W[k], c[k], zw)
         activate_with_slope(act, aparam, zw, s, ds)
         _scaled_gram(p_next, s, -h, gV[k])
-        np.dot(p_next, V[k], zw)  # zw reused: (p V) of shape (N, m)
+        matmul(p_next, V[k], zw)  # zw reused: (p V) of shape (N, m)
         _multiply(ds, zw)
         _scaled_gram(ds, x, -h, gW[k])
         _scaled_column_sums(ds, -h, gc[k])
-        np.dot(ds, W[k], q)
+        matmul(ds, W[k], q)
         _costate_step(p_next, h, q, ps[k % L, r0:r1])
         run += _running(k, h, xs, ps, ro, gP, z, gz, r0, r1)
     return phi, run
