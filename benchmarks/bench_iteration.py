@@ -3,8 +3,8 @@
 Per workload W1-W3 and dtype float64 / float32: the median of pmp's iteration
 (:func:`benchmarks.common.iteration`), of each available peer's step
 (:mod:`benchmarks.peers`: the same cost, gradient and update in PyTorch, JAX, torchdiffeq)
-and of a dense GEMM (the floor: the faster of NumPy's BLAS and PyTorch's), all measured
-interleaved. Every peer's J and gradient are
+and of a dense GEMM (the floor: the fastest of NumPy's BLAS, PyTorch's and the one of
+pmp's kernels where that is another, MKL), all measured interleaved. Every peer's J and gradient are
 checked against pmp first; in float64 a relative gradient error above
 :data:`GRAD_TOLERANCE` marks the peer FAILED and it gets no ratio.
 """
@@ -14,6 +14,7 @@ import numpy as np
 
 import pmp
 from benchmarks import peers
+from pmp._kernels import blas
 from benchmarks.common import (BYTE_MODEL, FLOP_MODEL, Gemm, PmpIteration, describe, flops,
                                interleaved_medians, log, number, seconds, table, target,
                                trajectory_bytes, workload)
@@ -87,8 +88,11 @@ def measure(name, dtype, options):
                   f"({row['status']})")
         contestants[peer_name] = peer
         peer_rows.append(row)
-    # the floor's GEMM: NumPy's BLAS, and PyTorch's where it is installed; the faster counts
+    # the floor's GEMM: NumPy's BLAS, pmp's where it is another (MKL), and PyTorch's where
+    # it is installed; the fastest counts
     gemms = {"gemm numpy": Gemm(problem.dtype)}
+    if blas.backend() != "scipy":
+        gemms["gemm pmp"] = Gemm(problem.dtype, library="pmp")
     if "torch" in peers.available_peers():
         gemms["gemm torch"] = Gemm(problem.dtype, library="torch")
     contestants.update(gemms)
@@ -123,9 +127,9 @@ PROFILED = ("W2", "W3")  # float64, one thread: where the floor ratios are misse
 class _Parts:
     """The parts of one iteration of the "outer" field, each alone, at the workload's
     shapes and over its K steps (one thread): the three products per step (forward
-    ``sigma(X_k) W_k^T``, costate ``p W_k``, gradient ``p^T sigma(X_k)``, in NumPy's BLAS
-    on trajectory-sized arrays, so that operands come from memory as in a sweep) and the
-    activation (pmp's tanh kernel on every ``X_k``)."""
+    ``sigma(X_k) W_k^T``, costate ``p W_k``, gradient ``p^T sigma(X_k)``, in the BLAS of
+    pmp's kernels on trajectory-sized arrays, so that operands come from memory as in a
+    sweep) and the activation (pmp's tanh kernel on every ``X_k``)."""
 
     def __init__(self, problem):
         from pmp._kernels import activations, codes
@@ -141,9 +145,9 @@ class _Parts:
 
     def products(self):
         for k in range(self.W.shape[0]):
-            np.matmul(self.xs[k], self.W[k].T, out=self.out)
-            np.matmul(self.xs[k + 1], self.W[k], out=self.out)
-            np.matmul(self.xs[k + 1].T, self.xs[k], out=self.grad)
+            blas.matmul(self.xs[k], self.W[k].T, self.out)
+            blas.matmul(self.xs[k + 1], self.W[k], self.out)
+            blas.matmul(self.xs[k + 1].T, self.xs[k], self.grad)
 
     def activation(self):
         for k in range(self.W.shape[0]):
@@ -159,10 +163,11 @@ def profile(name, options):
     dict
         ``workload``, ``iteration_s``, ``products_s``, ``activation_s``, ``rest_s`` (the
         iteration minus both: the elementwise passes, the readout, Python), the products'
-        ``products_gflops`` and the ``gemm_gflops`` of the 1024 x 1024 GEMM, one thread.
+        ``products_gflops`` and the ``gemm_gflops`` of the 1024 x 1024 GEMM, one thread, both
+        in the BLAS of pmp's kernels.
     """
     problem = workload(name)
-    parts, gemm = _Parts(problem), Gemm(problem.dtype)
+    parts, gemm = _Parts(problem), Gemm(problem.dtype, library="pmp")
     with pmp.threads(1):
         it = PmpIteration(problem, pmp.init_controls(problem, scale=0.1))
         medians = interleaved_medians({"iteration": it.step, "products": parts.products,
@@ -234,8 +239,8 @@ def markdown(result):
          for r in result["rows"]])
     if result.get("profiles"):
         lines += ["", "Where W2's and W3's time goes (float64, one thread, interleaved): pmp's "
-                      "iteration against its three products per step alone (NumPy's BLAS, "
-                      "operands from trajectory-sized arrays) and its tanh alone; the rest "
+                      "iteration against its three products per step alone (the BLAS of pmp's "
+                      "kernels, operands from trajectory-sized arrays) and its tanh alone; the rest "
                       "is the elementwise passes, the readout and Python.", ""]
         lines += table(
             ["workload", "iteration", "products", "tanh", "rest", "products GFLOP/s",

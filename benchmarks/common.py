@@ -216,9 +216,11 @@ class Gemm:
     ----------
     dtype : numpy dtype
     n : int
-    library : {"numpy", "torch"}
-        Whose BLAS multiplies: NumPy's, or PyTorch's (MKL on x86, where NumPy's wheels carry
-        OpenBLAS), so that a faster BLAS than pmp's sets the floor.
+    library : {"numpy", "torch", "pmp"}
+        Whose BLAS multiplies: NumPy's, PyTorch's (MKL on x86, where NumPy's wheels carry
+        OpenBLAS), or the one of pmp's kernels (``pmp._kernels.blas``: MKL where installed),
+        on row blocks on pmp's threads as in its sweeps, so that a faster BLAS than pmp's
+        sets the floor and pmp's own counts too.
     """
 
     def __init__(self, dtype, n=1024, library="numpy"):
@@ -229,6 +231,14 @@ class Gemm:
             a = torch.from_numpy(a)
             self.a, self.out = a, torch.empty_like(a)
             self.step = lambda: torch.mm(self.a, self.a, out=self.out)
+        elif library == "pmp":
+            from pmp._kernels.blas import matmul
+            from pmp.threads import blocks, map_blocks
+
+            self.a, self.out = a, np.empty_like(a)
+            bounds = blocks(n)
+            self.step = lambda: map_blocks(
+                lambda r0, r1, _: matmul(self.a[r0:r1], self.a, self.out[r0:r1]), bounds)
         else:
             self.a, self.out = a, np.empty_like(a)
             self.step = lambda: np.matmul(self.a, self.a, out=self.out)

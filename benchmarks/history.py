@@ -92,6 +92,8 @@ def markdown(root=HISTORY, include_from=None, shown=SHOWN_RUNS):
         info = latest["machine"]
         blas = "; ".join(f"{b['internal_api']} {b['version']} ({b['architecture']})"
                          for b in info["blas"]) or "unknown"
+        if "kernels_blas" in info:
+            blas += f"; pmp's kernels use {info['kernels_blas']['name']}"
         lines += [f"### {machine}", "",
                   f"{info['cpu']}, {info['cores_available']} cores; BLAS: {blas}. "
                   f"{len(runs)} recorded run{'s' if len(runs) > 1 else ''}; the table shows "

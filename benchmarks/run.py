@@ -60,6 +60,7 @@ TITLES = {"iteration": "Iteration: pmp, its peers and the flop floor",
 # kernels: an earlier development machine, an AVX-512 CPU, set it to Haswell, whose GEMM ran
 # at about 60% of the rate of the SkylakeX kernels OpenBLAS detects there without it)
 ENVIRONMENT = ("OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "PMP_THREADS",
+               "PMP_BLAS",
                "NUMBA_NUM_THREADS", "NUMBA_CPU_NAME")
 PACKAGES = ("numpy", "numba", "llvmlite", "scipy", "threadpoolctl", "torch", "jax", "jaxlib",
             "torchdiffeq")
@@ -79,7 +80,10 @@ def machine():
                  architecture=lib.get("architecture"), threading_layer=lib.get("threading_layer"),
                  filepath=lib.get("filepath"))
             for lib in threadpool_info() if lib.get("user_api") == "blas"]
+    from pmp._kernels import blas as kernels_blas
+
     return dict(cpu=cpu_model(), key=machine_key(), cores_available=pmp.available_cores(),
+                kernels_blas=kernels_blas.describe(),
                 cpu_count=os.cpu_count(), platform=platform.platform(),
                 python=platform.python_version(), pmp=pmp.__version__, versions=versions,
                 blas=blas, environment={name: os.environ[name] for name in ENVIRONMENT
@@ -96,6 +100,10 @@ def machine_markdown(info, load):
             ["Python", info["python"]], ["pmp", info["pmp"]]]
     rows += [[package, version or "not installed"]
              for package, version in info["versions"].items()]
+    if "kernels_blas" in info:  # recorded since pmp could choose it
+        kernels = info["kernels_blas"]
+        rows += [["BLAS of pmp's kernels", f"{kernels['name']}: {kernels['version']} "
+                                           f"(`{kernels['path']}`)"]]
     rows += [["BLAS", f"{lib['internal_api']} {lib['version']} ({lib['architecture']}, "
                       f"{lib['threading_layer']}): `{lib['filepath']}`"] for lib in info["blas"]]
     rows += [["environment", ", ".join(f"{k}={v}" for k, v in
