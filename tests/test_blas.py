@@ -68,12 +68,17 @@ def _python(code, **env):
                           cwd=ROOT, env=dict(os.environ, PMP_QUIET="1", **env), timeout=600)
 
 
-def test_pmp_blas_chooses_and_rejects():
+def test_pmp_blas_chooses_and_rejects(tmp_path):
     done = _python("from pmp._kernels import blas; print(blas.backend())", PMP_BLAS="scipy")
     assert done.returncode == 0 and done.stdout.strip() == "scipy"
     done = _python("from pmp._kernels import blas", PMP_BLAS="openblas")
     assert done.returncode != 0
     assert "PMP_BLAS must be one of auto, mkl, scipy, got 'openblas'" in done.stderr
+    cli = subprocess.run([sys.executable, "-m", "pmp", "train", "--set", "train.max_iter=1"],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=600,
+                         env=dict(os.environ, PMP_BLAS="openblas"))
+    assert cli.returncode == 2 and cli.stderr.count("\n") == 1  # one line, no traceback
+    assert not (tmp_path / "runs").exists()  # refused before anything is written
     if blas.mkl_library() is None:
         done = _python("from pmp._kernels import blas", PMP_BLAS="mkl")
         assert "PMP_BLAS=mkl, but MKL's libmkl_rt cannot be loaded" in done.stderr

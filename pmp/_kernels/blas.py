@@ -32,9 +32,9 @@ from numba.core import cgutils
 from numba.core.errors import TypingError
 from numba.extending import intrinsic
 
+from . import blas_choice
 from ._jit import DISABLED, jit
 
-BACKENDS = ("auto", "mkl", "scipy")
 _SYMBOLS = {"d": "pmp_dgemm", "s": "pmp_sgemm"}
 _MKL_SEQUENTIAL = 1  # MKL_Set_Threading_Layer: MKL_THREADING_SEQUENTIAL
 _MKL_LP64 = 0  # MKL_Set_Interface_Layer: 32-bit integers, as SciPy's BLAS
@@ -89,9 +89,7 @@ def _mkl_gemm():
 
 def _choose():
     """Bind the symbols to the BLAS ``PMP_BLAS`` asks for; returns its description."""
-    wanted = os.environ.get("PMP_BLAS", "auto").strip().lower() or "auto"
-    if wanted not in BACKENDS:
-        raise ValueError(f"PMP_BLAS must be one of {', '.join(BACKENDS)}, got {wanted!r}")
+    wanted = blas_choice()
     addresses, described = _mkl_gemm() if wanted in ("auto", "mkl") else (None, None)
     if wanted == "mkl" and addresses is None:
         raise ValueError("PMP_BLAS=mkl, but MKL's libmkl_rt cannot be loaded: install it "
@@ -165,8 +163,7 @@ def _operand(x):
     return _N, max(1, x.shape[1]), y
 
 
-@jit
-def matmul(a, b, out, alpha=1.0, beta=0.0):
+def _matmul(a, b, out, alpha=1.0, beta=0.0):
     """``out <- alpha a b + beta out``; a (m, k), b (k, n), out (m, n) with contiguous rows
     (strided rows are fine, as ``xs[k, r0:r1]``); ``a`` and ``b`` may be transposed views.
     ``beta = 0`` ignores what ``out`` held (NaN included), as BLAS does."""
@@ -192,10 +189,11 @@ def matmul(a, b, out, alpha=1.0, beta=0.0):
         out[:, :] = target
 
 
-if DISABLED:  # pragma: no cover - plain Python for debugging
+def _plain_matmul(a, b, out, alpha=1.0, beta=0.0):
+    """:func:`matmul` in NumPy, for ``PMP_DISABLE_JIT=1`` (kernels as plain Python)."""
+    out[...] = alpha * np.dot(a, b) + (beta * out if beta != 0.0 else 0.0)
 
-    def matmul(a, b, out, alpha=1.0, beta=0.0):  # noqa: F811
-        out[...] = alpha * np.dot(a, b) + (beta * out if beta != 0.0 else 0.0)
 
+matmul = _plain_matmul if DISABLED else jit(_matmul)
 
 _backend = _choose()

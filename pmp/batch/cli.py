@@ -17,6 +17,7 @@ import sys
 
 import numpy as np
 
+from .._kernels import blas_choice
 from .._version import __version__
 from .config import ConfigError, demo_config, load_config
 from .lock import DirectoryInUse, DirectoryLock
@@ -391,6 +392,7 @@ def _reading_commands(command):
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
+        blas_choice()  # a bad PMP_BLAS is refused before a command writes anything
         return args.run(args)
     except BrokenPipeError:  # `pmp info RUN | head`: the reader has what it wanted
         _silence_stdout()
