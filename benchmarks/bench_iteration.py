@@ -10,6 +10,7 @@ checked against pmp first; in float64 a relative gradient error above
 """
 import os
 
+import numba
 import numpy as np
 
 import pmp
@@ -124,12 +125,25 @@ def measure(name, dtype, options):
 PROFILED = ("W2", "W3")  # float64, one thread: where the floor ratios are missed
 
 
+@numba.njit
+def _products(activation, costate, W, ss, out, grad):
+    """The products of :class:`_Parts`, called from compiled code as in the sweeps (a call
+    from Python costs tens of microseconds more than the product on W2)."""
+    for k in range(W.shape[0]):
+        blas.matmul(activation, W[k].T, out)
+    for k in range(W.shape[0] - 1, -1, -1):
+        blas.matmul(costate, W[k], out)
+        blas.matmul(costate.T, ss[k], grad)
+
+
 class _Parts:
     """The parts of one iteration of the "outer" field, each alone, at the workload's
-    shapes and over its K steps (one thread): the three products per step (forward
-    ``sigma(X_k) W_k^T``, costate ``p W_k``, gradient ``p^T sigma(X_k)``, in the BLAS of
-    pmp's kernels on trajectory-sized arrays, so that operands come from memory as in a
-    sweep) and the activation (pmp's tanh kernel on every ``X_k``)."""
+    shapes and over its K steps (one thread): the three products per step in the BLAS of
+    pmp's kernels, with their operands where the sweeps have them (forward
+    ``sigma(X_k) W_k^T`` and costate ``p W_k`` on a block's arrays, which stay in cache from
+    one step to the next; gradient ``p^T sigma(X_k)`` with ``sigma(X_k)`` read back from the
+    trajectory-sized store the forward sweep wrote), and the activation (pmp's tanh kernel
+    on every ``X_k``, written to that store)."""
 
     def __init__(self, problem):
         from pmp._kernels import activations, codes
@@ -138,16 +152,14 @@ class _Parts:
         K, n, d = problem.n_steps, problem.n_samples, problem.dim
         dtype = problem.dtype
         self.xs = rng.standard_normal((K + 1, n, d)).astype(dtype)
-        self.ss = np.empty((K, n, d), dtype)
+        self.ss = np.tanh(self.xs[:K])
         self.W = (0.1 * rng.standard_normal((K, d, d))).astype(dtype)
+        self.block = [rng.standard_normal((n, d)).astype(dtype) for _ in range(2)]
         self.out, self.grad = np.empty((n, d), dtype), np.empty((d, d), dtype)
         self._activate, self._tanh = activations.activate, codes.TANH
 
     def products(self):
-        for k in range(self.W.shape[0]):
-            blas.matmul(self.xs[k], self.W[k].T, self.out)
-            blas.matmul(self.xs[k + 1], self.W[k], self.out)
-            blas.matmul(self.xs[k + 1].T, self.xs[k], self.grad)
+        _products(*self.block, self.W, self.ss, self.out, self.grad)
 
     def activation(self):
         for k in range(self.W.shape[0]):
@@ -240,7 +252,7 @@ def markdown(result):
     if result.get("profiles"):
         lines += ["", "Where W2's and W3's time goes (float64, one thread, interleaved): pmp's "
                       "iteration against its three products per step alone (the BLAS of pmp's "
-                      "kernels, operands from trajectory-sized arrays) and its tanh alone; the rest "
+                      "kernels, operands in cache or from memory as in the sweeps) and its tanh alone; the rest "
                       "is the elementwise passes, the readout and Python.", ""]
         lines += table(
             ["workload", "iteration", "products", "tanh", "rest", "products GFLOP/s",

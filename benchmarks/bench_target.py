@@ -745,6 +745,33 @@ def _options_cell(options):
                      for k, v in options.items()) or "defaults"
 
 
+def emsa_explanation(result, time_limit):
+    """Where the E-MSA's time to the target goes against pmp's fastest gradient method: the
+    ratio of the medians is about the ratio of the iterations times the ratio of the times
+    per iteration. One sentence, or "" when there is nothing to compare."""
+    rows = {r["key"]: r for r in result["rows"]}
+    gradient = [r for r in result["rows"] if r["family"] == "gradient"
+                and r["summary"]["median_s"] is not None]
+    if "emsa" not in rows or not gradient:
+        return ""
+    emsa = rows["emsa"]["summary"]
+    best = min(gradient, key=lambda r: r["summary"]["median_s"])
+    other = best["summary"]
+    if emsa["per_iteration_s"] is None or other["per_iteration_s"] is None:
+        return ""
+    per_iteration = emsa["per_iteration_s"] / other["per_iteration_s"]
+    if emsa["iterations"] is not None and emsa["median_s"] is not None:
+        count = emsa["iterations"][0] / other["iterations"][0]
+        return (f"Why: the E-MSA takes {emsa['iterations'][0]:.0f} iterations (median) to "
+                f"the target against {other['iterations'][0]:.0f} for {best['label']}, "
+                f"{count:.2g}x as many, and {per_iteration:.2g}x the time per iteration.")
+    done = time_limit / emsa["per_iteration_s"]
+    return (f"Why: in the {time_limit:g} s limit the E-MSA runs about {done:.0f} iterations "
+            f"({per_iteration:.2g}x the time per iteration of {best['label']}) and does not "
+            f"reach the target, which {best['label']} reaches in "
+            f"{other['iterations'][0]:.0f} iterations (median).")
+
+
 def problem_markdown(result, settings):
     """The report of one problem (list of lines)."""
     time_limit = settings["time_limit"]
@@ -770,6 +797,9 @@ def problem_markdown(result, settings):
           seconds(r["summary"]["per_iteration_s"]),
           ", ".join(f"{v:.3g}" for v in r["summary"]["missed_values"]) or "-"]
          for r in result["rows"]])
+    why = emsa_explanation(result, time_limit)
+    if why:
+        lines += ["", why]
     labels = {r["key"]: r["label"] for r in result["rows"]}
     lines += ["", f"Adam learning rates on seed {settings['tune_seed']} (the chosen one in "
                   f"bold):", ""]

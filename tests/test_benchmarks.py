@@ -92,3 +92,21 @@ def test_ratio_target_bounds():
     fast = ratio("r", 1.0, None, 0.5, 60.0, ("a", "b"))  # b misses: ratio <= 1/60
     assert fast["bound"] == "upper" and fast["status"] == "PASS"
     assert ratio("r", None, None, 0.5, 60.0, ("a", "b"))["status"] == "n/a"
+
+
+def test_emsa_explanation_splits_the_ratio():
+    def row(key, family, median, iterations, per_iteration):
+        return dict(key=key, label=key, family=family, summary=dict(
+            median_s=median, per_iteration_s=per_iteration,
+            iterations=None if iterations is None else [iterations, iterations, iterations]))
+
+    reached = dict(rows=[row("emsa", "emsa", 3.0, 300, 0.01), row("adam", "gradient", 0.5, 100,
+                                                                 0.005)])
+    text = bench_target.emsa_explanation(reached, 60.0)
+    assert "300 iterations" in text and "3x as many" in text and "2x the time per" in text
+    missed = dict(rows=[row("emsa", "emsa", None, None, 0.4), row("adam", "gradient", 1.0, 20,
+                                                                  0.05)])
+    text = bench_target.emsa_explanation(missed, 60.0)
+    assert "about 150 iterations" in text and "8x the time" in text and "20 iterations" in text
+    assert bench_target.emsa_explanation(dict(rows=[row("adam", "gradient", 1.0, 20, 0.05)]),
+                                         60.0) == ""
