@@ -86,6 +86,13 @@ def test_pmp_blas_chooses_and_rejects(tmp_path):
         done = _python("from pmp._kernels import blas; print(blas.backend())",
                        PMP_BLAS="auto")
         assert done.stdout.strip() == "mkl"  # auto: MKL where it is installed
+        # an MKL that another library loaded first keeps its own threading: not used
+        first = ("import ctypes; "
+                 f"ctypes.CDLL({blas.mkl_library()!r}); "
+                 "from pmp._kernels import blas; print(blas.backend())")
+        assert _python(first, PMP_BLAS="auto").stdout.strip() == "scipy"
+        done = _python(first, PMP_BLAS="mkl")
+        assert done.returncode != 0 and "another library of this process" in done.stderr
 
 
 # costs, gradients and one maximisation on the fields whose kernels call matmul: the

@@ -14,7 +14,8 @@ serve either BLAS):
   benchmark results (docs/performance.md).
 
 ``PMP_BLAS`` chooses: ``auto`` (the default: MKL where it can be loaded, else SciPy's),
-``mkl`` (MKL or an error) or ``scipy``. :func:`backend` says which one is in use. Both
+``mkl`` (MKL or an error) or ``scipy``. An MKL that another library of the process loaded
+first (NumPy built with MKL) is left alone: its threading is that library's. :func:`backend` says which one is in use. Both
 compute the same products; their results differ by rounding (a different order of the
 additions), so a run is reproducible bit for bit with one BLAS, not across the two.
 """
@@ -67,11 +68,23 @@ def mkl_library():
     return ctypes.util.find_library("mkl_rt")
 
 
+def _loaded(path):
+    """Whether the library ``path`` is already loaded in this process (by NumPy built with
+    MKL, say): pmp then leaves it alone, since its threading layer is set for the whole
+    process and only before its first use."""
+    try:
+        ctypes.CDLL(path, mode=os.RTLD_NOLOAD | ctypes.RTLD_LOCAL)
+        return True
+    except OSError:
+        return False
+
+
 def _mkl_gemm():
     """``{kind: address}`` of MKL's Fortran ``dgemm`` and ``sgemm``, set up sequential and
-    LP64, and a description of the library; ``(None, None)`` where MKL cannot be loaded."""
+    LP64, and a description of the library; ``(None, None)`` where MKL cannot be loaded or
+    was loaded by another library."""
     path = mkl_library()
-    if path is None:
+    if path is None or _loaded(path):
         return None, None
     try:
         mkl = ctypes.CDLL(path, mode=ctypes.RTLD_LOCAL)
@@ -92,8 +105,9 @@ def _choose():
     wanted = blas_choice()
     addresses, described = _mkl_gemm() if wanted in ("auto", "mkl") else (None, None)
     if wanted == "mkl" and addresses is None:
-        raise ValueError("PMP_BLAS=mkl, but MKL's libmkl_rt cannot be loaded: install it "
-                         "with pip install \"pmp[mkl]\" or set PMP_BLAS=auto")
+        raise ValueError("PMP_BLAS=mkl, but MKL's libmkl_rt cannot be loaded, or another "
+                         "library of this process loaded it first: install it with pip "
+                         "install \"pmp[mkl]\", or set PMP_BLAS=auto")
     if addresses is None:
         from scipy import __version__ as scipy_version
 
