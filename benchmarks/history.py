@@ -90,7 +90,8 @@ def markdown(root=HISTORY, include_from=None, shown=SHOWN_RUNS):
     for machine, runs in machines.items():
         path, latest = runs[-1]
         info = latest["machine"]
-        blas = "; ".join(f"{b['internal_api']} {b['version']} ({b['architecture']})"
+        blas = "; ".join(f"{b['internal_api']} {b['version']}"
+                         + (f" ({b['architecture']})" if b.get("architecture") else "")
                          for b in info["blas"]) or "unknown"
         if "kernels_blas" in info:
             blas += f"; pmp's kernels use {info['kernels_blas']['name']}"

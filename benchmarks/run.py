@@ -104,8 +104,9 @@ def machine_markdown(info, load):
         kernels = info["kernels_blas"]
         rows += [["BLAS of pmp's kernels", f"{kernels['name']}: {kernels['version']} "
                                            f"(`{kernels['path']}`)"]]
-    rows += [["BLAS", f"{lib['internal_api']} {lib['version']} ({lib['architecture']}, "
-                      f"{lib['threading_layer']}): `{lib['filepath']}`"] for lib in info["blas"]]
+    rows += [["BLAS", f"{lib['internal_api']} {lib['version']} ("
+                      + ", ".join(str(v) for v in (lib["architecture"], lib["threading_layer"])
+                                  if v) + f"): `{lib['filepath']}`"] for lib in info["blas"]]
     rows += [["environment", ", ".join(f"{k}={v}" for k, v in
                                         info.get("environment", {}).items()) or "-"]]
     return table(["", ""], rows)
