@@ -72,9 +72,27 @@ def measure(name, options):
     row = dict(workload=name, gd_s=medians["gd"], emsa_s=medians["emsa"],
                ratio=medians["emsa"] / medians["gd"], accepted=accepted,
                final_rho=emsa_states[-1].extra.get("rho"))
+    row.update(parts(problem, emsa_states[-1].controls, row["final_rho"], options))
     log(NAME, f"{name}: GD {seconds(row['gd_s'])}, E-MSA {seconds(row['emsa_s'])} per "
               f"iteration (ratio {row['ratio']:.2f}, {accepted:.0%} accepted)")
     return row
+
+
+def parts(problem, controls, rho, options):
+    """The maximisation of an E-MSA iteration (its defaults) alone, on the states and
+    costates at ``controls`` with penalty ``rho``: ``{"maximize_s": median}``, or ``{}``
+    where the trainer hands the maximiser the costate sweep's sums instead of the
+    trajectories (small ``d``, as W1), which this cannot time apart from the sweep."""
+    emsa = pmp.methods.EMSA()
+    maximizer = pmp.maximize.Maximizer(problem, emsa.n_direct, emsa.tol, emsa.max_inner)
+    if not maximizer.need(problem).trajectories:
+        return {}
+    xs = pmp.forward(problem, controls)
+    ps = pmp.backward(problem, controls, xs)
+    medians = interleaved_medians(
+        {"maximize": lambda: maximizer.maximize(problem, controls, xs, ps, rho)},
+        max(3, options.repeat // 4))
+    return dict(maximize_s=medians["maximize"])
 
 
 def run(options):
@@ -91,11 +109,21 @@ def markdown(result):
              f"\"outer\": the closed form for rho = 0, else Cholesky up to 256 unknowns per "
              f"step (W1), else 3 iterations of preconditioned CG (W2: 64 x 65 unknowns), see "
              f"`pmp.maximize`).", ""]
-    return lines + table(
+    lines += table(
         ["workload", "GD / iteration", "E-MSA / iteration", "E-MSA / GD", "E-MSA accepted",
          "final rho"],
         [[r["workload"], seconds(r["gd_s"]), seconds(r["emsa_s"]), f"{r['ratio']:.2f}x",
           f"{r['accepted']:.0%}", number(r["final_rho"])] for r in result["rows"]])
+    rows = [r for r in result["rows"] if "maximize_s" in r]
+    if rows:
+        lines += ["", "Where the E-MSA's time goes: its maximisation alone at the last iterate "
+                      "and rho (median, interleaved; the rest of an iteration is the "
+                      "candidate's forward sweep and, when accepted, its costate sweep):", ""]
+        lines += table(
+            ["workload", "maximisation", "in GD iterations", "share of an E-MSA iteration"],
+            [[r["workload"], seconds(r["maximize_s"]), f"{r['maximize_s'] / r['gd_s']:.2f}",
+              f"{r['maximize_s'] / r['emsa_s']:.0%}"] for r in rows])
+    return lines
 
 
 def li_toy(field):

@@ -110,3 +110,16 @@ def test_emsa_explanation_splits_the_ratio():
     assert "about 150 iterations" in text and "8x the time" in text and "20 iterations" in text
     assert bench_target.emsa_explanation(dict(rows=[row("adam", "gradient", 1.0, 20, 0.05)]),
                                          60.0) == ""
+
+
+def test_msa_report_shows_where_the_emsa_iteration_goes():
+    from benchmarks import bench_msa
+
+    rows = [dict(workload="W1", gd_s=0.002, emsa_s=0.003, ratio=1.5, accepted=0.66,
+                 final_rho=16.0),
+            dict(workload="W2", gd_s=0.05, emsa_s=0.25, ratio=5.0, accepted=0.67,
+                 final_rho=0.5, maximize_s=0.2)]
+    text = "\n".join(bench_msa.markdown(dict(rows=rows)))
+    assert "| W2 | 200.00 ms | 4.00 | 80% |" in text
+    assert "| W1 | " in text and text.count("| W1 |") == 1  # no maximisation row for W1
+    assert "maximisation alone" not in "\n".join(bench_msa.markdown(dict(rows=rows[:1])))
