@@ -49,8 +49,9 @@ def available_cores():
 def _controller():
     global _blas
     if _blas is None:  # inspecting the loaded libraries takes milliseconds: do it once
-        # load the BLAS that the kernels' products call (numba binds scipy's), so that it is
-        # among the libraries controlled: pmp no longer imports scipy at import time
+        # load SciPy's BLAS, which the kernels' products call unless MKL runs them (single
+        # threaded: pmp._kernels.blas), so that it is among the libraries controlled: pmp
+        # no longer imports scipy at import time
         import scipy.linalg.cython_blas  # noqa: F401
 
         _blas = ThreadpoolController()
