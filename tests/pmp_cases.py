@@ -1,6 +1,7 @@
 """Plain helpers shared by several test modules: tiny test problems, and the configs, run
 comparisons and `pmp` command of the batch tests (fixtures are in conftest.py)."""
 import os
+import signal
 import subprocess
 import sys
 
@@ -154,10 +155,19 @@ def pmp_cli(*args, cwd, timeout=600, **popen):
                           capture_output=True, text=True, timeout=timeout, **popen)
 
 
-def spawn(*args, cwd):
+def _sigint_default():
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def spawn(*args, cwd, interruptible=False):
+    """``pmp *args`` in the background. ``interruptible``: the command starts with SIGINT at
+    its default, so that a test can interrupt it even when the suite itself was started
+    with SIGINT ignored (as a background job of a shell without job control), which a
+    child inherits and Python then leaves ignored."""
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     return subprocess.Popen([sys.executable, "-m", "pmp", *args], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_sigint_default if interruptible else None)
 
 
 def one_line_error(out, *fragments):

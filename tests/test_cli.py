@@ -223,7 +223,7 @@ def test_a_reader_can_follow_a_training_run(tmp_path):
 
 def test_ctrl_c_checkpoints_says_how_to_resume_and_exits_130(tmp_path):
     long_config(tmp_path, max_iter=200000)
-    process = spawn("train", "long.toml", "--out", "inter", cwd=tmp_path)
+    process = spawn("train", "long.toml", "--out", "inter", cwd=tmp_path, interruptible=True)
     wait_for_checkpoints(tmp_path / "inter", 2, process)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=120)

@@ -204,7 +204,7 @@ def test_analysis_beside_training_leaves_the_run_intact(tmp_path):
     the analysis is in its own file."""
     (tmp_path / "c.toml").write_text(config(BASE, "train.max_iter=3000", "train.gtol=0.0",
                                             "train.checkpoint_every=25").to_toml())
-    trainer = spawn("train", "c.toml", "--out", "cc", cwd=tmp_path)
+    trainer = spawn("train", "c.toml", "--out", "cc", cwd=tmp_path, interruptible=True)
     try:
         deadline = time.time() + 120
         while not (tmp_path / "cc" / "run.h5").exists() or count(tmp_path / "cc") < 2:
