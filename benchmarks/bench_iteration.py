@@ -4,8 +4,8 @@ Per workload W1-W3 and dtype float64 / float32: the median of pmp's iteration
 (:func:`benchmarks.common.iteration`), of each available peer's step
 (:mod:`benchmarks.peers`: the same cost, gradient and update in PyTorch, JAX, torchdiffeq)
 and of a dense GEMM (the floor: the fastest of NumPy's BLAS, PyTorch's and the one of
-pmp's kernels where that is another, MKL), all measured interleaved. Every peer's J and gradient are
-checked against pmp first; in float64 a relative gradient error above
+pmp's kernels where that is another, MKL), all measured interleaved. Every peer's J and
+gradient are checked against pmp first; in float64 a relative gradient error above
 :data:`GRAD_TOLERANCE` marks the peer FAILED and it gets no ratio.
 """
 import os
@@ -14,8 +14,8 @@ import numba
 import numpy as np
 
 import pmp
-from benchmarks import peers
 from pmp._kernels import blas
+from benchmarks import peers
 from benchmarks.common import (BYTE_MODEL, FLOP_MODEL, Gemm, PmpIteration, describe, flops,
                                interleaved_medians, log, number, seconds, table, target,
                                trajectory_bytes, workload)
@@ -251,9 +251,10 @@ def markdown(result):
          for r in result["rows"]])
     if result.get("profiles"):
         lines += ["", "Where W2's and W3's time goes (float64, one thread, interleaved): pmp's "
-                      "iteration against its three products per step alone (the BLAS of pmp's "
-                      "kernels, operands in cache or from memory as in the sweeps) and its tanh alone; the rest "
-                      "is the elementwise passes, the readout and Python.", ""]
+                      "iteration against its three products per step alone (the BLAS of "
+                      "pmp's kernels, operands in cache or from memory as in the sweeps) and "
+                      "its tanh alone; the rest is the elementwise passes, the readout and "
+                      "Python.", ""]
         lines += table(
             ["workload", "iteration", "products", "tanh", "rest", "products GFLOP/s",
              "1024 GEMM GFLOP/s"],

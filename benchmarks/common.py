@@ -236,9 +236,9 @@ class Gemm:
             from pmp.threads import blocks, map_blocks
 
             self.a, self.out = a, np.empty_like(a)
-            bounds = blocks(n)
+            # the blocks of the thread count at the call (pmp.threads(1) in the profile)
             self.step = lambda: map_blocks(
-                lambda r0, r1, _: matmul(self.a[r0:r1], self.a, self.out[r0:r1]), bounds)
+                lambda r0, r1, _: matmul(self.a[r0:r1], self.a, self.out[r0:r1]), blocks(n))
         else:
             self.a, self.out = a, np.empty_like(a)
             self.step = lambda: np.matmul(self.a, self.a, out=self.out)
