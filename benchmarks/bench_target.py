@@ -231,9 +231,9 @@ def emsa_variants():
                  note=f"the default maximiser is {'exact' if default_exact else 'inexact'}"))
 
 
-def _outcome(reached, seconds_, iterations, value, status):
+def _outcome(reached, seconds_, iterations, value, status, total):
     return dict(reached=bool(reached), seconds=float(seconds_), iterations=int(iterations),
-                value=float(value), status=status)
+                value=float(value), status=status, total=float(total))
 
 
 def pmp_run(problem, method, options, controls, quantity, goal, time_limit):
@@ -256,7 +256,8 @@ def pmp_run(problem, method, options, controls, quantity, goal, time_limit):
     dict
         ``reached, seconds`` (``TrainState.elapsed`` when the target was met, else at the
         last state), ``iterations``, ``value`` (the lowest ``cost[quantity]`` seen) and
-        ``status`` ("target", or pmp's reason to stop: "time_limit", "stalled", ...).
+        ``status`` ("target", or pmp's reason to stop: "time_limit", "stalled", ...) and
+        ``total``, the J (``cost["total"]``) where the run stopped.
     """
     states = pmp.iterate(problem, method, controls=controls, max_iter=MAX_ITER, gtol=0.0,
                          time_limit=time_limit, **options)
@@ -267,10 +268,12 @@ def pmp_run(problem, method, options, controls, quantity, goal, time_limit):
             value = state.cost[quantity]
             best = min(best, value)
             if value <= goal:
-                return _outcome(True, state.elapsed, state.iteration, value, "target")
+                return _outcome(True, state.elapsed, state.iteration, value, "target",
+                                state.cost["total"])
     finally:
         states.close()
-    return _outcome(False, last.elapsed, last.iteration, best, last.status)
+    return _outcome(False, last.elapsed, last.iteration, best, last.status,
+                    last.cost["total"])
 
 
 class TorchTraining:
@@ -387,7 +390,7 @@ class TorchTraining:
             iteration += 1
         stopped = {"W": W.detach().numpy().copy(), "b": b.detach().numpy().copy()}
         return _outcome(status == "target", elapsed, iteration, value if status == "target"
-                        else best, status), stopped
+                        else best, status, parts[1].item()), stopped
 
 
 class Contestant:
@@ -467,13 +470,15 @@ def summary(runs, time_limit):
         ``reached, seeds, per_iteration_s`` (the median over all runs of seconds per
         iteration), ``median_s`` (None when the median misses), ``min_s, max_s``
         (over all seeds; ``max_s`` None when a seed misses), ``iterations``: ``[median,
-        min, max]`` over the seeds that reach (None if none), ``missed_values``: the
+        min, max]`` over the seeds that reach (None if none), ``total_at_target``: the J
+        where they reached it, ``[median, min, max]`` (None if none), ``missed_values``: the
         lowest value each missing seed reached.
     """
     times = [r["seconds"] if r["reached"] else math.inf for r in runs]
     done = [r for r in runs if r["reached"]]
     median = float(np.median(times)) if runs else math.inf
     iterations = [r["iterations"] for r in done]
+    totals = [r["total"] for r in done]
     per_iteration = [r["seconds"] / r["iterations"] for r in runs if r["iterations"] > 0]
     return dict(reached=len(done), seeds=len(runs),
                 per_iteration_s=float(np.median(per_iteration)) if per_iteration else None,
@@ -481,6 +486,8 @@ def summary(runs, time_limit):
                 min_s=min(times) if done else None,
                 max_s=max(times) if len(done) == len(runs) and runs else None,
                 iterations=[float(np.median(iterations)), min(iterations), max(iterations)]
+                if done else None,
+                total_at_target=[float(np.median(totals)), min(totals), max(totals)]
                 if done else None,
                 missed_values=[r["value"] for r in runs if not r["reached"]],
                 time_limit=time_limit)
@@ -599,6 +606,28 @@ def rings_goal(problem, iterations, seed=TUNE_SEED):
                 seconds=float(last.elapsed), status=last.status, seed=seed)
 
 
+def objective_minimum(problem, time_limit, seed=TUNE_SEED, gtol=1e-9):
+    """The minimiser of J, estimated by pmp's L-BFGS from the controls of ``seed``.
+
+    A target on the training loss alone is met by a method that decreases J only if the
+    loss at the minimiser of J is below it; this run says where that loss is.
+
+    Returns
+    -------
+    dict
+        ``total`` and ``loss`` (``cost["total"]``, ``cost["loss"]`` at the last iterate),
+        ``iterations``, ``seconds``, ``grad_norm``, ``status`` (L-BFGS's reason to stop:
+        "converged" at ``grad_norm <= gtol``, else "time_limit", "stalled", ...), ``seed``.
+    """
+    last = None
+    for last in pmp.iterate(problem, "lbfgs", controls=initial_controls(problem, seed),
+                            max_iter=MAX_ITER, gtol=gtol, time_limit=time_limit):
+        pass
+    return dict(total=float(last.cost["total"]), loss=float(last.cost["loss"]),
+                iterations=int(last.iteration), seconds=float(last.elapsed),
+                grad_norm=float(last.grad_norm), status=last.status, seed=seed)
+
+
 def contestants_for(problem, threads):
     """The methods of the benchmark on ``problem`` (Adams at no learning rate yet).
 
@@ -632,7 +661,9 @@ def measure_problem(spec, settings):
     -------
     dict
         ``name, description, n_samples, dim, n_steps, quantity, goal, goal_run`` (the rings'
-        E-MSA run, else None), ``emsa`` (see :func:`emsa_variants`), ``grid``: per Adam the
+        E-MSA run, else None), ``minimum`` (for a target on the loss,
+        :func:`objective_minimum`, else None), ``emsa`` (see :func:`emsa_variants`),
+        ``grid``: per Adam the
         seed-0 outcome of every learning rate, ``chosen_lr``, ``rows``: per method ``key,
         label, family, options, runs, summary``, ``cost_errors`` (PyTorch against pmp, the
         largest), ``load`` and ``targets``.
@@ -651,6 +682,12 @@ def measure_problem(spec, settings):
         goal = goal_run["goal"]
         log(NAME, f"{name}: target J = {goal:.6g} (E-MSA, {goal_run['iterations']} "
                   f"iterations from seed {goal_run['seed']}, {goal_run['seconds']:.2f} s)")
+    minimum = None
+    if quantity == "loss":
+        minimum = objective_minimum(problem, time_limit, settings["tune_seed"])
+        log(NAME, f"{name}: minimiser of J (L-BFGS, {minimum['iterations']} iterations, "
+                  f"{minimum['status']}): J = {minimum['total']:.6g}, training loss = "
+                  f"{minimum['loss']:.6g}")
     # the Adams' learning rates: every grid point on the tuning seed, interleaved
     adams = [c for c in contestants if c.key in ("adam", "torch_adam")]
     grid = {c.key: [] for c in adams}
@@ -686,7 +723,8 @@ def measure_problem(spec, settings):
     errors = [e for c in contestants for e in c.cost_errors]
     result = dict(name=name, description=spec["description"], n_samples=problem.n_samples,
                   dim=problem.dim, n_steps=problem.n_steps, quantity=quantity, goal=goal,
-                  goal_run=goal_run, emsa=emsa_info, grid=grid, chosen_lr=chosen, rows=rows,
+                  goal_run=goal_run, minimum=minimum, emsa=emsa_info, grid=grid,
+                  chosen_lr=chosen, rows=rows,
                   cost_errors=dict(checks=len(errors),
                                    loss=max((e["loss"] for e in errors), default=None),
                                    total=max((e["total"] for e in errors), default=None)),
@@ -772,6 +810,20 @@ def emsa_explanation(result, time_limit):
             f"{other['iterations'][0]:.0f} iterations (median).")
 
 
+def minimum_sentence(minimum, goal):
+    """What the minimiser of J says about a target ``goal`` on the training loss."""
+    text = (f"The minimiser of J, estimated by pmp's L-BFGS from seed {minimum['seed']} "
+            f"({minimum['iterations']} iterations, {minimum['seconds']:.1f} s, "
+            f"{minimum['status']}, |g| = {minimum['grad_norm']:.1e}): J = "
+            f"{minimum['total']:.5g}, training loss {minimum['loss']:.5g}")
+    ratio = minimum["loss"] / goal
+    if ratio >= 0.9:
+        return (text + f", {ratio:.3g}x the target. A method that decreases J approaches "
+                "the target's level only near the minimiser (or not at all); one that reaches "
+                "it sooner does so at a larger J (the column \"J at the target\").")
+    return text + f", {ratio:.3g}x the target."
+
+
 def problem_markdown(result, settings):
     """The report of one problem (list of lines)."""
     time_limit = settings["time_limit"]
@@ -785,16 +837,21 @@ def problem_markdown(result, settings):
     text += (f". Load average (1 min) {result['load']['start']:.1f} at the start, "
              f"{result['load']['end']:.1f} at the end. E-MSA: {note}.")
     lines = [f"### {result['name']}: {result['description']}", "", text, ""]
+    minimum = result.get("minimum")
+    if minimum is not None:
+        lines += [minimum_sentence(minimum, result["goal"]), ""]
     lines += table(
         ["method", "options", "seeds reaching", "time: median [min, max]",
          "iterations: median [min, max] (reaching)", "time / iteration",
-         "lowest value of the misses"],
+         "J at the target: median [min, max]", "lowest value of the misses"],
         [[r["label"], _options_cell(r["options"]),
           f"{r['summary']['reached']} of {r['summary']['seeds']}",
           _time_cell(r["summary"], time_limit),
           "-" if r["summary"]["iterations"] is None else
           _spread(*r["summary"]["iterations"], lambda v: f"{v:.0f}"),
           seconds(r["summary"]["per_iteration_s"]),
+          "-" if r["summary"].get("total_at_target") is None else
+          _spread(*r["summary"]["total_at_target"], lambda v: f"{v:.4g}"),
           ", ".join(f"{v:.3g}" for v in r["summary"]["missed_values"]) or "-"]
          for r in result["rows"]])
     why = emsa_explanation(result, time_limit)

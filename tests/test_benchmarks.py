@@ -81,6 +81,30 @@ def test_measure_problem_runs_and_reports():
     assert "PyTorch Adam" in text and "E-MSA" in text
 
 
+def test_loss_target_reports_the_minimiser_of_J():
+    problem = small_problems()["digits"]
+    start = pmp.cost(problem, bench_target.initial_controls(problem, 0))
+    spec = dict(name="small", problem=problem, quantity="loss", goal=0.5 * start["loss"],
+                description="small digits")
+    options = bench_target.TargetOptions(quick=True, threads=1, time_limit=2.0, seeds=(0,),
+                                         lr_grid=(1e-1,), pause=0.0)
+    result = bench_target.measure_problem(spec, bench_target.settings_of(options))
+    minimum = result["minimum"]
+    assert minimum["total"] < start["total"] and minimum["iterations"] > 0
+    for row in result["rows"]:
+        for run in row["runs"]:  # J where each run stopped: at least the minimiser's, roughly
+            assert run["total"] >= minimum["total"] * (1.0 - 1e-6)
+        if row["summary"]["reached"]:
+            low, high = row["summary"]["total_at_target"][1:]
+            assert low <= high and low == min(r["total"] for r in row["runs"] if r["reached"])
+    lines = bench_target.problem_markdown(result, bench_target.settings_of(options))
+    assert any(line.startswith("The minimiser of J") for line in lines)
+    near = bench_target.minimum_sentence(dict(minimum, loss=0.95 * spec["goal"]), spec["goal"])
+    assert "0.95x the target" in near and "J at the target" in near
+    far = bench_target.minimum_sentence(dict(minimum, loss=0.1 * spec["goal"]), spec["goal"])
+    assert far.endswith("0.1x the target.")
+
+
 def test_ratio_target_bounds():
     ratio = bench_target.ratio_target
     exact = ratio("r", 1.0, 4.0, 0.5, 60.0, ("a", "b"))
