@@ -156,3 +156,52 @@ def test_switching_function_ignores_frozen_entries():
     _, info = Maximizer(problem).maximize(problem, controls, xs, ps, 0.0)
     # G for b is the sum of the costates p_{k+1}; W's entries are frozen
     np.testing.assert_allclose(info.switching, np.linalg.norm(ps[1:, 0], axis=1), rtol=1e-12)
+
+
+@pytest.mark.parametrize("field,kw", [("outer", {}), ("features", {"width": 4})],
+                         ids=["outer", "features"])
+def test_conjugate_gradients_keep_their_bases_between_calls(field, kw):
+    # the preconditioner's bases are computed on every BASES_REFRESH-th call and kept in
+    # between: any basis gives the same solution to the tolerance, and kept arrays are
+    # never written again (a checkpoint's state may hold them)
+    from pmp.maximize.linear import BASES_REFRESH
+
+    problem = small_problem(field, kw, n_steps=5)
+    kept = Maximizer(problem, n_direct=0, tol=1e-13)
+    first = None
+    for call in range(BASES_REFRESH + 2):
+        old = pmp.init_controls(problem, scale=0.5, seed=call)
+        xs, ps = sweeps(problem, old)
+        new, info = kept.maximize(problem, old, xs, ps, 0.9)
+        fresh, _ = Maximizer(problem, n_direct=0, tol=1e-13).maximize(problem, old, xs, ps, 0.9)
+        for n in new:
+            np.testing.assert_allclose(new[n], fresh[n], rtol=1e-9, atol=1e-12)
+        memory = kept.memory
+        assert memory["calls"] == call + 1
+        if first is None:
+            first = memory
+            saved = {k: np.copy(v) for k, v in memory.items()}
+            for E in memory["E"]:  # orthonormal eigenbases of the first call's matrices
+                np.testing.assert_allclose(E.T @ E, np.eye(E.shape[0]), atol=1e-12)
+        else:
+            same = memory["E"] is first["E"]
+            assert same == (call < BASES_REFRESH)  # refreshed into new arrays
+    for k, v in saved.items():
+        np.testing.assert_array_equal(first[k], v)
+
+
+def test_kept_bases_make_a_worse_but_valid_preconditioner():
+    # far from the matrices it was computed for, a kept basis (here the identity) costs
+    # conjugate gradients more iterations to the same solution
+    problem = small_problem("outer", {}, n_steps=5)
+    old = pmp.init_controls(problem, scale=0.5, seed=2)
+    xs, ps = sweeps(problem, old)
+    exact = Maximizer(problem, n_direct=0, tol=1e-13)
+    new, info = exact.maximize(problem, old, xs, ps, 0.9)
+    identity = Maximizer(problem, n_direct=0, tol=1e-13)
+    identity.memory = {k: (np.broadcast_to(np.eye(v.shape[1]), v.shape).copy()
+                           if k != "calls" else 1) for k, v in exact.memory.items()}
+    other, worse = identity.maximize(problem, old, xs, ps, 0.9)
+    for n in new:
+        np.testing.assert_allclose(other[n], new[n], rtol=1e-9, atol=1e-12)
+    assert np.sum(worse.iterations) > np.sum(info.iterations)

@@ -190,6 +190,30 @@ def test_emsa_through_conjugate_gradients_reaches_the_lbfgs_optimum(toy_optimum,
     assert abs(result.cost["total"] - best) / best < 1e-4
 
 
+def test_emsa_through_conjugate_gradients_resumes_bit_for_bit(toy_optimum, tmp_path):
+    # the maximiser keeps its preconditioner's bases between iterations (refreshed every
+    # BASES_REFRESH calls): the checkpoint state carries them, also through HDF5
+    import h5py
+
+    from pmp.batch.store import read_tree, write_tree
+    from pmp.maximize.linear import BASES_REFRESH
+
+    problem, _ = toy_optimum
+    kw = dict(n_direct=0, controls=pmp.init_controls(problem, seed=3))
+    total = 2 * BASES_REFRESH + 3
+    full = [s.cost["total"] for s in pmp.iterate(problem, "emsa", max_iter=total, **kw)]
+    part = list(pmp.iterate(problem, "emsa", max_iter=BASES_REFRESH - 2, **kw))
+    memory = part[-1].resume["method"]["maximizer"]
+    assert memory["calls"] >= 1 and memory["E"].shape == (10, 4, 4)
+    with h5py.File(tmp_path / "state.h5", "w") as f:
+        write_tree(f, "method", part[-1].resume["method"])
+    with h5py.File(tmp_path / "state.h5", "r") as f:
+        method_state = read_tree(f["method"])
+    for resume in (part[-1].resume, dict(part[-1].resume, method=method_state)):
+        rest = pmp.iterate(problem, "emsa", max_iter=total, resume=resume, **kw)
+        assert [s.cost["total"] for s in part] + [s.cost["total"] for s in rest] == full
+
+
 def test_an_inexact_maximisation_gains_less_than_the_exact_one_but_gains(toy_optimum):
     problem, _ = toy_optimum
     controls = pmp.init_controls(problem, seed=3)

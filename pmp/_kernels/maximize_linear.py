@@ -85,16 +85,19 @@ def _apply(V, op, coef_I, rho, free, out, tmp, dq):
         return
     matmul(V, S, out)
     matmul(p, V, t1)
-    for i in range(n):
-        for c in range(t1.shape[1]):
-            t1[i, c] *= dpsi[i, c]
     if use_Kt:
+        for i in range(n):
+            for c in range(t1.shape[1]):
+                t1[i, c] *= dpsi[i, c]
         matmul(t1, Kt, t2)
-    else:
-        t2[:, :] = t1
-    for i in range(n):
-        for c in range(t2.shape[1]):
-            t2[i, c] *= dpsi[i, c]
+        for i in range(n):
+            for c in range(t2.shape[1]):
+                t2[i, c] *= dpsi[i, c]
+    else:  # "outer": K~ = diag(1, ..., 1, 0), and psi' is 0 in the last column
+        t2 = t1
+        for i in range(n):
+            for c in range(t2.shape[1]):
+                t2[i, c] *= dpsi[i, c] * dpsi[i, c]
     matmul(p.T, t2, dq)
     for r in range(out.shape[0]):
         for c in range(out.shape[1]):
@@ -452,10 +455,12 @@ def _matrix_free_scratch(kind, xs, q):
 
 
 @jit
-def linear_maximize_cg(xs, ps, spec, U_old, free, lam, rho, h1, solver, U_new, info, k0, k1):
+def linear_maximize_cg(xs, ps, spec, U_old, free, lam, rho, h1, solver, bases, U_new, info,
+                       k0, k1):
     """l2: maximise Psi~_k for the steps ``k0 <= k < k1`` by preconditioned conjugate
     gradients with matrix-free products (large ``d q``), to the relative tolerance ``tol``
-    or ``max_inner`` iterations."""
+    or ``max_inner`` iterations. ``bases = (E, F, fresh)``: the preconditioner's bases of
+    every step, (K, q, q) and (K, d, d), recomputed (``fresh``) or kept."""
     Kt, use_Kt = spec[5], spec[6]
     h1_diag, h1_rhs = h1
     values, tmp, G, S, work = _matrix_free_scratch(spec[0], xs, U_old.shape[2])
@@ -470,7 +475,8 @@ def linear_maximize_cg(xs, ps, spec, U_old, free, lam, rho, h1, solver, U_new, i
                      delta, Md, info[k]):
             continue
         op = (S, p, dpsi, Kt, use_Kt)
-        iters = _cg(op, coef, rho, fr, g, delta, solver, work, tmp)
+        iters = _cg(op, coef, rho, fr, g, delta, solver, work, tmp,
+                    (bases[0][k], bases[1][k], bases[2]))
         residual = work[2]  # CG's g - M delta: M delta without one more product
         for r in range(Md.shape[0]):
             for c in range(Md.shape[1]):
@@ -514,17 +520,18 @@ def linear_maximize_l1(xs, ps, spec, U_old, free, l1, rho, h1, solver, U_new, in
 
 
 @jit
-def _cg(op, coef, rho, fr, g, x, solver, work, tmp):
+def _cg(op, coef, rho, fr, g, x, solver, work, tmp, bases):
     """Preconditioned CG for ``M x = g`` on the free entries (``M = coef I + rho A``, the
-    preconditioner of :func:`_kronecker_preconditioner`) from ``x = 0``; returns the
-    iterations and leaves the residual ``g - M x`` in ``work[2]``. Four small products per
-    iteration."""
+    preconditioner of :func:`_kronecker_preconditioner` in ``bases = (E, F, fresh)``) from
+    ``x = 0``; returns the iterations and leaves the residual ``g - M x`` in ``work[2]``.
+    Four small products per iteration."""
     tol, max_iter = solver
     d, q = g.shape
     r, z, pdir = work[2], work[3], work[4]
     Ap = np.empty((d, q), g.dtype)
     scratch = np.empty((d, q), g.dtype)
-    F, E, D = _kronecker_preconditioner(op, coef, rho, g)
+    E, F, fresh = bases
+    D = _kronecker_preconditioner(op, coef, rho, g, E, F, fresh)
     FtR, rotated = np.empty((d, q), g.dtype), np.empty((d, q), g.dtype)
     x[:, :] = 0.0
     r[:, :] = g
@@ -556,20 +563,24 @@ def _cg(op, coef, rho, fr, g, x, solver, work, tmp):
 
 
 @jit
-def _kronecker_preconditioner(op, coef, rho, g):
-    """The bases ``F`` (d, d), ``E`` (q, q) and the diagonal ``D`` (d, q) of :func:`_cg`'s
-    preconditioner, a Kronecker-product approximation of ``M``; in ``g``'s dtype.
+def _kronecker_preconditioner(op, coef, rho, g, E, F, fresh):
+    """The diagonal ``D`` (d, q) of :func:`_cg`'s preconditioner, a Kronecker-product
+    approximation of ``M`` in the orthonormal bases ``F`` (d, d) and ``E`` (q, q); in
+    ``g``'s dtype. With ``fresh`` the bases are first set to the eigenvectors of this step's
+    matrices, else those given (an earlier iteration's) are kept.
 
     Approximating ``psi'_ic psi'_ic2 ~ w_i beta_c beta_c2`` (``beta_c^2`` the mean of
     ``psi'_c^2`` over the rows, ``w_i`` the row's share) turns the costate term into
     ``Q V K^`` with the (d, d) Gram ``Q = N p^T diag(w) p`` and
-    ``K^ = diag(beta) K~ diag(beta)``; with ``S = E diag(lam) E^T`` and
-    ``Q = F diag(mu) F^T`` the approximation ``coef V + rho (V S + Q V K^)`` is diagonal in
-    the bases F, E up to the off-diagonal of ``E^T K^ E``, which is dropped:
-    ``P^-1 R = F ((F^T R E) / D) E^T``, ``D_rj = coef + rho (lam_j + mu_r kappa_j)``. It is
-    exact for the ``I (x) S`` part and needs several times fewer iterations than the exact
-    inverse of that part alone. Setup: one (d, N) x (N, d) product and two symmetric
-    eigensolves per step.
+    ``K^ = diag(beta) K~ diag(beta)``. In bases ``E``, ``F`` the approximation
+    ``coef V + rho (V S + Q V K^)`` is replaced by its diagonal
+    ``D_rj = coef + rho (lam_j + mu_r kappa_j)``, with ``lam_j = (E^T S E)_jj``,
+    ``mu_r = (F^T Q F)_rr`` and ``kappa_j = (E^T K^ E)_jj``: ``P^-1 R = F ((F^T R E) / D)
+    E^T``. In the eigenbases of ``S`` and ``Q`` it is exact for the ``I (x) S`` part and
+    needs several times fewer iterations than the exact inverse of that part alone; in
+    another iteration's bases it costs two small products instead of two eigensolves, and
+    conjugate gradients converge to the same solution with any such (positive definite)
+    preconditioner. Setup: one (d, N) x (N, d) product per step.
     """
     S, p, dpsi, Kt, use_Kt = op
     d, q = g.shape
@@ -590,10 +601,19 @@ def _kronecker_preconditioner(op, coef, rho, g):
         w = n * weights[i] / total if total > 0.0 else 0.0  # mean 1 over the rows
         for rr in range(d):
             scaled[i, rr] = n * w * p[i, rr]  # Q = N p^T diag(w) p
-    lam_S, E = np.linalg.eigh(S.astype(np.float64))
     gram = np.empty((d, d), g.dtype)
     matmul(scaled.T, p, gram)
-    mu, F = np.linalg.eigh(gram.astype(np.float64))
+    lam_S, mu = np.empty(q), np.empty(d)
+    if fresh:
+        values, vectors = np.linalg.eigh(S.astype(np.float64))
+        lam_S[:] = values
+        E[:, :] = vectors
+        values, vectors = np.linalg.eigh(gram.astype(np.float64))
+        mu[:] = values
+        F[:, :] = vectors
+    else:
+        _rayleigh_quotients(S, E, lam_S)
+        _rayleigh_quotients(gram, F, mu)
     D = np.empty((d, q), g.dtype)
     for j in range(q):
         kappa = 0.0  # (E^T K^ E)_jj
@@ -605,7 +625,19 @@ def _kronecker_preconditioner(op, coef, rho, g):
                 kappa += E[c, j] * E[c, j] * beta2[c]
         for rr in range(d):
             D[rr, j] = coef + rho * (lam_S[j] + mu[rr] * kappa)
-    return F.astype(g.dtype), E.astype(g.dtype), D
+    return D
+
+
+@jit
+def _rayleigh_quotients(A, B, out):
+    """``out_j = (B^T A B)_jj`` for a symmetric ``A`` (m, m) and a basis ``B`` (m, m)."""
+    AB = np.empty(A.shape, A.dtype)
+    matmul(A, B, AB)
+    for j in range(B.shape[1]):
+        total = 0.0
+        for c in range(B.shape[0]):
+            total += B[c, j] * AB[c, j]
+        out[j] = total
 
 
 @jit

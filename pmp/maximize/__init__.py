@@ -83,6 +83,14 @@ class Maximizer:
     max_inner : int
         Iteration cap of the inner solvers.
 
+    Attributes
+    ----------
+    memory : dict or None
+        What the solver keeps from one call of :meth:`maximize` to the next (the
+        conjugate-gradient solver's preconditioner bases, see :mod:`pmp.maximize.linear`):
+        arrays and numbers, never written once kept. A method stores it with its checkpoint
+        state and sets it back on resuming, so that a resumed run continues bit for bit.
+
     For a staged problem (:mod:`pmp.stages`) ``Maximizer(problem)`` is a
     :class:`pmp.maximize.staged.StagedMaximizer`: one maximiser per stage.
     """
@@ -107,6 +115,7 @@ class Maximizer:
             raise TypeError(f"no maximiser for regularizer {type(problem.reg).__name__} "
                             f"(weighted entry by entry) with field {problem.field!r}")
         self.solver.check(problem)
+        self.memory = None
 
     def check(self, rho):
         """Raise ``ValueError`` where the maximisation has no solution at this ``rho``."""

@@ -4,6 +4,15 @@
 l2: the closed form ``G_k / (2 lam)`` for ``rho = 0``; else the quadratic, solved by
 Cholesky when a step has at most ``n_direct`` unknowns, by preconditioned conjugate
 gradients above. l1 with a bound: FISTA with the prox (the switching law for ``rho = 0``).
+
+The conjugate gradients' preconditioner is diagonal in the eigenbases of two Gram matrices of
+every step, whose eigensolves cost more than the products of a few iterations. The bases
+change little from one iteration of a method to the next, so they are computed afresh on
+every :data:`BASES_REFRESH`-th call of a :class:`~pmp.maximize.Maximizer` and kept in its
+:attr:`~pmp.maximize.Maximizer.memory` in between (the preconditioner's diagonal is always
+recomputed for the current matrices). Any such basis gives a positive definite
+preconditioner: the solution to the tolerance is the same, the inexact solve's few
+iterations slightly less converged.
 """
 import numpy as np
 
@@ -14,6 +23,7 @@ from ._common import REG_CODES, free_entries, h1_terms
 # the kernels' code of each psi of pmp.fields.LinearForm
 PSI_KINDS = {"activation_and_one": codes.OUTER, "random_features": codes.FEATURES}
 _kl = lazy("maximize_linear")
+BASES_REFRESH = 8
 
 
 def check(problem):
@@ -62,7 +72,25 @@ def _kernel(maximizer, problem, form, xs, ps, rho, statistics, U_old, free, h1, 
         return _kl.linear_maximize_direct, _psi_args(form, xs, ps, dt, U_old, free) + (
             reg.lam, rho, h1, U_new, info)
     return _kl.linear_maximize_cg, _psi_args(form, xs, ps, dt, U_old, free) + (
-        reg.lam, rho, h1, solver, U_new, info)
+        reg.lam, rho, h1, solver, _bases(maximizer, U_old.shape, dt), U_new, info)
+
+
+def _bases(maximizer, shape, dtype):
+    """The preconditioner's bases ``(E, F, fresh)`` of the conjugate-gradient kernel: the
+    kept ones, or (on every :data:`BASES_REFRESH`-th call, and when the shapes change) new
+    arrays for the kernel to fill, identities until it does. Arrays once kept are never
+    written again: a checkpoint's state may hold them."""
+    K, d, q = shape
+    memory = maximizer.memory or {}
+    calls = int(memory.get("calls", 0))
+    E, F = memory.get("E"), memory.get("F")
+    fresh = (calls % BASES_REFRESH == 0 or E is None or E.shape != (K, q, q)
+             or F.shape != (K, d, d) or E.dtype != dtype)
+    if fresh:
+        E = np.ascontiguousarray(np.broadcast_to(np.eye(q, dtype=dtype), (K, q, q)))
+        F = np.ascontiguousarray(np.broadcast_to(np.eye(d, dtype=dtype), (K, d, d)))
+    maximizer.memory = dict(E=E, F=F, calls=calls + 1)
+    return E, F, fresh
 
 
 def _psi_args(form, xs, ps, dtype, U_old, free):

@@ -35,6 +35,17 @@ class StagedMaximizer:
         self.maximizers = [Maximizer(stage, n_direct, tol, max_inner)
                            for stage in problem.stages]
 
+    @property
+    def memory(self):
+        """The stages' :attr:`pmp.maximize.Maximizer.memory`, a list (None if all are)."""
+        memories = [m.memory for m in self.maximizers]
+        return None if all(m is None for m in memories) else memories
+
+    @memory.setter
+    def memory(self, memories):
+        for maximizer, memory in zip(self.maximizers, memories or [None] * len(self.maximizers)):
+            maximizer.memory = memory
+
     def check(self, rho):
         """Raise ``ValueError`` where a stage's or a transition's maximisation has no
         solution at this ``rho``."""

@@ -85,6 +85,7 @@ class MSA(Method):
 
     def run(self, oracle, u, state=None):
         maximizer = self._maximizer(oracle.problem)
+        maximizer.memory = (state or {}).get("maximizer")
         rho = self._initial_rho(state)
         maximizer.check(rho)
         need = maximizer.need(oracle.problem)
@@ -92,7 +93,7 @@ class MSA(Method):
         point.extra = dict(rho=rho, accepted=1.0)
         batch = oracle.batch_id
         while True:
-            self.state = self._state(rho)
+            self.state = self._state(rho, maximizer)
             yield point
             if oracle.batch_id != batch:  # a new mini-batch: sweep it at the current controls
                 point, xs, ps = oracle.sweep(point.controls, need)
@@ -113,9 +114,10 @@ class MSA(Method):
     def _initial_rho(self, state):
         return self.rho
 
-    def _state(self, rho):
-        """What a checkpoint keeps to continue exactly (plain MSA: nothing)."""
-        return {}
+    def _state(self, rho, maximizer):
+        """What a checkpoint keeps to continue exactly (plain MSA: what the maximiser keeps
+        between calls)."""
+        return {"maximizer": maximizer.memory}
 
     def _step(self, oracle, point, xs, ps, new, extra, rho, need):
         """Move to the candidate ``new``: ``(point, xs, ps, rho)`` of the next iterate, or
@@ -174,8 +176,11 @@ class EMSA(MSA):
     def _initial_rho(self, state):
         return float(state["rho"]) if state and self.adaptive else self.rho
 
-    def _state(self, rho):
-        return {"rho": rho} if self.adaptive else {}
+    def _state(self, rho, maximizer):
+        state = super()._state(rho, maximizer)
+        if self.adaptive:
+            state["rho"] = rho
+        return state
 
     def _step(self, oracle, point, xs, ps, new, extra, rho, need):
         """Adaptive: accept the candidate on sufficient decrease (then ``rho /= 2``), else
