@@ -41,16 +41,31 @@ def _activation_store(field, xs, keep, buffers=None):
     return buffer(buffers, "activations", shape, xs.dtype)
 
 
-def _run_forward(field, xs, controls, h, store, final_only=False):
-    """Fill ``xs[1:]`` from ``xs[0]``, one row block per thread (:func:`pmp.get_threads`)."""
+def row_step_work(dim):
+    """The work of one row and one step of a sweep (forward and costates) in the units of
+    :data:`pmp.threads.MIN_BLOCK_WORK`: ``d^2 + 2 d + 60``, fitted to the gradient's time
+    at d = 3, 16 and 64 (the constant is the per-row cost of the activation and the
+    bookkeeping that small states do not amortise)."""
+    return dim * dim + 2 * dim + 60
+
+
+def _row_blocks(problem):
+    """The row blocks of every sweep of ``problem`` (the same for all its sweeps: the
+    segmented gradient and a candidate's kept activations rely on it)."""
+    return row_blocks(problem.n_samples, problem.n_steps * row_step_work(problem.dim))
+
+
+def _run_forward(field, xs, controls, h, store, bounds, final_only=False):
+    """Fill ``xs[1:]`` from ``xs[0]``, one row block per thread (``bounds``, see
+    :func:`_row_blocks`)."""
     h = xs.dtype.type(h)  # float32 sweeps stay in float32 arithmetic
     map_blocks(lambda r0, r1, i: field.forward_rows(xs, controls, h, store, r0, r1, final_only),
-               row_blocks(xs.shape[1]))
+               bounds)
 
 
-def _run_backward(field, xs, ps, controls, h, readout, grads, gP, store, forward=False,
+def _run_backward(field, xs, ps, controls, h, readout, grads, gP, store, bounds, forward=False,
                   statistics=None, block_gP=None):
-    """Fill ``ps`` and ``grads`` (Hamiltonian part) over the row blocks; return
+    """Fill ``ps`` and ``grads`` (Hamiltonian part) over the row blocks ``bounds``; return
     ``(Phi(X_K), sum_{k<K} Phi(X_k))``.
 
     ``ps`` is (K + 1, N, d), or (2, N, d) for two rolling slots. ``store`` holds the forward
@@ -72,7 +87,6 @@ def _run_backward(field, xs, ps, controls, h, readout, grads, gP, store, forward
         store = _activation_store(field, xs, False)
     h = xs.dtype.type(h)
     n = xs.shape[1]
-    bounds = row_blocks(n)
     own_gP = block_gP is None
     if own_gP:
         block_gP = [gP] + [np.zeros_like(gP) for _ in bounds[2:]]
@@ -155,7 +169,8 @@ def _forward(problem, controls, store=False, workspace=None, run=True, activatio
     kept = _activation_store(problem.field, xs, store,
                              workspace if activations is None else activations)
     if run:
-        _run_forward(problem.field, xs, controls, problem.h, kept, final_only)
+        _run_forward(problem.field, xs, controls, problem.h, kept, _row_blocks(problem),
+                     final_only)
     return xs, kept
 
 
@@ -177,7 +192,7 @@ def _backward(problem, controls, xs, store=None, costates=True, workspace=None,
         ps[(xs.shape[0] - 1) % ps.shape[0]] = p_end
     phi, run = _run_backward(problem.field, xs, ps, controls, problem.h,
                              problem.readout_with(P, p_end is None), grads, gP, store,
-                             forward, statistics)
+                             _row_blocks(problem), forward, statistics)
     _finish_gradient(problem, controls, grads, gP)
     return ps, grads, (phi, run)
 
@@ -311,11 +326,12 @@ def _segmented(problem, controls, segment, workspace=None):
     kept = _activation_store(field, states, True, workspace)
     scratch = _activation_store(field, states, False)
     boundary[0] = problem.x
+    row_bounds = _row_blocks(problem)
     for j in range(len(bounds) - 1):  # forward: keep the boundary states only
         k0, k1 = bounds[j], bounds[j + 1]
         xs = states[:k1 - k0 + 1]
         xs[0] = boundary[j]
-        _run_forward(field, xs, {n: controls[n][k0:k1] for n in names}, h, scratch)
+        _run_forward(field, xs, {n: controls[n][k0:k1] for n in names}, h, scratch, row_bounds)
         boundary[j + 1] = xs[-1]
     grads = {n: np.empty(problem.control_shapes[n], dtype=problem.dtype) for n in names}
     P = _P(problem, controls)
@@ -323,7 +339,7 @@ def _segmented(problem, controls, segment, workspace=None):
                   dtype=problem.dtype)
     # two rolling costate slots (the kernels index them by step % 2)
     ps = buffer(workspace, "costates", (2, *shape), problem.dtype)
-    block_gP = [np.zeros_like(gP) for _ in row_blocks(problem.n_samples)[1:]]
+    block_gP = [np.zeros_like(gP) for _ in row_bounds[1:]]
     phi, run = 0.0, 0.0
     for j in range(len(bounds) - 2, -1, -1):  # backward, recomputing each segment
         k0, k1 = bounds[j], bounds[j + 1]
@@ -337,7 +353,7 @@ def _segmented(problem, controls, segment, workspace=None):
         seg_phi, seg_run = _run_backward(field, xs, ps, {n: controls[n][k0:k1] for n in names},
                                          h, problem.readout_with(P, at_end),
                                          {n: grads[n][k0:k1] for n in names}, gP, store,
-                                         forward=True, block_gP=block_gP)
+                                         row_bounds, forward=True, block_gP=block_gP)
         phi = seg_phi if at_end else phi
         run += seg_run
     for part in block_gP:  # in the unsegmented order: block by block, each over all steps
@@ -445,7 +461,7 @@ class Engine:
         xs, kept = _forward(problem, controls, True, self._trajectories[self._spare],
                             activations=self._activations, final_only=final_only)
         self._candidate = Candidate(_cost_of_states(problem, controls, xs), xs, kept,
-                                    row_blocks(problem.n_samples))
+                                    _row_blocks(problem))
         return self._candidate
 
     def _usable(self, candidate, problem):
@@ -456,7 +472,7 @@ class Engine:
         if not candidate._current:
             raise ValueError("this candidate's buffers were reused by a later sweep; "
                              "accept a candidate before computing another")
-        return candidate._blocks == row_blocks(problem.n_samples)
+        return candidate._blocks == _row_blocks(problem)
 
     def _release(self):
         if self._candidate is not None:

@@ -28,6 +28,12 @@ from ._validation import integer
 
 # rows per block below which splitting a sweep costs more than it saves
 MIN_ROWS_PER_BLOCK = 64
+# Work per block below which a thread costs more than it saves, in the units of the callers'
+# estimates (:func:`pmp.sweeps.row_step_work`: about one multiply-add of a d x d product
+# per unit). Waking a parked thread and waiting for it costs about as much as 3e6 units of
+# a sweep: on 2-core virtual machines a W1-sized gradient (1024 x 3, K = 100) gains 1.3x
+# from a second thread, one of 256 rows loses 1.6x.
+MIN_BLOCK_WORK = 3e6
 
 _state = threading.local()
 _count = None  # the process-wide setting; None until first read
@@ -111,16 +117,20 @@ def threads(n):
         _state.count = previous
 
 
-def row_blocks(n_rows):
+def row_blocks(n_rows, work_per_row=None):
     """Bounds ``[0, ..., n_rows]`` of the row blocks a sweep is split into: one per thread,
-    at least :data:`MIN_ROWS_PER_BLOCK` rows each."""
-    return blocks(n_rows, MIN_ROWS_PER_BLOCK)
+    at least :data:`MIN_ROWS_PER_BLOCK` rows each (and :data:`MIN_BLOCK_WORK` of work, given
+    ``work_per_row``)."""
+    return blocks(n_rows, MIN_ROWS_PER_BLOCK, work_per_row)
 
 
-def blocks(n_items, min_size=1):
+def blocks(n_items, min_size=1, work_per_item=None):
     """Bounds ``[0, ..., n_items]`` of at most one block per thread, at least ``min_size``
-    items each."""
-    count = max(1, min(get_threads(), n_items // min_size))
+    items each, and at least :data:`MIN_BLOCK_WORK` of work if ``work_per_item`` is given."""
+    count = min(get_threads(), n_items // min_size)
+    if work_per_item is not None and MIN_BLOCK_WORK > 0:
+        count = min(count, int(n_items * work_per_item // MIN_BLOCK_WORK))
+    count = max(1, count)
     return [n_items * i // count for i in range(count + 1)]
 
 

@@ -4,6 +4,7 @@ This directory is on ``sys.path`` while the tests run (pytest puts a conftest's 
 there), so the tests import their helpers by name: :mod:`naive` (the NumPy twins of the
 kernels) and :mod:`pmp_cases` (the small problems they are compared on).
 """
+import importlib
 import io
 import os
 
@@ -18,6 +19,14 @@ os.environ["PMP_QUIET"] = "1"
 # the kernels' products in SciPy's BLAS, the one every installation has (the default when
 # MKL is not installed); tests/test_blas.py compares MKL's results with it
 os.environ["PMP_BLAS"] = "scipy"
+
+
+@pytest.fixture(autouse=True)
+def split_small_work(monkeypatch):
+    """Split sweeps and maximisations into blocks on threads however little their work, so
+    that the suite's small problems run every multi-block path (pmp keeps work below
+    MIN_BLOCK_WORK in one block; tests/test_threads.py checks that rule)."""
+    monkeypatch.setattr(importlib.import_module("pmp.threads"), "MIN_BLOCK_WORK", 0.0)
 
 
 @pytest.fixture

@@ -48,3 +48,30 @@ def test_the_kernels_blas_is_among_the_controlled_libraries():
     assert out.returncode == 0, out.stderr
     n_loaded, missing = out.stdout.split(" ", 1)
     assert int(n_loaded) >= 1 and missing.strip() == "[]", out.stdout
+
+
+def test_little_work_stays_on_one_thread(monkeypatch):
+    # waking a thread costs more than a small sweep or maximisation saves: the demo's
+    # 256 x 3 rings run in one block, W1's 1024 rows in two, W2's maximisation in two
+    import importlib
+
+    from pmp.maximize.linear import _step_work
+    from pmp.sweeps import _row_blocks
+
+    monkeypatch.undo()  # the suite's conftest splits everything
+    threads = importlib.import_module("pmp.threads")
+    assert threads.MIN_BLOCK_WORK > 0
+    rings = pmp.demo_config().build_problem()
+    x, y = pmp.datasets.rings(1024, seed=0, lift=3)
+    w1 = pmp.Problem(x, y, field="outer", T=10.0, n_steps=100, lam=1e-3)
+    with pmp.threads(2):
+        assert (rings.n_samples, rings.dim, rings.n_steps) == (256, 3, 100)
+        assert _row_blocks(rings) == [0, 256]
+        assert _row_blocks(w1) == [0, 512, 1024]
+        maximizer = pmp.maximize.Maximizer(rings)
+        sums = pmp._kernels.lazy("maximize_linear").linear_maximize_sums
+        cg = pmp._kernels.lazy("maximize_linear").linear_maximize_cg
+        assert len(threads.blocks(100, work_per_item=_step_work(maximizer, sums, 256, 3,
+                                                                     4))) == 2
+        assert len(threads.blocks(50, work_per_item=_step_work(maximizer, cg, 1797, 64,
+                                                                    65))) == 3

@@ -52,9 +52,23 @@ def maximize(maximizer, problem, form, controls, xs, ps, rho, statistics):
     info = np.zeros((problem.n_steps, 4))
     kernel, args = _kernel(maximizer, problem, form, xs, ps, rho, statistics, U_old, free,
                            (h1_diag, h1_rhs.astype(problem.dtype)), U_new, info)
-    # the steps are independent: one block of steps per thread
-    map_blocks(lambda k0, k1, _: kernel(*args, k0, k1), blocks(problem.n_steps))
+    # the steps are independent: one block of steps per thread, where the work pays for it
+    bounds = blocks(problem.n_steps, work_per_item=_step_work(maximizer, kernel, xs.shape[1],
+                                                              *U_old.shape[1:]))
+    map_blocks(lambda k0, k1, _: kernel(*args, k0, k1), bounds)
     return form.unpack(U_new, controls), info.T
+
+
+def _step_work(maximizer, kernel, n, d, q):
+    """The work of one step in the units of :data:`pmp.threads.MIN_BLOCK_WORK`: a solve of
+    the ``d q`` unknowns (and, for a direct solve from the trajectories, the matrix's sums
+    over the ``n`` rows), or the products of an iterative solver's iterations."""
+    unknowns = d * q
+    if kernel is _kl.linear_maximize_sums:
+        return unknowns ** 3
+    if kernel is _kl.linear_maximize_direct:
+        return unknowns ** 3 + n * unknowns ** 2
+    return n * unknowns * (3 + 2 * maximizer.max_inner)
 
 
 def _kernel(maximizer, problem, form, xs, ps, rho, statistics, U_old, free, h1, U_new, info):
