@@ -32,7 +32,7 @@ MIN_ROWS_PER_BLOCK = 64
 # estimates (:func:`pmp.sweeps.row_step_work`: about one multiply-add of a d x d product
 # per unit). Waking a parked thread and waiting for it costs about as much as 3e6 units of
 # a sweep: on 2-core virtual machines a W1-sized gradient (1024 x 3, K = 100) gains 1.3x
-# from a second thread, one of 256 rows loses 1.6x.
+# from a second thread, one of 256 rows loses 1.6x. 0 splits whatever the work.
 MIN_BLOCK_WORK = 3e6
 
 _state = threading.local()

@@ -55,23 +55,29 @@ def test_little_work_stays_on_one_thread(monkeypatch):
     # 256 x 3 rings run in one block, W1's 1024 rows in two, W2's maximisation in two
     import importlib
 
-    from pmp.maximize.linear import _step_work
+    from pmp.maximize import linear
     from pmp.sweeps import _row_blocks
 
     monkeypatch.undo()  # the suite's conftest splits everything
     threads = importlib.import_module("pmp.threads")
     assert threads.MIN_BLOCK_WORK > 0
+    used = []
+    monkeypatch.setattr(linear, "map_blocks",
+                        lambda func, bounds: used.append(bounds) or threads.map_blocks(func,
+                                                                                       bounds))
     rings = pmp.demo_config().build_problem()
     x, y = pmp.datasets.rings(1024, seed=0, lift=3)
     w1 = pmp.Problem(x, y, field="outer", T=10.0, n_steps=100, lam=1e-3)
+    x, y = pmp.datasets.digits()
+    w2 = pmp.Problem(x, y, field="outer", T=5.0, n_steps=50, projection="first",
+                     loss="cross_entropy", lam=1e-3)
     with pmp.threads(2):
         assert (rings.n_samples, rings.dim, rings.n_steps) == (256, 3, 100)
         assert _row_blocks(rings) == [0, 256]
         assert _row_blocks(w1) == [0, 512, 1024]
-        maximizer = pmp.maximize.Maximizer(rings)
-        sums = pmp._kernels.lazy("maximize_linear").linear_maximize_sums
-        cg = pmp._kernels.lazy("maximize_linear").linear_maximize_cg
-        assert len(threads.blocks(100, work_per_item=_step_work(maximizer, sums, 256, 3,
-                                                                     4))) == 2
-        assert len(threads.blocks(50, work_per_item=_step_work(maximizer, cg, 1797, 64,
-                                                                    65))) == 3
+        for problem in (rings, w2):
+            u = pmp.init_controls(problem, seed=0)
+            xs = pmp.forward(problem, u)
+            ps = pmp.backward(problem, u, xs)
+            pmp.maximize.Maximizer(problem, max_inner=3).maximize(problem, u, xs, ps, 1.0)
+    assert [len(bounds) - 1 for bounds in used] == [1, 2]

@@ -50,43 +50,36 @@ def maximize(maximizer, problem, form, controls, xs, ps, rho, statistics):
     h1_rhs = np.ascontiguousarray(form.pack({n: t[1] for n, t in zip(names, h1)}))
     U_new = np.empty_like(U_old)
     info = np.zeros((problem.n_steps, 4))
-    kernel, args = _kernel(maximizer, problem, form, xs, ps, rho, statistics, U_old, free,
-                           (h1_diag, h1_rhs.astype(problem.dtype)), U_new, info)
+    kernel, args, step_work = _kernel(maximizer, problem, form, xs, ps, rho, statistics, U_old,
+                                      free, (h1_diag, h1_rhs.astype(problem.dtype)), U_new,
+                                      info)
     # the steps are independent: one block of steps per thread, where the work pays for it
-    bounds = blocks(problem.n_steps, work_per_item=_step_work(maximizer, kernel, xs.shape[1],
-                                                              *U_old.shape[1:]))
+    bounds = blocks(problem.n_steps, work_per_item=step_work)
     map_blocks(lambda k0, k1, _: kernel(*args, k0, k1), bounds)
     return form.unpack(U_new, controls), info.T
 
 
-def _step_work(maximizer, kernel, n, d, q):
-    """The work of one step in the units of :data:`pmp.threads.MIN_BLOCK_WORK`: a solve of
-    the ``d q`` unknowns (and, for a direct solve from the trajectories, the matrix's sums
-    over the ``n`` rows), or the products of an iterative solver's iterations."""
-    unknowns = d * q
-    if kernel is _kl.linear_maximize_sums:
-        return unknowns ** 3
-    if kernel is _kl.linear_maximize_direct:
-        return unknowns ** 3 + n * unknowns ** 2
-    return n * unknowns * (3 + 2 * maximizer.max_inner)
-
-
 def _kernel(maximizer, problem, form, xs, ps, rho, statistics, U_old, free, h1, U_new, info):
-    """The kernel of this regulariser and size, and its arguments but the steps."""
+    """The kernel of this regulariser and size, its arguments but the steps, and the work of
+    one step in the units of :data:`pmp.threads.MIN_BLOCK_WORK`: a solve of the ``d q``
+    unknowns (plus, from the trajectories, the matrix's sums over the ``N`` rows), or the
+    products of an iterative solver's iterations."""
     reg, dt = problem.reg, problem.dtype
     d, q = U_old.shape[1:]
+    n, unknowns = xs.shape[1], d * q
+    iterative = n * unknowns * (3 + 2 * maximizer.max_inner)
     solver = (maximizer.tol, maximizer.max_inner)
     if not reg.smooth:
         return _kl.linear_maximize_l1, _psi_args(form, xs, ps, dt, U_old, free) + (
-            (REG_CODES[type(reg)], reg.lam, reg.bound), rho, h1, solver, U_new, info)
-    if d * q <= maximizer.n_direct or (rho == 0.0 and not np.any(h1[0])):
+            (REG_CODES[type(reg)], reg.lam, reg.bound), rho, h1, solver, U_new, info), iterative
+    if unknowns <= maximizer.n_direct or (rho == 0.0 and not np.any(h1[0])):
         if statistics is not None:  # the costate sweep's sums
             return _kl.linear_maximize_sums, (U_old, free, reg.lam, rho, h1, U_new, info,
-                                              tuple(statistics), xs.shape[1])
+                                              tuple(statistics), n), unknowns ** 3
         return _kl.linear_maximize_direct, _psi_args(form, xs, ps, dt, U_old, free) + (
-            reg.lam, rho, h1, U_new, info)
+            reg.lam, rho, h1, U_new, info), unknowns ** 3 + n * unknowns ** 2
     return _kl.linear_maximize_cg, _psi_args(form, xs, ps, dt, U_old, free) + (
-        reg.lam, rho, h1, solver, _bases(maximizer, U_old.shape, dt), U_new, info)
+        reg.lam, rho, h1, solver, _bases(maximizer, U_old.shape, dt), U_new, info), iterative
 
 
 def _bases(maximizer, shape, dtype):
