@@ -116,6 +116,7 @@ class Maximizer:
                             f"(weighted entry by entry) with field {problem.field!r}")
         self.solver.check(problem)
         self.memory = None
+        self._ahead = None
 
     def check(self, rho):
         """Raise ``ValueError`` where the maximisation has no solution at this ``rho``."""
@@ -132,6 +133,30 @@ class Maximizer:
         every state and costate, or (where the solver reads only the sums the costate
         sweep computes for it, see :meth:`pmp.fields.Field.maximize_statistics`) not."""
         return Need(trajectories=self.solver.reads_trajectories(self, problem))
+
+    def compile_ahead(self, problem, controls, rho=0.0):
+        """Start compiling, in a second process, the kernel :meth:`maximize` will call for
+        ``problem`` at ``rho``, where it is not in numba's cache (see
+        :mod:`pmp._kernels.ahead`); :meth:`maximize` waits for it. A method calls this
+        before its first sweeps, which compile meanwhile. Nothing else changes."""
+        from .._kernels import ahead
+
+        self._ahead = ahead.start(self.kernel_calls(problem, controls, rho))
+
+    def kernel_calls(self, problem, controls, rho=0.0, statistics=True):
+        """The kernels :meth:`maximize` calls and arguments of their types (zero
+        trajectories of one sample: nothing runs), as :func:`pmp._kernels.ahead.start`
+        takes them; ``statistics``: whether the sweeps hand it the field's sums."""
+        K = problem.n_steps
+        xs = np.zeros((K + 1, 1, problem.dim), problem.dtype)
+        shapes = problem.field.maximize_statistics(K) if statistics else None
+        statistics = None if shapes is None else \
+            tuple(np.zeros(shape, problem.dtype) for shape in shapes)
+        memory = self.memory  # a solver may count its calls there: this is not one
+        calls = self.solver.kernel_calls(self, problem, self.form, controls, xs, xs, rho,
+                                         statistics)
+        self.memory = memory
+        return calls
 
     def maximize(self, problem, controls, xs, ps, rho=0.0, statistics=None):
         """New controls maximising Psi~_k at every step.
@@ -163,6 +188,9 @@ class Maximizer:
             # the group norm would couple the free entries to fixed non-zero ones
             raise ValueError("reg='l1' (group norm) with frozen entries needs the frozen "
                              "entries to be 0 for the MSA maximiser")
+        if self._ahead is not None:  # the kernel is being compiled ahead: load it then
+            self._ahead.wait()
+            self._ahead = None
         new_controls, info = self.solver.maximize(self, problem, self.form, controls, xs, ps,
                                                   rho, statistics)
         new = dict(controls)

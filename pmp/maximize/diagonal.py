@@ -18,14 +18,23 @@ def reads_trajectories(maximizer, problem):
 
 def maximize(maximizer, problem, form, controls, xs, ps, rho, statistics):
     """New ``w`` and the per-step info (4, K); see :meth:`pmp.maximize.Maximizer.maximize`."""
+    [(kernel, args)] = kernel_calls(maximizer, problem, form, controls, xs, ps, rho,
+                                    statistics)
+    kernel(*args)
+    w_new, info = args[-2:]
+    return {form.name: w_new}, info.T
+
+
+def kernel_calls(maximizer, problem, form, controls, xs, ps, rho, statistics):
+    """The kernel :func:`maximize` calls and its arguments (the last two receive the new
+    ``w`` and the info (K, 4))."""
     name = form.name
     free = free_entries(problem, [name])[name]
     h1_diag, h1_rhs = h1_terms(problem, controls, name)
     reg = problem.reg
     w_new = np.empty_like(controls[name])
     info = np.zeros((problem.n_steps, 4))
-    _kd.diagonal_maximize(xs, ps, form.code, form.param, controls[name],
-                          np.ascontiguousarray(free),
-                          (REG_CODES[type(reg)], reg.lam, getattr(reg, "bound", np.inf)), rho,
-                          (h1_diag, h1_rhs), (maximizer.tol, maximizer.max_inner), w_new, info)
-    return {name: w_new}, info.T
+    return [(_kd.diagonal_maximize,
+             (xs, ps, form.code, form.param, controls[name], np.ascontiguousarray(free),
+              (REG_CODES[type(reg)], reg.lam, getattr(reg, "bound", np.inf)), rho,
+              (h1_diag, h1_rhs), (maximizer.tol, maximizer.max_inner), w_new, info))]

@@ -22,6 +22,12 @@ def reads_trajectories(maximizer, problem):
     return True
 
 
+def kernel_calls(maximizer, problem, form, controls, xs, ps, rho, statistics):
+    """None to compile ahead: the objective's kernel is called from SciPy's L-BFGS, and
+    compiles at its first call."""
+    return []
+
+
 def maximize(maximizer, problem, form, controls, xs, ps, rho, statistics):
     """New controls and the per-step info (gain, residual, iterations, switching); see
     :meth:`pmp.maximize.Maximizer.maximize`."""

@@ -42,6 +42,24 @@ def reads_trajectories(maximizer, problem):
 def maximize(maximizer, problem, form, controls, xs, ps, rho, statistics):
     """New controls ``form.names`` and the per-step info (4, K); see
     :meth:`pmp.maximize.Maximizer.maximize`."""
+    kernel, args, step_work, U_new, info = _call(maximizer, problem, form, controls, xs, ps,
+                                                 rho, statistics)
+    # the steps are independent: one block of steps per thread, where the work pays for it
+    bounds = blocks(problem.n_steps, work_per_item=step_work)
+    map_blocks(lambda k0, k1, _: kernel(*args, k0, k1), bounds)
+    return form.unpack(U_new, controls), info.T
+
+
+def kernel_calls(maximizer, problem, form, controls, xs, ps, rho, statistics):
+    """The kernel :func:`maximize` calls and its arguments (all steps), for compiling it
+    ahead (:mod:`pmp._kernels.ahead`); nothing runs."""
+    kernel, args = _call(maximizer, problem, form, controls, xs, ps, rho, statistics)[:2]
+    return [(kernel, args + (0, problem.n_steps))]
+
+
+def _call(maximizer, problem, form, controls, xs, ps, rho, statistics):
+    """The kernel, its arguments but the steps, the work of one step (see :func:`_kernel`)
+    and the arrays it fills: ``U_new`` (K, d, q) and ``info`` (K, 4)."""
     names = form.names
     U_old = np.ascontiguousarray(form.pack(controls), dtype=problem.dtype)
     free = np.ascontiguousarray(form.pack(free_entries(problem, names)))
@@ -50,13 +68,8 @@ def maximize(maximizer, problem, form, controls, xs, ps, rho, statistics):
     h1_rhs = np.ascontiguousarray(form.pack({n: t[1] for n, t in zip(names, h1)}))
     U_new = np.empty_like(U_old)
     info = np.zeros((problem.n_steps, 4))
-    kernel, args, step_work = _kernel(maximizer, problem, form, xs, ps, rho, statistics, U_old,
-                                      free, (h1_diag, h1_rhs.astype(problem.dtype)), U_new,
-                                      info)
-    # the steps are independent: one block of steps per thread, where the work pays for it
-    bounds = blocks(problem.n_steps, work_per_item=step_work)
-    map_blocks(lambda k0, k1, _: kernel(*args, k0, k1), bounds)
-    return form.unpack(U_new, controls), info.T
+    return _kernel(maximizer, problem, form, xs, ps, rho, statistics, U_old, free,
+                   (h1_diag, h1_rhs.astype(problem.dtype)), U_new, info) + (U_new, info)
 
 
 def _kernel(maximizer, problem, form, xs, ps, rho, statistics, U_old, free, h1, U_new, info):

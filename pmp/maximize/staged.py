@@ -34,6 +34,7 @@ class StagedMaximizer:
         self.problem = problem
         self.maximizers = [Maximizer(stage, n_direct, tol, max_inner)
                            for stage in problem.stages]
+        self._ahead = None
 
     @property
     def memory(self):
@@ -64,6 +65,17 @@ class StagedMaximizer:
         """Every state and costate of every stage."""
         return Need(trajectories=True, statistics=False)
 
+    def compile_ahead(self, problem, controls, rho=0.0):
+        """:meth:`pmp.maximize.Maximizer.compile_ahead` for the stages' kernels, in one
+        second process."""
+        from .._kernels import ahead
+
+        old = problem.unflatten_controls(controls)
+        self._ahead = ahead.start([
+            call for stage, maximizer, u in zip(problem.stages, self.maximizers, old)
+            for call in maximizer.kernel_calls(
+                stage, {n: a for n, a in u.items() if n != ENTER}, rho, statistics=False)])
+
     def maximize(self, problem, controls, xs, ps, rho=0.0, statistics=None):
         """New controls (one flat dict) maximising every stage's and transition's
         (augmented) Hamiltonian.
@@ -89,6 +101,9 @@ class StagedMaximizer:
         """
         rho = real(rho, "rho", low=0.0)
         self.check(rho)
+        if self._ahead is not None:  # the stages' kernels are being compiled ahead
+            self._ahead.wait()
+            self._ahead = None
         old = problem.unflatten_controls(controls)
         new, parts = [], []
         for j, (stage, maximizer, u) in enumerate(zip(problem.stages, self.maximizers, old)):

@@ -88,6 +88,8 @@ class MSA(Method):
         maximizer.memory = (state or {}).get("maximizer")
         rho = self._initial_rho(state)
         maximizer.check(rho)
+        # on an empty numba cache the maximiser's kernel compiles while the sweeps do
+        maximizer.compile_ahead(oracle.batch, u, rho)
         need = maximizer.need(oracle.problem)
         point, xs, ps = oracle.sweep(u, need)
         point.extra = dict(rho=rho, accepted=1.0)
