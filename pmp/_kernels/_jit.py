@@ -41,6 +41,12 @@ OPTIONS = dict(cache=CACHE, fastmath={"contract"}, nogil=True, error_model="nump
 # several partial sums in vector registers at once. The order it picks is fixed in the
 # compiled code, so results stay reproducible run to run and for any thread count.
 SUM_OPTIONS = dict(OPTIONS, fastmath={"reassoc", "contract"})
+# numba compiles each function a kernel calls as a library of its own, with its callees
+# inlined and optimised, and then again inside each caller: a thin wrapper around heavy code
+# (the readout's pullback in the costate sweeps) has that code optimised and assembled
+# twice more. Inlined into the caller's numba IR instead, it compiles as part of the caller
+# only (LLVM inlines it into the caller either way).
+INLINE_OPTIONS = dict(OPTIONS, inline="always")
 
 
 
@@ -128,7 +134,7 @@ if DISABLED:  # pragma: no cover - debugging aid
     def jit(func):
         return func
 
-    jit_sum = jit
+    jit_sum = jit_inline = jit
 
 else:
 
@@ -140,3 +146,8 @@ else:
         """:func:`jit` for a reduction loop and nothing else: its additions may be
         reassociated (vectorised) and fused with the multiplications."""
         return numba.njit(**SUM_OPTIONS)(func)
+
+    def jit_inline(func):
+        """:func:`jit` for a thin wrapper, inlined into its callers (see
+        :data:`INLINE_OPTIONS`)."""
+        return numba.njit(**INLINE_OPTIONS)(func)

@@ -15,7 +15,7 @@ the loss values they met on the way.
 """
 import numpy as np
 
-from ._jit import jit, jit_sum
+from ._jit import jit, jit_inline, jit_sum
 from .blas import matmul
 from .activations import activate, activate_rows, activate_with_slope, value_and_slope
 from .codes import IDENTITY, RELU, SIGMOID, TANH
@@ -138,7 +138,7 @@ def _weight_by_slope(code, param, z, s, p_next, a, gb):
             gb[j] += a[i, j]
 
 
-@jit
+@jit_inline
 def _terminal(xs, ps, ro, gP, z, gz, r0, r1):
     """``p_K = -terminal grad Phi(X_K)`` on rows ``r0:r1``; returns Phi(X_K) (their mean).
 
@@ -153,7 +153,7 @@ def _terminal(xs, ps, ro, gP, z, gz, r0, r1):
     return pull_back(code, param, xs[K, r0:r1], P, y, terminal, p, gP, z, gz)
 
 
-@jit
+@jit_inline
 def _running(k, h, xs, ps, ro, gP, z, gz, r0, r1):
     """Running-cost pullback at step k on rows ``r0:r1``; returns Phi(X_k) (0 without a
     running cost)."""
