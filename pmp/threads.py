@@ -55,35 +55,13 @@ def available_cores():
 def _controller():
     global _blas
     if _blas is None:  # inspecting the loaded libraries takes milliseconds: do it once
-        # SciPy's BLAS must be among the libraries controlled: the kernels' products call it
-        # unless MKL runs them (pmp._kernels.blas), and SciPy's solvers do
-        _load_scipy_blas()
+        # load SciPy's BLAS, which the kernels' products call unless MKL runs them (single
+        # threaded: pmp._kernels.blas), so that it is among the libraries controlled: pmp
+        # no longer imports scipy at import time
+        import scipy.linalg.cython_blas  # noqa: F401
+
         _blas = ThreadpoolController()
     return _blas
-
-
-def _load_scipy_blas():
-    """Load the BLAS library SciPy ships (its wheels' ``scipy.libs``), without importing
-    ``scipy.linalg``, which takes about 0.3 s: the same file, which SciPy's modules share
-    when they load. Where SciPy has no such directory (a build against the system's BLAS),
-    import ``scipy.linalg.cython_blas``."""
-    import ctypes
-    import glob
-    import importlib.util
-
-    spec = importlib.util.find_spec("scipy")
-    if spec is not None and spec.submodule_search_locations:
-        site = os.path.dirname(list(spec.submodule_search_locations)[0])
-        libraries = glob.glob(os.path.join(site, "scipy.libs", "*blas*"))
-        if libraries:
-            for path in libraries:
-                try:
-                    ctypes.CDLL(path)
-                except OSError:
-                    break
-            else:
-                return
-    import scipy.linalg.cython_blas  # noqa: F401
 
 
 @contextlib.contextmanager
