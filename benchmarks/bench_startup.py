@@ -203,8 +203,10 @@ def markdown(result):
         lines += ["", f"Where a cold start goes (a third run with numba's compile events timed; "
                       f"the training command took {seconds(profile['total_s'])}): "
                       f"{sum(row[2] for row in functions)} compilations of {len(functions)} "
-                      f"functions, {seconds(compiled)} in all. Each function's own time, "
-                      f"its callees' excluded, the 12 longest:", ""]
+                      f"functions, {seconds(compiled)} in all, in the training process (the "
+                      f"E-MSA's maximiser compiles meanwhile in a second process: "
+                      f"`pmp._kernels.ahead`). Each function's own time, its callees' "
+                      f"excluded, the 12 longest:", ""]
         lines += table(["function", "own compile time", "share", "specialisations"],
                        [[f"`{name}`", seconds(spent), f"{spent / compiled:.0%}", count]
                         for name, spent, count in functions[:12]])
