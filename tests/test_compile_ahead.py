@@ -130,3 +130,10 @@ def test_nothing_is_compiled_ahead_where_it_cannot_help(monkeypatch):
     monkeypatch.delenv("PMP_COMPILE_AHEAD")
     with pmp.threads(1):
         assert ahead.start(calls) is None
+
+
+def test_a_second_process_that_hangs_is_stopped(monkeypatch):
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    monkeypatch.setattr(ahead, "WAIT_LIMIT", 0.5)
+    assert not ahead.Ahead(process).wait()  # the caller then compiles the kernels itself
+    assert process.returncode is not None

@@ -41,6 +41,11 @@ def is_cold(dispatcher, types):
         return False
 
 
+# seconds to wait for the second process; past them (a process that hangs) it is stopped
+# and the kernels compile here, as without it
+WAIT_LIMIT = 600.0
+
+
 class Ahead:
     """The second process compiling some kernels (see :func:`start`)."""
 
@@ -50,7 +55,12 @@ class Ahead:
     def wait(self):
         """Wait until the second process has finished (its kernels are then in the cache).
         Returns whether it succeeded; if not, the kernels compile here when called."""
-        return self.process.wait() == 0
+        try:
+            return self.process.wait(WAIT_LIMIT) == 0
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            return False
 
 
 def start(calls):
@@ -82,9 +92,12 @@ def start(calls):
             jobs.append((function.__module__, function.__name__, types))
     if not jobs:
         return None
+    # the second process imports this very pmp, wherever it was imported from
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    path = os.pathsep.join([root] + [p for p in [os.environ.get("PYTHONPATH")] if p])
     process = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               env=dict(os.environ, PMP_QUIET="1"))
+                               env=dict(os.environ, PMP_QUIET="1", PYTHONPATH=path))
     try:
         process.stdin.write(pickle.dumps(jobs))
         process.stdin.close()
