@@ -5,7 +5,7 @@ compiles its kernels one after the other: the MSA's forward and costate sweeps, 
 maximiser, each for seconds. The maximiser's argument types are known before the sweeps
 run, so a second process can compile it into numba's cache meanwhile; when the method
 reaches it, it loads from the cache instead of compiling. On two cores this takes the
-maximiser's compilation (about a third of the demo's) off the critical path.
+maximiser's compilation off the critical path.
 
 :func:`start` does this only where it can help: with numba's cache on, at least two pmp
 threads allowed (:func:`pmp.threads.get_threads`), and for calls whose signature is neither
@@ -80,7 +80,7 @@ def start(calls):
     from ..threads import get_threads
 
     if (not CACHE or DISABLED or os.environ.get("PMP_COMPILE_AHEAD", "1") == "0"
-            or get_threads() < 2):
+            or not sys.executable or get_threads() < 2):
         return None
     jobs = []
     for dispatcher, args in calls:

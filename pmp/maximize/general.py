@@ -23,8 +23,8 @@ def reads_trajectories(maximizer, problem):
 
 
 def kernel_calls(maximizer, problem, form, controls, xs, ps, rho, statistics):
-    """None to compile ahead: the objective's kernel is called from SciPy's L-BFGS, and
-    compiles at its first call."""
+    """No kernel to compile ahead: the objective's kernel is called from SciPy's L-BFGS
+    and compiles at its first call."""
     return []
 
 
