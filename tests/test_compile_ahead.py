@@ -87,14 +87,13 @@ from numba.core import event
 import pmp
 from pmp._kernels import ahead, reductions
 
-pmp.set_threads(2)
 x = np.ones(3, np.float32)
 types = ahead.signature(reductions.dot, (x, x))
 assert ahead.is_cold(reductions.dot, types)
-handle = ahead.start([(reductions.dot, (x, x))])
+handle = ahead.start([(reductions.dot, (x, x))], 2)
 assert handle is not None and handle.wait()
 assert not ahead.is_cold(reductions.dot, types)
-assert ahead.start([(reductions.dot, (x, x))]) is None  # nothing left to compile
+assert ahead.start([(reductions.dot, (x, x))], 2) is None  # nothing left to compile
 compiled = []
 
 
@@ -126,10 +125,9 @@ def test_nothing_is_compiled_ahead_where_it_cannot_help(monkeypatch):
 
     calls = [(reductions.vector_sum, (x,))]
     monkeypatch.setenv("PMP_COMPILE_AHEAD", "0")
-    assert ahead.start(calls) is None
+    assert ahead.start(calls, 2) is None
     monkeypatch.delenv("PMP_COMPILE_AHEAD")
-    with pmp.threads(1):
-        assert ahead.start(calls) is None
+    assert ahead.start(calls, 1) is None
 
 
 def test_a_second_process_that_hangs_is_stopped(monkeypatch):

@@ -63,7 +63,7 @@ class Ahead:
             return False
 
 
-def start(calls):
+def start(calls, threads):
     """Compile the kernels of ``calls`` in a second process, where they are cold.
 
     Parameters
@@ -71,16 +71,16 @@ def start(calls):
     calls : list of (dispatcher, tuple)
         Kernels and arguments of the types they will be called with (the values do not
         matter: nothing runs).
+    threads : int
+        The threads pmp may use (:func:`pmp.threads.get_threads`): below 2, nothing starts.
 
     Returns
     -------
     Ahead or None
         None where nothing is compiled ahead (all warm, no cache, one thread, or off).
     """
-    from ..threads import get_threads
-
     if (not CACHE or DISABLED or os.environ.get("PMP_COMPILE_AHEAD", "1") == "0"
-            or not sys.executable or get_threads() < 2):
+            or not sys.executable or threads < 2):
         return None
     jobs = []
     for dispatcher, args in calls:

@@ -140,8 +140,9 @@ class Maximizer:
         :mod:`pmp._kernels.ahead`); :meth:`maximize` waits for it. A method calls this
         before its first sweeps, which compile meanwhile. Nothing else changes."""
         from .._kernels import ahead
+        from ..threads import get_threads
 
-        self._ahead = ahead.start(self.kernel_calls(problem, controls, rho))
+        self._ahead = ahead.start(self.kernel_calls(problem, controls, rho), get_threads())
 
     def kernel_calls(self, problem, controls, rho=0.0, statistics=True):
         """The kernels :meth:`maximize` calls and arguments of their types (zero

@@ -69,12 +69,14 @@ class StagedMaximizer:
         """:meth:`pmp.maximize.Maximizer.compile_ahead` for the stages' kernels, in one
         second process."""
         from .._kernels import ahead
+        from ..threads import get_threads
 
         old = problem.unflatten_controls(controls)
         self._ahead = ahead.start([
             call for stage, maximizer, u in zip(problem.stages, self.maximizers, old)
             for call in maximizer.kernel_calls(
-                stage, {n: a for n, a in u.items() if n != ENTER}, rho, statistics=False)])
+                stage, {n: a for n, a in u.items() if n != ENTER}, rho, statistics=False)],
+            get_threads())
 
     def maximize(self, problem, controls, xs, ps, rho=0.0, statistics=None):
         """New controls (one flat dict) maximising every stage's and transition's
