@@ -63,6 +63,13 @@ class Ahead:
             return False
 
 
+def wanted(threads):
+    """Whether compiling ahead can help: numba's cache on, not turned off
+    (``PMP_COMPILE_AHEAD=0``), an interpreter to start, and ``threads`` >= 2."""
+    return (CACHE and not DISABLED and os.environ.get("PMP_COMPILE_AHEAD", "1") != "0"
+            and bool(sys.executable) and threads >= 2)
+
+
 def start(calls, threads):
     """Compile the kernels of ``calls`` in a second process, where they are cold.
 
@@ -79,8 +86,7 @@ def start(calls, threads):
     Ahead or None
         None where nothing is compiled ahead (all warm, no cache, one thread, or off).
     """
-    if (not CACHE or DISABLED or os.environ.get("PMP_COMPILE_AHEAD", "1") == "0"
-            or not sys.executable or threads < 2):
+    if not wanted(threads):
         return None
     jobs = []
     for dispatcher, args in calls:

@@ -38,7 +38,7 @@ from .._validation import integer, real
 from ..fields import DiagonalForm, LinearForm, TwoLayerForm
 from ..sweeps import Need
 from . import diagonal, general, linear
-from ._common import REG_CODES, free_entries, h1_terms
+from ._common import REG_CODES, await_ahead, compile_ahead, free_entries, h1_terms
 
 # the solver of each control form (pmp.fields): a module with check(problem) and
 # maximize(maximizer, problem, form, controls, xs, ps, rho, statistics)
@@ -139,10 +139,7 @@ class Maximizer:
         ``problem`` at ``rho``, where it is not in numba's cache (see
         :mod:`pmp._kernels.ahead`); :meth:`maximize` waits for it. A method calls this
         before its first sweeps, which compile meanwhile. Nothing else changes."""
-        from .._kernels import ahead
-        from ..threads import get_threads
-
-        self._ahead = ahead.start(self.kernel_calls(problem, controls, rho), get_threads())
+        compile_ahead(self, problem, controls, rho)
 
     def kernel_calls(self, problem, controls, rho=0.0, statistics=True):
         """The kernels :meth:`maximize` calls and arguments of their types (zero
@@ -189,9 +186,7 @@ class Maximizer:
             # the group norm would couple the free entries to fixed non-zero ones
             raise ValueError("reg='l1' (group norm) with frozen entries needs the frozen "
                              "entries to be 0 for the MSA maximiser")
-        if self._ahead is not None:  # the kernel is being compiled ahead: load it then
-            self._ahead.wait()
-            self._ahead = None
+        await_ahead(self)
         new_controls, info = self.solver.maximize(self, problem, self.form, controls, xs, ps,
                                                   rho, statistics)
         new = dict(controls)

@@ -36,3 +36,23 @@ def free_entries(problem, names):
     """name -> boolean array: the entries the maximisation may change (not frozen)."""
     return {n: ~problem.frozen[n] if n in problem.frozen
             else np.ones(problem.control_shapes[n], bool) for n in names}
+
+
+def compile_ahead(maximizer, problem, controls, rho):
+    """Start compiling ``maximizer``'s kernels for ``problem`` in a second process where
+    that can help (:mod:`pmp._kernels.ahead`; the dummy calls are built only then); the
+    maximiser's :meth:`maximize` calls :func:`await_ahead` first."""
+    from .._kernels import ahead
+    from ..threads import get_threads
+
+    threads = get_threads()
+    maximizer._ahead = ahead.start(maximizer.kernel_calls(problem, controls, rho), threads) \
+        if ahead.wanted(threads) else None
+
+
+def await_ahead(maximizer):
+    """Wait for the kernels :func:`compile_ahead` started compiling (they then load from
+    numba's cache); nothing if none."""
+    if getattr(maximizer, "_ahead", None) is not None:
+        maximizer._ahead.wait()
+        maximizer._ahead = None

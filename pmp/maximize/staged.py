@@ -24,6 +24,7 @@ from .._validation import real
 from ..stages import ENTER
 from ..sweeps import Need
 from . import MaximizeInfo, Maximizer
+from ._common import await_ahead, compile_ahead
 
 
 class StagedMaximizer:
@@ -68,15 +69,15 @@ class StagedMaximizer:
     def compile_ahead(self, problem, controls, rho=0.0):
         """:meth:`pmp.maximize.Maximizer.compile_ahead` for the stages' kernels, in one
         second process."""
-        from .._kernels import ahead
-        from ..threads import get_threads
+        compile_ahead(self, problem, controls, rho)
 
+    def kernel_calls(self, problem, controls, rho=0.0):
+        """The stages' :meth:`pmp.maximize.Maximizer.kernel_calls` (``controls`` one flat
+        dict; the stages' maximisers read the trajectories, not the sweeps' sums)."""
         old = problem.unflatten_controls(controls)
-        self._ahead = ahead.start([
-            call for stage, maximizer, u in zip(problem.stages, self.maximizers, old)
-            for call in maximizer.kernel_calls(
-                stage, {n: a for n, a in u.items() if n != ENTER}, rho, statistics=False)],
-            get_threads())
+        return [call for stage, maximizer, u in zip(problem.stages, self.maximizers, old)
+                for call in maximizer.kernel_calls(
+                    stage, {n: a for n, a in u.items() if n != ENTER}, rho, statistics=False)]
 
     def maximize(self, problem, controls, xs, ps, rho=0.0, statistics=None):
         """New controls (one flat dict) maximising every stage's and transition's
@@ -103,9 +104,7 @@ class StagedMaximizer:
         """
         rho = real(rho, "rho", low=0.0)
         self.check(rho)
-        if self._ahead is not None:  # the stages' kernels are being compiled ahead
-            self._ahead.wait()
-            self._ahead = None
+        await_ahead(self)
         old = problem.unflatten_controls(controls)
         new, parts = [], []
         for j, (stage, maximizer, u) in enumerate(zip(problem.stages, self.maximizers, old)):
