@@ -19,9 +19,10 @@ L-BFGS from seed 0 for up to the time limit, :func:`objective_minimum`) and give
 which each method met the target: a method that decreases J meets a loss target only if the
 minimiser's loss is below it (on the digits it is 0.995 times the target).
 
-Methods: pmp's E-MSA with its defaults (:func:`pmp.iterate` ``"emsa"``) and its other
+Methods: pmp's E-MSA with its defaults (:func:`pmp.iterate` ``"emsa"``), its other
 maximiser (``exact=True`` when the default is inexact; recorded as not run when this pmp's
-:class:`pmp.methods.EMSA` has no ``exact`` option), pmp's L-BFGS and Adam, and PyTorch's
+:class:`pmp.methods.EMSA` has no ``exact`` option) and without momentum (``momentum=0``,
+where the option exists), pmp's L-BFGS and Adam, and PyTorch's
 ``torch.optim.Adam`` on the same discrete network and cost in float64 (the network of
 :class:`benchmarks.peers.TorchPeer`; its cost parts are checked against :func:`pmp.cost`
 to :data:`COST_TOLERANCE` relative at every seed's initial controls and where it stops, and
@@ -212,7 +213,8 @@ def initial_controls(problem, seed):
 
 # ---------------------------------------------------------------------------- contestants
 def emsa_variants():
-    """The E-MSA variants to run: the defaults, and the other maximiser if pmp has one.
+    """The E-MSA variants to run: the defaults, the other maximiser if pmp has one, and no
+    momentum if pmp's E-MSA has one.
 
     Returns
     -------
@@ -229,10 +231,14 @@ def emsa_variants():
                           "maximiser ran"))
     default_exact = bool(parameters["exact"].default)
     other = "inexact" if default_exact else "exact"
-    return ([("emsa", f"E-MSA (defaults: {'exact' if default_exact else 'inexact'})", {}),
-             (f"emsa_{other}", f"E-MSA ({other})", {"exact": not default_exact})],
-            dict(exact_option=True, default_exact=default_exact,
-                 note=f"the default maximiser is {'exact' if default_exact else 'inexact'}"))
+    variants = [("emsa", f"E-MSA (defaults: {'exact' if default_exact else 'inexact'})", {}),
+                (f"emsa_{other}", f"E-MSA ({other})", {"exact": not default_exact})]
+    note = f"the default maximiser is {'exact' if default_exact else 'inexact'}"
+    if "momentum" in parameters:
+        variants.append(("emsa_no_momentum", "E-MSA (no momentum: Li et al.)",
+                         {"momentum": 0.0}))
+        note += "; momentum=0 is Li et al.'s algorithm with the same maximiser"
+    return variants, dict(exact_option=True, default_exact=default_exact, note=note)
 
 
 def _outcome(reached, seconds_, iterations, value, status, total):

@@ -93,6 +93,17 @@ CASES = [
                  "exact must be True or False, got str 'maybe'", id="emsa-exact-str"),
     pytest.param(lambda: pmp.methods.EMSA(adaptive=1), TypeError,
                  "adaptive must be True or False, got int 1", id="emsa-adaptive-int"),
+    # ---- the E-MSA's momentum: in [0, 1), with the acceptance test and a smooth regulariser
+    pytest.param(lambda: pmp.methods.EMSA(momentum=1.0), ValueError,
+                 "momentum must be < 1, got 1.0", id="emsa-momentum-one"),
+    pytest.param(lambda: pmp.methods.EMSA(momentum=-0.1), ValueError,
+                 "momentum must be >= 0.0, got -0.1", id="emsa-momentum-negative"),
+    pytest.param(lambda: pmp.methods.EMSA(momentum=0.5, adaptive=False), ValueError,
+                 "momentum > 0 needs the acceptance test (adaptive=True), got momentum=0.5 "
+                 "with adaptive=False", id="emsa-momentum-fixed-rho"),
+    pytest.param(lambda: pmp.train(problem(reg="l1", lam=0.1), "emsa", momentum=0.5,
+                                   max_iter=1), ValueError,
+                 "momentum > 0 needs a differentiable regularizer", id="emsa-momentum-l1"),
     # ---- 1. silently accepted: n_classes, float32 range, non-finite trajectories, scale
     pytest.param(lambda: problem(y=LABELS, loss="cross_entropy", n_classes=2.0), TypeError,
                  "n_classes must be an int, got float 2.0", id="n_classes-float"),

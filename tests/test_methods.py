@@ -190,6 +190,47 @@ def test_emsa_through_conjugate_gradients_reaches_the_lbfgs_optimum(toy_optimum,
     assert abs(result.cost["total"] - best) / best < 1e-4
 
 
+def test_emsa_momentum_reaches_the_lbfgs_optimum_in_fewer_iterations(toy_optimum):
+    # the heavy-ball candidate passes the same acceptance test: monotone, the same optimum
+    problem, best = toy_optimum
+    start = pmp.init_controls(problem, seed=1)
+    runs = {m: pmp.train(problem, "emsa", controls=start, momentum=m, max_iter=3000,
+                         gtol=1e-9) for m in (0.0, 0.99)}
+    for result in runs.values():
+        assert result.status == "converged"
+        assert np.all(np.diff(result.history["cost"]) <= 0.0)
+        assert abs(result.cost["total"] - best) / best < 1e-4
+    assert runs[0.99].iteration < 0.5 * runs[0.0].iteration
+    assert pmp.methods.EMSA().momentum is None and pmp.methods.EMSA.DEFAULT_MOMENTUM == 0.99
+
+
+def test_emsa_momentum_default_follows_the_regulariser():
+    # 0.99 where J is differentiable; 0 for l1 (the maximiser's zeros and bound are kept)
+    # and for the fixed rho (no acceptance test)
+    x, y = pmp.datasets.rings(12, seed=0)
+    smooth = pmp.Problem(x, y, field="outer", T=2.0, n_steps=10, lam=0.05, lift=3)
+    rough = pmp.Problem(x, y, field="outer", T=2.0, n_steps=10, lam=0.05, lift=3, reg="l1",
+                        bound=2.0)
+    method = pmp.methods.EMSA()
+    assert method._momentum_for(smooth) == 0.99 and method._momentum_for(rough) == 0.0
+    assert pmp.methods.EMSA(adaptive=False)._momentum_for(smooth) == 0.0
+    assert pmp.methods.EMSA(momentum=0.5)._momentum_for(smooth) == 0.5
+    start = pmp.init_controls(rough, seed=2)
+    default = pmp.train(rough, "emsa", controls=start, max_iter=40, gtol=0.0)
+    plain = pmp.train(rough, "emsa", controls=start, momentum=0.0, max_iter=40, gtol=0.0)
+    assert np.array_equal(default.history["cost"], plain.history["cost"])
+
+
+def test_emsa_momentum_on_a_staged_problem_reaches_the_lbfgs_optimum():
+    x, y = pmp.datasets.rings(12, seed=0)
+    problem = pmp.Problem(x, y, field="outer", lam=0.05,
+                          stages=[pmp.Stage(1.0, 4), pmp.Stage(1.0, 4, dim=3, enter="lift")])
+    best = pmp.train(problem, "lbfgs", max_iter=5000, gtol=1e-10)
+    result = pmp.train(problem, "emsa", max_iter=3000, gtol=1e-9)
+    assert np.all(np.diff(result.history["cost"]) <= 0.0)
+    assert abs(result.cost["total"] - best.cost["total"]) / best.cost["total"] < 1e-4
+
+
 def test_emsa_through_conjugate_gradients_resumes_bit_for_bit(toy_optimum, tmp_path):
     # the maximiser keeps its preconditioner's bases between iterations (refreshed every
     # BASES_REFRESH calls): the checkpoint state carries them, also through HDF5

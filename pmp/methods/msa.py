@@ -15,6 +15,9 @@ maximisation of the (augmented) Hamiltonian at every step (:mod:`pmp.maximize`).
                if ``J(u_new) <= J(u) - sufficient * h sum_k gain_k`` and
                ``J(u_new) < J(u)``, then ``rho /= 2``;
                otherwise it is rejected and ``rho *= 4``. Monotone by construction.
+               With a differentiable regulariser the candidate first tried is the
+               maximiser's plus a momentum times the last accepted step (heavy
+               ball, docs/theory.md 10); ``momentum=0`` is Li et al.'s algorithm.
                ``adaptive=False`` keeps ``rho`` fixed.
 "discrete"     binary ``s {-1, +1}`` or ternary ``s {-1, 0, +1}`` weights (Li & Hao):
                an exponential moving average of ``G = d<p, F>/du`` decides the sign; an
@@ -144,6 +147,16 @@ class EMSA(MSA):
     rho_min, rho_max : float
         Bounds of the adaptive ``rho``; above ``rho_max`` the method stalls (no ascent step
         decreases J any more: converged to rounding, or a bad model).
+    momentum : float, optional
+        The largest momentum factor, in [0, 1). Each iteration first tries the heavy-ball
+        candidate ``u_new + beta (u - u_prev)`` (``u_new`` the maximiser's controls,
+        ``u_prev`` those before the last accepted step, ``beta = min(momentum, k / (k + 3))``
+        after ``k`` steps accepted since the last rejection) under the same acceptance
+        test, then, if it fails, ``u_new`` as without momentum (one more forward sweep).
+        An accepted heavy-ball step keeps ``rho``; a rejection restarts the momentum
+        (docs/theory.md 10). Default: 0.99 where every regulariser is differentiable
+        ("l2", "h1"), else 0 (the maximiser's exact zeros and bounds of "l1" are kept);
+        it needs ``adaptive=True``. 0 is the algorithm of Li, Chen, Tai and E.
     exact : bool
         Maximise every step's augmented Hamiltonian to the tolerance ``tol``. The default,
         inexact, stops the iterative inner solvers (conjugate gradients, FISTA, L-BFGS)
@@ -159,9 +172,11 @@ class EMSA(MSA):
 
     name = "emsa"
     INEXACT_MAX_INNER = 3
+    DEFAULT_MOMENTUM = 0.99
 
     def __init__(self, rho=1.0, adaptive=True, sufficient=0.1, rho_min=1e-8, rho_max=1e12,
-                 exact=False, n_direct=256, tol=1e-10, max_inner=None, xtol=1e-12):
+                 momentum=None, exact=False, n_direct=256, tol=1e-10, max_inner=None,
+                 xtol=1e-12):
         self.exact = boolean(exact, "exact")
         if max_inner is None:
             max_inner = 500 if self.exact else self.INEXACT_MAX_INNER
@@ -174,6 +189,39 @@ class EMSA(MSA):
         if self.adaptive and self.rho == 0.0:
             raise ValueError("rho must be > 0 for the adaptive E-MSA (it is multiplied and "
                              "divided), got 0.0; use method='msa' for rho = 0")
+        if momentum is not None:
+            momentum = real(momentum, "momentum", low=0.0, high=1.0)
+            if momentum == 1.0:
+                raise ValueError("momentum must be < 1, got 1.0")
+            if momentum > 0.0 and not self.adaptive:
+                raise ValueError(f"momentum > 0 needs the acceptance test (adaptive=True), "
+                                 f"got momentum={momentum} with adaptive=False")
+        self.momentum = momentum
+        self._largest = 0.0  # the run's momentum cap, resolved for its problem by run()
+        # the controls before the last accepted step (None: no momentum yet), and the
+        # steps accepted since the last rejection
+        self._previous, self._accepted = None, 0
+
+    def check(self, problem, batch_size=None, segment=None):
+        super().check(problem, batch_size, segment)
+        if self.momentum and not problem.reg.smooth:
+            raise ValueError(f"momentum > 0 needs a differentiable regularizer (the "
+                             f"maximiser's zeros and bounds of l1 are not kept), got "
+                             f"momentum={self.momentum} with reg={problem.reg.name!r}")
+
+    def _momentum_for(self, problem):
+        """The momentum cap of a run on ``problem``: the option, or its default."""
+        if self.momentum is not None:
+            return self.momentum
+        stages = problem.stages if is_staged(problem) else (problem,)
+        smooth = all(stage.reg.smooth for stage in stages)
+        return self.DEFAULT_MOMENTUM if self.adaptive and smooth else 0.0
+
+    def run(self, oracle, u, state=None):
+        self._largest = self._momentum_for(oracle.problem)
+        state = state or {}
+        self._previous, self._accepted = state.get("previous"), int(state.get("accepted", 0))
+        return super().run(oracle, u, state)
 
     def _initial_rho(self, state):
         return float(state["rho"]) if state and self.adaptive else self.rho
@@ -182,23 +230,40 @@ class EMSA(MSA):
         state = super()._state(rho, maximizer)
         if self.adaptive:
             state["rho"] = rho
+        if self._largest:
+            state.update(previous=self._previous, accepted=self._accepted)
         return state
 
+    def _candidates(self, point, new):
+        """``(controls, rho factor on acceptance)`` to test in turn: the heavy ball's (rho
+        kept) when there is a last step to continue, then the maximiser's (rho halved)."""
+        tries = [(new, 0.5)]
+        if self._largest and self._previous is not None:
+            # Nesterov's sequence k / (k + 3) after k accepted steps, capped
+            beta = min(self._largest, self._accepted / (self._accepted + 3.0))
+            u, previous = point.controls, self._previous
+            tries.insert(0, ({n: new[n] + beta * (u[n] - previous[n]) for n in new}, 1.0))
+        return tries
+
     def _step(self, oracle, point, xs, ps, new, extra, rho, need):
-        """Adaptive: accept the candidate on sufficient decrease (then ``rho /= 2``), else
-        keep the current point and ``rho *= 4``; stop above ``rho_max``."""
+        """Adaptive: accept the first candidate of :meth:`_candidates` with a sufficient
+        decrease; if none, keep the current point, restart the momentum and ``rho *= 4``;
+        stop above ``rho_max``."""
         if not self.adaptive:
             return super()._step(oracle, point, xs, ps, new, extra, rho, need)
-        candidate = oracle.candidate(new, need)
-        parts = candidate.parts
         current = point.parts["total"]
         target = current - self.sufficient * extra["gain"]
-        if np.isfinite(parts["total"]) and parts["total"] <= target and \
-                parts["total"] < current:
-            point, xs, ps = oracle.sweep(new, need, candidate)
-            rho = max(rho / 2.0, self.rho_min)
-            point.extra = dict(extra, accepted=1.0)
+        for controls, factor in self._candidates(point, new):
+            candidate = oracle.candidate(controls, need)
+            value = candidate.parts["total"]
+            if np.isfinite(value) and value <= target and value < current:
+                self._previous, self._accepted = point.controls, self._accepted + 1
+                point, xs, ps = oracle.sweep(controls, need, candidate)
+                rho = max(rho * factor, self.rho_min)
+                point.extra = dict(extra, accepted=1.0)
+                break
         else:
+            self._previous, self._accepted = None, 0
             rho *= 4.0
             if rho > self.rho_max:
                 oracle.stall(f"rho exceeded rho_max = {self.rho_max:g}: no maximisation "
