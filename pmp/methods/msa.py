@@ -150,8 +150,8 @@ class EMSA(MSA):
     momentum : float, optional
         The largest momentum factor, in [0, 1). Each iteration first tries the heavy-ball
         candidate ``u_new + beta (u - u_prev)`` (``u_new`` the maximiser's controls,
-        ``u_prev`` those before the last accepted step, ``beta = min(momentum, k / (k + 3))``
-        after ``k`` steps accepted since the last rejection) under the same acceptance
+        ``u_prev`` those before the last accepted step, ``beta = min(momentum, m / (m + 3))``
+        after ``m`` steps accepted since the last rejection) under the same acceptance
         test, then, if it fails, ``u_new`` as without momentum (one more forward sweep).
         An accepted heavy-ball step keeps ``rho``; a rejection restarts the momentum
         (docs/theory.md 10). Default: 0.99 where every regulariser is differentiable
@@ -239,7 +239,7 @@ class EMSA(MSA):
         kept) when there is a last step to continue, then the maximiser's (rho halved)."""
         tries = [(new, 0.5)]
         if self._largest and self._previous is not None:
-            # Nesterov's sequence k / (k + 3) after k accepted steps, capped
+            # Nesterov's sequence m / (m + 3) after m accepted steps, capped
             beta = min(self._largest, self._accepted / (self._accepted + 3.0))
             u, previous = point.controls, self._previous
             tries.insert(0, ({n: new[n] + beta * (u[n] - previous[n]) for n in new}, 1.0))
