@@ -145,6 +145,14 @@ def test_e4_rho_equal_T_is_exact_in_one_step():
     assert np.max(np.abs(errors[1])) < 1e-14 * np.max(np.abs(errors[0])) + 1e-15
 
 
+@pytest.mark.parametrize("momentum", [0.0, 0.99])
+def test_e4_adaptive_emsa_reaches_the_closed_form_optimum(momentum):
+    # b* = (y - x0) / (T + 2 lam): the adaptive E-MSA, with and without momentum, from a
+    # start where plain MSA diverges (T / (2 lam) = 25); both stop at a fixed point (xtol)
+    errors = e4_errors("emsa", 5.0, 0.1, 400, momentum=momentum)
+    assert np.max(np.abs(errors[-1])) < 1e-8 * np.max(np.abs(errors[0]))
+
+
 def test_plain_msa_divergence_is_detected():
     problem, _, _ = e4_problem(5.0, 0.1)
     with pytest.warns(UserWarning, match="above the initial cost"):
