@@ -139,6 +139,7 @@ METHODS = [
     ("msa", [{}]),
     ("emsa", [dict(rho=r, adaptive=False) for r in (1.0, 5.0, 25.0)]),
     ("emsa", [dict(rho=1.0)]),
+    ("emsa", [dict(rho=1.0, momentum=0.0)]),  # Li et al.'s adaptive E-MSA, no momentum
     ("gd", [dict(lr=lr) for lr in (0.3, 0.1, 0.03, 0.01)]),
     ("heavy_ball", [dict(lr=lr, momentum=0.9) for lr in (0.1, 0.03, 0.01, 0.003)]),
     ("nesterov", [dict(lr=lr, momentum=0.9) for lr in (0.1, 0.03, 0.01, 0.003)]),
