@@ -45,8 +45,9 @@ def boolean(value, name):
     return bool(value)
 
 
-def real(value, name, *, low=None, high=None, low_open=False, allow_inf=False):
-    """A finite float within bounds."""
+def real(value, name, *, low=None, high=None, low_open=False, high_open=False,
+         allow_inf=False):
+    """A finite float within bounds (``low_open``, ``high_open``: the bound excluded)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
     value = float(value)
@@ -55,8 +56,9 @@ def real(value, name, *, low=None, high=None, low_open=False, allow_inf=False):
     if low is not None and (value < low or (low_open and value == low)):
         op = ">" if low_open else ">="
         raise ValueError(f"{name} must be {op} {low}, got {value}")
-    if high is not None and value > high:
-        raise ValueError(f"{name} must be <= {high}, got {value}")
+    if high is not None and (value > high or (high_open and value == high)):
+        op = "<" if high_open else "<="
+        raise ValueError(f"{name} must be {op} {high}, got {value}")
     return value
 
 

@@ -95,7 +95,11 @@ CASES = [
                  "adaptive must be True or False, got int 1", id="emsa-adaptive-int"),
     # ---- the E-MSA's momentum: in [0, 1), with the acceptance test and a smooth regulariser
     pytest.param(lambda: pmp.methods.EMSA(momentum=1.0), ValueError,
-                 "momentum must be < 1, got 1.0", id="emsa-momentum-one"),
+                 "momentum must be < 1.0, got 1.0", id="emsa-momentum-one"),
+    pytest.param(lambda: pmp.methods.Discrete(ema=1.0), ValueError,
+                 "ema must be < 1.0, got 1.0", id="discrete-ema-one"),
+    pytest.param(lambda: pmp.methods.Adam(beta2=1.0), ValueError,
+                 "beta2 must be < 1.0, got 1.0", id="adam-beta2-one"),
     pytest.param(lambda: pmp.methods.EMSA(momentum=-0.1), ValueError,
                  "momentum must be >= 0.0, got -0.1", id="emsa-momentum-negative"),
     pytest.param(lambda: pmp.methods.EMSA(momentum=0.5, adaptive=False), ValueError,

@@ -126,8 +126,9 @@ class Adam(Method):
 
     def __init__(self, lr=1e-2, beta1=0.9, beta2=0.999, eps=1e-8):
         self.lr = real(lr, "lr", low=0.0, low_open=True)
-        self.beta1 = real(beta1, "beta1", low=0.0, high=1.0)
-        self.beta2 = real(beta2, "beta2", low=0.0, high=1.0)
+        # 1 would zero the bias corrections 1 - beta^t (a division by zero)
+        self.beta1 = real(beta1, "beta1", low=0.0, high=1.0, high_open=True)
+        self.beta2 = real(beta2, "beta2", low=0.0, high=1.0, high_open=True)
         self.eps = real(eps, "eps", low=0.0, low_open=True)
 
     def run(self, oracle, u, state=None):

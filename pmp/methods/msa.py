@@ -190,9 +190,7 @@ class EMSA(MSA):
             raise ValueError("rho must be > 0 for the adaptive E-MSA (it is multiplied and "
                              "divided), got 0.0; use method='msa' for rho = 0")
         if momentum is not None:
-            momentum = real(momentum, "momentum", low=0.0, high=1.0)
-            if momentum == 1.0:
-                raise ValueError("momentum must be < 1, got 1.0")
+            momentum = real(momentum, "momentum", low=0.0, high=1.0, high_open=True)
             if momentum > 0.0 and not self.adaptive:
                 raise ValueError(f"momentum > 0 needs the acceptance test (adaptive=True), "
                                  f"got momentum={momentum} with adaptive=False")
@@ -316,9 +314,8 @@ class Discrete(Method):
         self.levels = lookup({"binary": "binary", "ternary": "ternary"}, levels, "levels")
         self.scale = None if scale is None else real(scale, "scale", low=0.0, low_open=True)
         self.threshold = None if threshold is None else real(threshold, "threshold", low=0.0)
-        self.ema = real(ema, "ema", low=0.0, high=1.0)
-        if self.ema == 1.0:
-            raise ValueError("ema must be < 1 (1 would never update the average), got 1.0")
+        # 1 would never update the average
+        self.ema = real(ema, "ema", low=0.0, high=1.0, high_open=True)
         self.flip = real(flip, "flip", low=0.0, low_open=True, high=1.0)
         self.lr = real(lr, "lr", low=0.0)
 
