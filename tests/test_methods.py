@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import pmp
+from pmp.methods.base import Point
 
 
 METHOD_OPTIONS = {
@@ -145,7 +146,7 @@ def test_e4_rho_equal_T_is_exact_in_one_step():
     assert np.max(np.abs(errors[1])) < 1e-14 * np.max(np.abs(errors[0])) + 1e-15
 
 
-@pytest.mark.parametrize("momentum", [0.0, 0.99])
+@pytest.mark.parametrize("momentum", [0.0, 0.99, pmp.methods.EMSA.DEFAULT_MOMENTUM])
 def test_e4_adaptive_emsa_reaches_the_closed_form_optimum(momentum):
     # b* = (y - x0) / (T + 2 lam): the adaptive E-MSA, with and without momentum, from a
     # start where plain MSA diverges (T / (2 lam) = 25); both stop at a fixed point (xtol)
@@ -203,24 +204,40 @@ def test_emsa_momentum_reaches_the_lbfgs_optimum_in_fewer_iterations(toy_optimum
     problem, best = toy_optimum
     start = pmp.init_controls(problem, seed=1)
     runs = {m: pmp.train(problem, "emsa", controls=start, momentum=m, max_iter=3000,
-                         gtol=1e-9) for m in (0.0, 0.99)}
+                         gtol=1e-9) for m in (0.0, 0.999)}
     for result in runs.values():
         assert result.status == "converged"
         assert np.all(np.diff(result.history["cost"]) <= 0.0)
         assert abs(result.cost["total"] - best) / best < 1e-4
-    assert runs[0.99].iteration < 0.5 * runs[0.0].iteration
-    assert pmp.methods.EMSA().momentum is None and pmp.methods.EMSA.DEFAULT_MOMENTUM == 0.99
+    assert runs[0.999].iteration < 0.5 * runs[0.0].iteration
+    assert pmp.methods.EMSA().momentum is None and pmp.methods.EMSA.DEFAULT_MOMENTUM == 0.999
+
+
+@pytest.mark.parametrize("accepted, cap, beta", [(0, 0.999, 0.0), (1, 0.999, 0.25),
+                                                 (297, 0.999, 0.99), (3000, 0.999, 0.999),
+                                                 (3000, 0.9, 0.9)])
+def test_emsa_momentum_factor_is_nesterovs_sequence_capped(accepted, cap, beta):
+    # the heavy-ball candidate u_new + beta (u - u_prev), beta = min(cap, m / (m + 3)) after
+    # m accepted steps, is tried first (rho kept), then the maximiser's own (rho halved)
+    method = pmp.methods.EMSA()
+    method._largest, method._accepted = cap, accepted
+    method._previous = {"W": np.zeros((2, 3))}
+    point = Point({"W": np.ones((2, 3))}, {}, None, 0.0)
+    new = {"W": np.full((2, 3), 5.0)}
+    (heavy, keep), (plain, halve) = method._candidates(point, new)
+    np.testing.assert_allclose(heavy["W"], 5.0 + beta, rtol=1e-15)
+    assert plain is new and (keep, halve) == (1.0, 0.5)
 
 
 def test_emsa_momentum_default_follows_the_regulariser():
-    # 0.99 where J is differentiable; 0 for l1 (the maximiser's zeros and bound are kept)
+    # 0.999 where J is differentiable; 0 for l1 (the maximiser's zeros and bound are kept)
     # and for the fixed rho (no acceptance test)
     x, y = pmp.datasets.rings(12, seed=0)
     smooth = pmp.Problem(x, y, field="outer", T=2.0, n_steps=10, lam=0.05, lift=3)
     rough = pmp.Problem(x, y, field="outer", T=2.0, n_steps=10, lam=0.05, lift=3, reg="l1",
                         bound=2.0)
     method = pmp.methods.EMSA()
-    assert method._momentum_for(smooth) == 0.99 and method._momentum_for(rough) == 0.0
+    assert method._momentum_for(smooth) == 0.999 and method._momentum_for(rough) == 0.0
     assert pmp.methods.EMSA(adaptive=False)._momentum_for(smooth) == 0.0
     assert pmp.methods.EMSA(momentum=0.5)._momentum_for(smooth) == 0.5
     start = pmp.init_controls(rough, seed=2)

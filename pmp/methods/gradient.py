@@ -68,7 +68,8 @@ class HeavyBall(Method):
 
     def __init__(self, lr=0.02, momentum=0.9):
         self.lr = real(lr, "lr", low=0.0, low_open=True)
-        self.momentum = real(momentum, "momentum", low=0.0, high=1.0)
+        # 1 never damps the velocity: the iterates oscillate around a minimum for any lr
+        self.momentum = real(momentum, "momentum", low=0.0, high=1.0, high_open=True)
 
     def run(self, oracle, u, state=None):
         point, previous = oracle.evaluate(u), (state or {}).get("previous", u)
@@ -90,7 +91,7 @@ class Nesterov(HeavyBall):
     lr : float
         Step size, > 0.
     momentum : float
-        Momentum factor in [0, 1].
+        Momentum factor in [0, 1).
     """
 
     name = "nesterov"

@@ -154,7 +154,7 @@ class EMSA(MSA):
         after ``m`` steps accepted since the last rejection) under the same acceptance
         test, then, if it fails, ``u_new`` as without momentum (one more forward sweep).
         An accepted heavy-ball step keeps ``rho``; a rejection restarts the momentum
-        (docs/theory.md 10). Default: 0.99 where every regulariser is differentiable
+        (docs/theory.md 10). Default: 0.999 where every regulariser is differentiable
         ("l2", "h1"), else 0 (the maximiser's exact zeros and bounds of "l1" are kept);
         it needs ``adaptive=True``. 0 is the algorithm of Li, Chen, Tai and E.
     exact : bool
@@ -172,7 +172,7 @@ class EMSA(MSA):
 
     name = "emsa"
     INEXACT_MAX_INNER = 3
-    DEFAULT_MOMENTUM = 0.99
+    DEFAULT_MOMENTUM = 0.999
 
     def __init__(self, rho=1.0, adaptive=True, sufficient=0.1, rho_min=1e-8, rho_max=1e12,
                  momentum=None, exact=False, n_direct=256, tol=1e-10, max_inner=None,
