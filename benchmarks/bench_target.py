@@ -74,7 +74,7 @@ if os.path.dirname(HERE) not in sys.path:
     sys.path.insert(0, os.path.dirname(HERE))
 
 import pmp  # noqa: E402
-from benchmarks.common import Options, log, number, seconds, table, target  # noqa: E402
+from benchmarks.common import Options, log, measured, number, seconds, table, target  # noqa: E402
 
 try:
     import torch
@@ -905,10 +905,7 @@ def markdown(result):
     for problem in result["problems"]:
         lines += problem_markdown(problem, settings) + [""]
     lines += table(["target", "measured", "limit", "result", "note"],
-                   [[t["target"],
-                     ("<= " if t.get("bound") == "upper" else ">= " if t.get("bound") ==
-                      "lower" else "") + number(t["value"], ".3g"),
-                     f"{t['op']} {t['limit']:g}", f"**{t['status']}**", t["note"]]
+                   [[t["target"], measured(t), f"{t['op']} {t['limit']:g}", f"**{t['status']}**", t["note"]]
                     for t in result["targets"]])
     return lines
 

@@ -362,6 +362,14 @@ def number(value, spec=".3g", suffix=""):
     return "-" if value is None else f"{format(value, spec)}{suffix}"
 
 
+def measured(target):
+    """A target's measured value for a table: ``"-"`` if not measured, and ``">= "`` or
+    ``"<= "`` before a bound (a run beyond its time limit bounds the ratio, see
+    :func:`benchmarks.bench_target.ratio_target`)."""
+    prefix = {"lower": ">= ", "upper": "<= "}.get(target.get("bound"), "")
+    return "-" if target["value"] is None else prefix + number(target["value"], ".3g")
+
+
 def table(header, rows):
     """A Markdown table (list of lines) from a header and rows of cells."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

@@ -9,7 +9,7 @@ kept in the repository, so a regression on any machine shows as a change along i
 import json
 import os
 
-from benchmarks.common import table
+from benchmarks.common import measured, table
 
 HISTORY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "history")
 SHOWN_RUNS = 6  # the latest runs of a machine in its table
@@ -58,8 +58,7 @@ def load(root=HISTORY):
 
 
 def _cell(target):
-    value = "-" if target["value"] is None else f"{target['value']:.3g}"
-    return f"{value} {target['status']}"
+    return f"{measured(target)} {target['status']}"
 
 
 def machine_markdown(runs, shown=SHOWN_RUNS):

@@ -47,7 +47,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 import pmp  # noqa: E402
 from benchmarks import history  # noqa: E402
-from benchmarks.common import Options, cpu_model, machine_key, table  # noqa: E402
+from benchmarks.common import Options, cpu_model, machine_key, measured, table  # noqa: E402
 
 SECTIONS = ("iteration", "msa", "startup", "scaling", "memory", "target")
 TITLES = {"iteration": "Iteration: pmp, its peers and the flop floor",
@@ -114,11 +114,8 @@ def machine_markdown(info, load):
 
 def targets_markdown(targets):
     """One line per target."""
-    def value(t):
-        return "-" if t["value"] is None else f"{t['value']:.3g}"
-
     return table(["section", "target", "measured", "limit", "result", "note"],
-                 [[t["section"], t["target"], value(t), f"{t['op']} {t['limit']:g}",
+                 [[t["section"], t["target"], measured(t), f"{t['op']} {t['limit']:g}",
                    f"**{t['status']}**", t["note"]] for t in targets])
 
 

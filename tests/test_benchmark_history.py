@@ -7,7 +7,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from benchmarks import history  # noqa: E402
+from benchmarks import history, run as run_module  # noqa: E402
 from benchmarks.common import machine_key, target  # noqa: E402
 
 
@@ -56,6 +56,21 @@ def test_a_rewritten_record_replaces_the_run_and_a_new_target_gets_a_row(tmp_pat
     assert len(runs) == 1
     table = history.machine_markdown(runs)
     assert table[-1] == "| startup | cold start | <= 15 | 21 MISS |"
+
+
+def test_a_bound_is_shown_as_one(tmp_path):
+    # a method beyond the time limit bounds the ratio from below: the tables say ">= 66"
+    root = str(tmp_path)
+    run = results("2026-12-02 09:30:00 UTC", True, 0.45)
+    bounded = dict(target("target", "digits: E-MSA / fastest", 66.0, 1.5), bound="lower")
+    run["targets"] += [bounded, target("target", "not measured", None, 1.5)]
+    history.record(run, "# report\n", root)
+    (runs,) = history.load(root).values()
+    table = history.machine_markdown(runs)
+    assert table[-2] == "| target | digits: E-MSA / fastest | <= 1.5 | >= 66 MISS |"
+    assert table[-1] == "| target | not measured | <= 1.5 | - n/a |"
+    lines = run_module.targets_markdown(run["targets"])
+    assert "| target | digits: E-MSA / fastest | >= 66 | <= 1.5 | **MISS** |  |" in lines
 
 
 def test_no_history_says_how_to_make_one(tmp_path):
