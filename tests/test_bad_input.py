@@ -93,17 +93,14 @@ CASES = [
                  "exact must be True or False, got str 'maybe'", id="emsa-exact-str"),
     pytest.param(lambda: pmp.methods.EMSA(adaptive=1), TypeError,
                  "adaptive must be True or False, got int 1", id="emsa-adaptive-int"),
-    # ---- the E-MSA's momentum: in [0, 1), with the acceptance test and a smooth regulariser
-    pytest.param(lambda: pmp.methods.EMSA(momentum=1.0), ValueError,
-                 "momentum must be < 1.0, got 1.0", id="emsa-momentum-one"),
-    pytest.param(lambda: pmp.methods.Discrete(ema=1.0), ValueError,
-                 "ema must be < 1.0, got 1.0", id="discrete-ema-one"),
-    pytest.param(lambda: pmp.methods.HeavyBall(momentum=1.0), ValueError,
-                 "momentum must be < 1.0, got 1.0", id="heavy-ball-momentum-one"),
-    pytest.param(lambda: pmp.methods.Nesterov(momentum=1.0), ValueError,
-                 "momentum must be < 1.0, got 1.0", id="nesterov-momentum-one"),
-    pytest.param(lambda: pmp.methods.Adam(beta2=1.0), ValueError,
-                 "beta2 must be < 1.0, got 1.0", id="adam-beta2-one"),
+    # ---- factors that must stay below 1 (momenta, moving averages) are refused at 1
+    *[pytest.param(lambda method=method, option=option: method(**{option: 1.0}), ValueError,
+                   f"{option} must be < 1.0, got 1.0", id=f"{method.name}-{option}-one")
+      for method, option in [(pmp.methods.EMSA, "momentum"), (pmp.methods.Discrete, "ema"),
+                             (pmp.methods.HeavyBall, "momentum"),
+                             (pmp.methods.Nesterov, "momentum"), (pmp.methods.Adam, "beta1"),
+                             (pmp.methods.Adam, "beta2")]],
+    # ---- the E-MSA's momentum needs the acceptance test and a smooth regulariser
     pytest.param(lambda: pmp.methods.EMSA(momentum=-0.1), ValueError,
                  "momentum must be >= 0.0, got -0.1", id="emsa-momentum-negative"),
     pytest.param(lambda: pmp.methods.EMSA(momentum=0.5, adaptive=False), ValueError,
