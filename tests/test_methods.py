@@ -190,10 +190,10 @@ def test_adaptive_emsa_is_monotone_and_reaches_the_lbfgs_optimum(toy_optimum):
 
 @pytest.mark.parametrize("exact", [False, True])
 def test_emsa_through_conjugate_gradients_reaches_the_lbfgs_optimum(toy_optimum, exact):
-    # n_direct=0: every step through CG; the default (inexact) stops it after 3 iterations
+    # n_direct=0: every step through CG; the default (inexact) stops it after 1 iteration
     problem, best = toy_optimum
     method = pmp.methods.EMSA(n_direct=0, exact=exact)
-    assert method.max_inner == (500 if exact else 3)
+    assert method._maximizer(problem).max_inner == (500 if exact else 1)
     result = pmp.train(problem, method, max_iter=3000, gtol=1e-9)
     assert np.all(np.diff(result.history["cost"]) <= 0.0)
     assert abs(result.cost["total"] - best) / best < 1e-4
@@ -278,6 +278,25 @@ def test_emsa_through_conjugate_gradients_resumes_bit_for_bit(toy_optimum, tmp_p
     for resume in (part[-1].resume, dict(part[-1].resume, method=method_state)):
         rest = pmp.iterate(problem, "emsa", max_iter=total, resume=resume, **kw)
         assert [s.cost["total"] for s in part] + [s.cost["total"] for s in rest] == full
+
+
+@pytest.mark.parametrize("field, reg, n_direct, solver, cap", [
+    ("outer", "l2", 256, None, 1),  # Cholesky: the cap is unused
+    ("outer", "l2", 0, "cg", 1),
+    ("outer", "l1", 256, "fista", 3),
+    ("diagonal", "l2", 256, None, 1),
+    ("diagonal", "l1", 256, "fista", 3),
+    ("inner", "l2", 256, "lbfgs", 3),
+])
+def test_the_inexact_emsa_caps_each_inner_solver(field, reg, n_direct, solver, cap):
+    x, y = pmp.datasets.rings(12, seed=0, lift=3)
+    bound = dict(bound=1.0) if reg == "l1" else {}
+    problem = pmp.Problem(x, y, field=field, reg=reg, lam=0.01, T=1.0, n_steps=4,
+                          projection="first", **bound)
+    maximizer = pmp.methods.EMSA(n_direct=n_direct)._maximizer(problem)
+    assert maximizer.inner_solver() == solver
+    assert maximizer.max_inner == cap
+    assert pmp.methods.EMSA(n_direct=n_direct, max_inner=7)._maximizer(problem).max_inner == 7
 
 
 def test_an_inexact_maximisation_gains_less_than_the_exact_one_but_gains(toy_optimum):

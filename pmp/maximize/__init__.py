@@ -80,8 +80,9 @@ class Maximizer:
         gradients (fields linear in the control).
     tol : float
         Relative tolerance of the inner iterative solvers.
-    max_inner : int
-        Iteration cap of the inner solvers.
+    max_inner : int or dict
+        Iteration cap of the inner solvers, or a cap per solver (keys "cg", "fista",
+        "lbfgs": see :meth:`inner_solver`).
 
     Attributes
     ----------
@@ -106,7 +107,6 @@ class Maximizer:
         self.problem = problem
         self.n_direct = integer(n_direct, "n_direct", low=0)
         self.tol = real(tol, "tol", low=0.0, low_open=True)
-        self.max_inner = integer(max_inner, "max_inner", low=1)
         self.form = problem.field.control_form()
         self.solver = SOLVERS[type(self.form)]
         if type(problem.reg) not in REG_CODES:
@@ -115,8 +115,17 @@ class Maximizer:
             raise TypeError(f"no maximiser for regularizer {type(problem.reg).__name__} "
                             f"(weighted entry by entry) with field {problem.field!r}")
         self.solver.check(problem)
+        if isinstance(max_inner, dict):
+            max_inner = max_inner.get(self.inner_solver(), 1)  # 1: no iterative solver
+        self.max_inner = integer(max_inner, "max_inner", low=1)
         self.memory = None
         self._ahead = None
+
+    def inner_solver(self):
+        """The iterative solver of the maximisation at ``rho > 0``, which ``max_inner``
+        caps: "cg" (conjugate gradients), "fista" or "lbfgs"; None where every step is
+        solved directly or in closed form."""
+        return self.solver.inner_solver(self, self.problem)
 
     def check(self, rho):
         """Raise ``ValueError`` where the maximisation has no solution at this ``rho``."""

@@ -3,6 +3,7 @@ the linear case coordinate by coordinate."""
 import numpy as np
 
 from .._kernels import lazy
+from .._kernels.codes import L1_GROUP
 from ._common import REG_CODES, free_entries, h1_terms
 
 _kd = lazy("maximize_diagonal")
@@ -14,6 +15,12 @@ def check(problem):
 
 def reads_trajectories(maximizer, problem):
     return True
+
+
+def inner_solver(maximizer, problem):
+    """The iterative solver of a maximisation at ``rho > 0``: FISTA for the group l1, else
+    None (closed forms, coordinate by coordinate)."""
+    return "fista" if REG_CODES[type(problem.reg)] == L1_GROUP else None
 
 
 def maximize(maximizer, problem, form, controls, xs, ps, rho, statistics):

@@ -22,6 +22,11 @@ def reads_trajectories(maximizer, problem):
     return True
 
 
+def inner_solver(maximizer, problem):
+    """The iterative solver of every maximisation: SciPy's L-BFGS."""
+    return "lbfgs"
+
+
 def kernel_calls(maximizer, problem, form, controls, xs, ps, rho, statistics):
     """No kernel to compile ahead: the objective's kernel is called from SciPy's L-BFGS
     and compiles at its first call."""

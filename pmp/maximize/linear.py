@@ -33,10 +33,21 @@ def check(problem):
 def reads_trajectories(maximizer, problem):
     """False where the costate sweep's sums suffice: l2 with a direct solve on a field
     whose costate sweep computes them."""
-    form = maximizer.form
-    unknowns = sum(int(np.prod(problem.field.step_shapes()[n])) for n in form.names)
     return not (problem.reg.smooth and problem.field.maximize_statistics(0) is not None
-                and unknowns <= maximizer.n_direct)
+                and _unknowns(maximizer, problem) <= maximizer.n_direct)
+
+
+def inner_solver(maximizer, problem):
+    """The iterative solver of a maximisation at ``rho > 0``: FISTA for l1, conjugate
+    gradients above ``n_direct`` unknowns per step, else None (Cholesky)."""
+    if not problem.reg.smooth:
+        return "fista"
+    return "cg" if _unknowns(maximizer, problem) > maximizer.n_direct else None
+
+
+def _unknowns(maximizer, problem):
+    """The unknowns of one step's maximisation."""
+    return sum(int(np.prod(problem.field.step_shapes()[n])) for n in maximizer.form.names)
 
 
 def maximize(maximizer, problem, form, controls, xs, ps, rho, statistics):

@@ -164,14 +164,18 @@ class EMSA(MSA):
         method monotone, and its fixed points are those of the exact maximiser
         (docs/theory.md 10). Direct solves (at most ``n_direct`` unknowns per step) and
         closed forms are exact either way.
-    max_inner : int, optional
-        Iteration cap of the inner solvers: default 500 when ``exact``, else 3.
+    max_inner : int or dict, optional
+        Iteration cap of the inner solvers, or a cap per solver (see
+        :meth:`pmp.maximize.Maximizer.inner_solver`). Default: 500 when ``exact``, else
+        :attr:`INEXACT_MAX_INNER`: one conjugate-gradient iteration (a preconditioned
+        steepest ascent step with its exact line search on the quadratic), 3 of FISTA or
+        L-BFGS.
     n_direct, tol, xtol
         As :class:`MSA`.
     """
 
     name = "emsa"
-    INEXACT_MAX_INNER = 3
+    INEXACT_MAX_INNER = {"cg": 1, "fista": 3, "lbfgs": 3}
     DEFAULT_MOMENTUM = 0.999
 
     def __init__(self, rho=1.0, adaptive=True, sufficient=0.1, rho_min=1e-8, rho_max=1e12,
