@@ -104,10 +104,13 @@ def run(options):
 
 def markdown(result):
     """The section's report."""
+    cap = pmp.methods.EMSA.INEXACT_MAX_INNER  # one cap for every solver before a dict
+    cg = cap["cg"] if isinstance(cap, dict) else cap
     lines = [f"Median time of one iteration through `pmp.iterate` (float64), interleaved: GD "
              f"(lr = {GD_LR:g}) and the E-MSA with its defaults (adaptive rho; for the field "
              f"\"outer\": the closed form for rho = 0, else Cholesky up to 256 unknowns per "
-             f"step (W1), else 3 iterations of preconditioned CG (W2: 64 x 65 unknowns), see "
+             f"step (W1), else {cg} iteration{'s' if cg > 1 else ''} of preconditioned CG (W2: "
+             f"64 x 65 unknowns), see "
              f"`pmp.maximize`).", ""]
     lines += table(
         ["workload", "GD / iteration", "E-MSA / iteration", "E-MSA / GD", "E-MSA accepted",
