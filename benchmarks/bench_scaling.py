@@ -6,11 +6,14 @@
   ``time = a + b * size`` is fitted to each sweep (target R^2 >= 0.99: the cost is linear
   in N and in K).
 * Threads: W2 and W3 (float64) with ``pmp.threads(1)`` against ``pmp.threads(2)``,
-  interleaved (target speed-up >= 1.7x).
+  interleaved (target speed-up >= 1.7x). Interleaved with them, the same thread counts on
+  a 1024 x 1024 GEMM of pmp's kernels' BLAS on row blocks, as in the sweeps
+  (:class:`benchmarks.common.Gemm`): the speed-up the machine itself gives at that moment,
+  which a sweep of products cannot exceed.
 """
 import pmp
-from benchmarks.common import (PmpIteration, describe, fit_line, interleaved_medians, log,
-                               seconds, table, target, workload)
+from benchmarks.common import (Gemm, PmpIteration, describe, fit_line, interleaved_medians,
+                               log, seconds, table, target, workload)
 
 NAME = "scaling"
 UNITS = {"n_samples": "sample", "n_steps": "step"}
@@ -68,24 +71,29 @@ def speedup(name, options):
     Returns
     -------
     dict
-        ``workload, one_thread_s, threads, many_threads_s, speedup``.
+        ``workload, one_thread_s, threads, many_threads_s, speedup`` and
+        ``gemm_speedup``, the GEMM's (the machine's ceiling at the time).
     """
     problem = workload(name)
 
-    def in_threads(n):
-        stepper = _stepper(problem)
-
+    def in_threads(n, step_of):
         def step():
             with pmp.threads(n):
-                stepper.step()
+                step_of()
         return step
 
-    medians = interleaved_medians({"one": in_threads(1), "many": in_threads(options.threads)},
-                                  options.repeat)
-    row = dict(workload=name, one_thread_s=medians["one"], threads=options.threads,
-               many_threads_s=medians["many"], speedup=medians["one"] / medians["many"])
-    log(NAME, f"{name}: 1 thread {seconds(row['one_thread_s'])}, {options.threads} threads "
-              f"{seconds(row['many_threads_s'])}: speed-up {row['speedup']:.2f}x")
+    stepper, gemm = _stepper(problem), Gemm("float64", library="pmp")
+    n = options.threads
+    medians = interleaved_medians({"one": in_threads(1, stepper.step),
+                                   "many": in_threads(n, stepper.step),
+                                   "gemm_one": in_threads(1, gemm.step),
+                                   "gemm_many": in_threads(n, gemm.step)}, options.repeat)
+    row = dict(workload=name, one_thread_s=medians["one"], threads=n,
+               many_threads_s=medians["many"], speedup=medians["one"] / medians["many"],
+               gemm_speedup=medians["gemm_one"] / medians["gemm_many"])
+    log(NAME, f"{name}: 1 thread {seconds(row['one_thread_s'])}, {n} threads "
+              f"{seconds(row['many_threads_s'])}: speed-up {row['speedup']:.2f}x (a GEMM: "
+              f"{row['gemm_speedup']:.2f}x)")
     return row
 
 
@@ -118,9 +126,17 @@ def markdown(result):
                      f"b = {fit['slope_s'] * 1e6:.3g} us / {UNITS[variable]}",
                      f"R^2 = {fit['r2']:.4f}"])
     lines += table(["varied", "size", "N x d x K", "median / iteration", "line fit"], rows)
-    lines += ["", "Threads (float64, median time per iteration, interleaved):", ""]
-    lines += table(["workload", "1 thread", "n threads", "speed-up"],
+    lines += ["", "Threads (float64, median time per iteration, interleaved), and the "
+              "speed-up of a 1024 x 1024 GEMM of pmp's BLAS on row blocks on the same "
+              "threads, interleaved with them: what the machine gives at the time, the "
+              "ceiling of a sweep of products.", ""]
+    lines += table(["workload", "1 thread", "n threads", "speed-up", "GEMM speed-up"],
                    [[r["workload"], seconds(r["one_thread_s"]),
-                     f"{r['threads']}: {seconds(r['many_threads_s'])}", f"{r['speedup']:.2f}x"]
-                    for r in result["threads"]])
+                     f"{r['threads']}: {seconds(r['many_threads_s'])}", f"{r['speedup']:.2f}x",
+                     _gemm_cell(r)] for r in result["threads"]])
     return lines
+
+
+def _gemm_cell(row):
+    """The GEMM's speed-up (not measured in records older than it)."""
+    return f"{row['gemm_speedup']:.2f}x" if "gemm_speedup" in row else "-"

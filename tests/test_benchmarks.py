@@ -147,3 +147,31 @@ def test_msa_report_shows_where_the_emsa_iteration_goes():
     assert "| W2 | 200.00 ms | 4.00 | 80% |" in text
     assert "| W1 | " in text and text.count("| W1 |") == 1  # no maximisation row for W1
     assert "maximisation alone" not in "\n".join(bench_msa.markdown(dict(rows=rows[:1])))
+
+
+def test_thread_report_gives_the_machines_own_speedup():
+    # a missed thread speed-up is read against a GEMM's on the same threads (older records
+    # without it still render)
+    from benchmarks import bench_scaling
+
+    fit = dict(intercept_s=0.0, slope_s=1e-3, r2=1.0)
+    threads = [dict(workload="W2", one_thread_s=0.08, threads=2, many_threads_s=0.05,
+                    speedup=1.6, gemm_speedup=1.62),
+               dict(workload="W3", one_thread_s=0.8, threads=2, many_threads_s=0.5,
+                    speedup=1.6)]
+    text = "\n".join(bench_scaling.markdown(dict(rows=[], fits={"n_steps": fit},
+                                                 threads=threads)))
+    assert "| W2 | 80.00 ms | 2: 50.00 ms | 1.60x | 1.62x |" in text
+    assert "| W3 | 800.00 ms | 2: 500.00 ms | 1.60x | - |" in text
+
+
+def test_segment_report_gives_one_more_forward_sweep():
+    from benchmarks import bench_memory
+
+    common = dict(case="W2", n_samples=10, dim=2, n_steps=4, model_bytes=1e6,
+                  baseline_bytes=1e8, peak_bytes=1.5e8, peak_reset=True, ratio=0.5)
+    rows = [dict(common, segment=None, median_s=0.1, time_ratio=1.0),
+            dict(common, segment=2, median_s=0.14, time_ratio=1.4, forward_ratio=1.35)]
+    text = "\n".join(bench_memory.markdown(dict(rows=rows)))
+    assert "| 140.00 ms | 1.40x | 1.35x |" in text
+    assert "| 100.00 ms | - | - |" in text
