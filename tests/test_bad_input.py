@@ -109,6 +109,14 @@ CASES = [
     pytest.param(lambda: pmp.train(problem(reg="l1", lam=0.1), "emsa", momentum=0.5,
                                    max_iter=1), ValueError,
                  "momentum > 0 needs a differentiable regularizer", id="emsa-momentum-l1"),
+    # ---- a cap per inner solver: known solvers, and one for the problem's
+    pytest.param(lambda: pmp.train(problem(), "emsa", max_inner={"newton": 2}, max_iter=1),
+                 ValueError, "max_inner's keys must be among cg, fista, lbfgs, got 'newton'",
+                 id="max_inner-unknown-solver"),
+    pytest.param(lambda: pmp.train(problem(reg="l1", lam=0.1), "emsa", max_inner={"cg": 2},
+                                   max_iter=1), ValueError,
+                 "max_inner has no cap for this problem's inner solver 'fista': got {'cg': 2}",
+                 id="max_inner-no-cap-for-the-solver"),
     # ---- 1. silently accepted: n_classes, float32 range, non-finite trajectories, scale
     pytest.param(lambda: problem(y=LABELS, loss="cross_entropy", n_classes=2.0), TypeError,
                  "n_classes must be an int, got float 2.0", id="n_classes-float"),

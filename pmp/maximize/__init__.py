@@ -43,6 +43,8 @@ from ._common import REG_CODES, await_ahead, compile_ahead, free_entries, h1_ter
 # the solver of each control form (pmp.fields): a module with check(problem) and
 # maximize(maximizer, problem, form, controls, xs, ps, rho, statistics)
 SOLVERS = {LinearForm: linear, DiagonalForm: diagonal, TwoLayerForm: general}
+# the iterative inner solvers, as Maximizer.inner_solver names them
+INNER_SOLVERS = ("cg", "fista", "lbfgs")
 
 
 @dataclass
@@ -116,7 +118,7 @@ class Maximizer:
                             f"(weighted entry by entry) with field {problem.field!r}")
         self.solver.check(problem)
         if isinstance(max_inner, dict):
-            max_inner = max_inner.get(self.inner_solver(), 1)  # 1: no iterative solver
+            max_inner = self._cap_of(max_inner)
         self.max_inner = integer(max_inner, "max_inner", low=1)
         self.memory = None
         self._ahead = None
@@ -126,6 +128,19 @@ class Maximizer:
         caps: "cg" (conjugate gradients), "fista" or "lbfgs"; None where every step is
         solved directly or in closed form."""
         return self.solver.inner_solver(self, self.problem)
+
+    def _cap_of(self, caps):
+        """The cap of this problem's inner solver in ``caps`` (solver -> cap); 1 where the
+        steps are solved directly (no cap applies)."""
+        unknown = sorted(set(caps) - set(INNER_SOLVERS))
+        if unknown:
+            raise ValueError(f"max_inner's keys must be among {', '.join(INNER_SOLVERS)}, got "
+                             f"{', '.join(map(repr, unknown))}")
+        solver = self.inner_solver()
+        if solver is not None and solver not in caps:
+            raise ValueError(f"max_inner has no cap for this problem's inner solver "
+                             f"{solver!r}: got {caps}")
+        return caps.get(solver, 1)
 
     def check(self, rho):
         """Raise ``ValueError`` where the maximisation has no solution at this ``rho``."""

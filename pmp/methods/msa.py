@@ -183,7 +183,7 @@ class EMSA(MSA):
                  xtol=1e-12):
         self.exact = boolean(exact, "exact")
         if max_inner is None:
-            max_inner = 500 if self.exact else self.INEXACT_MAX_INNER
+            max_inner = 500 if self.exact else dict(self.INEXACT_MAX_INNER)
         super().__init__(n_direct, tol, max_inner, xtol)
         self.rho = real(rho, "rho", low=0.0)
         self.adaptive = boolean(adaptive, "adaptive")
