@@ -905,7 +905,8 @@ def markdown(result):
     for problem in result["problems"]:
         lines += problem_markdown(problem, settings) + [""]
     lines += table(["target", "measured", "limit", "result", "note"],
-                   [[t["target"], measured(t), f"{t['op']} {t['limit']:g}", f"**{t['status']}**", t["note"]]
+                   [[t["target"], measured(t), f"{t['op']} {t['limit']:g}", f"**{t['status']}**",
+                    t["note"]]
                     for t in result["targets"]])
     return lines
 
